@@ -1,0 +1,285 @@
+// Package config owns the pooler's configuration file schema. The operator renders it into the
+// <pool>-pooler-config Secret; the pooler reads it (and reloads it live) from the mounted file.
+// The same file runs the pooler without Kubernetes. See docs/pooler-config.md.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// FileName is the key of the config inside the config Secret and the file name in its mount.
+const FileName = "pooler.json"
+
+// Pool modes.
+const (
+	ModeTransaction = "transaction"
+	ModeSession     = "session"
+)
+
+// Config is the whole pooler configuration.
+type Config struct {
+	// Listen holds the addresses the pooler serves on.
+	Listen Listen `json:"listen"`
+	// TLS, when set, enables TLS for the Postgres listener (SSLRequest) and the HTTP listener.
+	TLS *TLS `json:"tls,omitempty"`
+	// Database is the database name clients must ask for; it maps to Upstream.Database.
+	Database string `json:"database"`
+	// Upstream is the PostgreSQL server the pool connects to.
+	Upstream Upstream `json:"upstream"`
+	// Pool holds pool sizes, limits and timeouts.
+	Pool Pool `json:"pool"`
+	// Keys are the API keys clients authenticate with (user name = key name, password = key).
+	Keys []Key `json:"keys"`
+	// Paused makes the pooler hold new transactions until it is unpaused; in-flight ones finish.
+	Paused bool `json:"paused,omitempty"`
+	// AllowCleartextWithoutTLS lets clients send the key as a cleartext password on a connection
+	// that is not TLS. Only for loopback/development; WebSocket clients are covered by the
+	// outer TLS and do not need it.
+	AllowCleartextWithoutTLS bool `json:"allowCleartextWithoutTLS,omitempty"`
+	// HTTP configures the HTTP SQL endpoint and the WebSocket transport.
+	HTTP HTTP `json:"http"`
+}
+
+// Listen holds listener addresses ("host:port"; empty disables the listener).
+type Listen struct {
+	Postgres string `json:"postgres"`
+	HTTP     string `json:"http,omitempty"`
+	Admin    string `json:"admin,omitempty"`
+}
+
+// TLS names the certificate files of the pooler's server certificate.
+type TLS struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+}
+
+// Upstream is the PostgreSQL server behind the pool.
+type Upstream struct {
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	Database string `json:"database"`
+	User     string `json:"user"`
+	Password string `json:"password"`
+	// SSLMode is a libpq sslmode: disable, prefer, require, verify-ca or verify-full.
+	SSLMode string `json:"sslMode"`
+	// CAFile is the CA bundle used for verify-ca / verify-full.
+	CAFile string `json:"caFile,omitempty"`
+}
+
+// Pool holds the pooling policy of one replica.
+type Pool struct {
+	// Mode is "transaction" (default) or "session".
+	Mode string `json:"mode"`
+	// Size is this replica's number of upstream connections.
+	Size int `json:"size"`
+	// MaxClientConnections caps client connections across all transports.
+	MaxClientConnections int `json:"maxClientConnections"`
+	// QueryWaitTimeout bounds how long a client waits for an upstream connection.
+	QueryWaitTimeout Duration `json:"queryWaitTimeout"`
+	// IdleTransactionTimeout closes a client that sits idle inside a transaction.
+	IdleTransactionTimeout Duration `json:"idleTransactionTimeout"`
+	// ServerLifetime retires upstream connections older than this.
+	ServerLifetime Duration `json:"serverLifetime"`
+	// ServerIdleTimeout closes upstream connections idle for longer than this.
+	ServerIdleTimeout Duration `json:"serverIdleTimeout"`
+	// ConnectTimeout bounds an upstream connection attempt.
+	ConnectTimeout Duration `json:"connectTimeout"`
+	// HealthCheckPeriod is how often idle upstream connections are checked.
+	HealthCheckPeriod Duration `json:"healthCheckPeriod"`
+	// AuthTimeout bounds a client's startup and authentication.
+	AuthTimeout Duration `json:"authTimeout"`
+	// ShutdownTimeout bounds the drain on SIGTERM.
+	ShutdownTimeout Duration `json:"shutdownTimeout"`
+	// MaxMessageBytes caps one client protocol message.
+	MaxMessageBytes int `json:"maxMessageBytes"`
+}
+
+// HTTP configures the HTTP listener's SQL endpoint and WebSocket transport.
+type HTTP struct {
+	Enabled bool `json:"enabled"`
+	// MaxRequestBytes caps a request body.
+	MaxRequestBytes int `json:"maxRequestBytes,omitempty"`
+	// MaxResponseBytes caps a response (507 beyond).
+	MaxResponseBytes int `json:"maxResponseBytes,omitempty"`
+	// StatementTimeout bounds one HTTP request's queries.
+	StatementTimeout Duration `json:"statementTimeout,omitempty"`
+	// Cache is the opt-in query result cache.
+	Cache Cache `json:"cache"`
+}
+
+// Cache configures the HTTP query result cache.
+type Cache struct {
+	Enabled    bool     `json:"enabled"`
+	DefaultTTL Duration `json:"defaultTTL,omitempty"`
+	MaxBytes   int64    `json:"maxBytes,omitempty"`
+}
+
+// Key is one API key name with the verifiers of the keys valid for it. During a rotation's
+// grace period a name has two verifiers (new and previous) that share salt and iterations.
+type Key struct {
+	Name      string     `json:"name"`
+	Verifiers []Verifier `json:"verifiers"`
+}
+
+// Verifier is what the pooler stores for one key: never the key itself.
+type Verifier struct {
+	// SCRAM is a SCRAM-SHA-256 verifier in PostgreSQL's format (see package apikey).
+	SCRAM string `json:"scram"`
+	// SHA256 is the hex SHA-256 digest of the key.
+	SHA256 string `json:"sha256"`
+	// Fingerprint is the key's short public identifier (apikey.Fingerprint).
+	Fingerprint string `json:"fingerprint"`
+	// NotAfter, when set, is the end of this key's validity (a rotation's grace period).
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s") in JSON.
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON accepts a duration string such as "1m30s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Defaults returns a Config with every default filled in; Load starts from it.
+func Defaults() Config {
+	return Config{
+		Listen: Listen{Postgres: ":5432", HTTP: ":8443", Admin: ":8080"},
+		Upstream: Upstream{Port: 5432, SSLMode: "prefer"},
+		Pool: Pool{
+			Mode:                   ModeTransaction,
+			Size:                   10,
+			MaxClientConnections:   10000,
+			QueryWaitTimeout:       Duration{30 * time.Second},
+			IdleTransactionTimeout: Duration{60 * time.Second},
+			ServerLifetime:         Duration{time.Hour},
+			ServerIdleTimeout:      Duration{10 * time.Minute},
+			ConnectTimeout:         Duration{5 * time.Second},
+			HealthCheckPeriod:      Duration{30 * time.Second},
+			AuthTimeout:            Duration{10 * time.Second},
+			ShutdownTimeout:        Duration{25 * time.Second},
+			MaxMessageBytes:        64 << 20,
+		},
+		HTTP: HTTP{
+			MaxRequestBytes:  4 << 20,
+			MaxResponseBytes: 10 << 20,
+			StatementTimeout: Duration{30 * time.Second},
+			Cache:            Cache{MaxBytes: 64 << 20},
+		},
+	}
+}
+
+// Parse decodes a config, filling unset fields with Defaults, and validates it.
+func Parse(data []byte) (*Config, error) {
+	cfg := Defaults()
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("parse pooler config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Load reads and parses a config file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read pooler config: %w", err)
+	}
+	return Parse(data)
+}
+
+// Marshal renders a config deterministically (stable field order, indented).
+func (c *Config) Marshal() ([]byte, error) {
+	return json.MarshalIndent(c, "", "  ")
+}
+
+// Validate reports every problem of the config at once, naming the field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.Listen.Postgres == "" && c.Listen.HTTP == "" {
+		bad("listen", "at least one of postgres or http must be set")
+	}
+	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		bad("tls", "certFile and keyFile are both required")
+	}
+	if c.Database == "" {
+		bad("database", "required")
+	}
+	if c.Upstream.Host == "" {
+		bad("upstream.host", "required")
+	}
+	if c.Upstream.Port < 1 || c.Upstream.Port > 65535 {
+		bad("upstream.port", "must be 1-65535, got %d", c.Upstream.Port)
+	}
+	if c.Upstream.Database == "" {
+		bad("upstream.database", "required")
+	}
+	if c.Upstream.User == "" {
+		bad("upstream.user", "required")
+	}
+	switch c.Upstream.SSLMode {
+	case "disable", "prefer", "require", "verify-ca", "verify-full":
+	default:
+		bad("upstream.sslMode", "must be one of disable, prefer, require, verify-ca, verify-full; got %q", c.Upstream.SSLMode)
+	}
+	switch c.Pool.Mode {
+	case ModeTransaction, ModeSession:
+	default:
+		bad("pool.mode", "must be transaction or session; got %q", c.Pool.Mode)
+	}
+	if c.Pool.Size < 1 {
+		bad("pool.size", "must be at least 1, got %d", c.Pool.Size)
+	}
+	if c.Pool.MaxClientConnections < 1 {
+		bad("pool.maxClientConnections", "must be at least 1, got %d", c.Pool.MaxClientConnections)
+	}
+	if c.Pool.MaxMessageBytes < 1024 {
+		bad("pool.maxMessageBytes", "must be at least 1024, got %d", c.Pool.MaxMessageBytes)
+	}
+	for name, d := range map[string]Duration{
+		"pool.queryWaitTimeout": c.Pool.QueryWaitTimeout, "pool.connectTimeout": c.Pool.ConnectTimeout,
+		"pool.authTimeout": c.Pool.AuthTimeout,
+	} {
+		if d.Duration <= 0 {
+			bad(name, "must be positive")
+		}
+	}
+	seen := map[string]bool{}
+	for i, k := range c.Keys {
+		field := fmt.Sprintf("keys[%d]", i)
+		if k.Name == "" {
+			bad(field+".name", "required")
+		}
+		if seen[k.Name] {
+			bad(field+".name", "duplicate key name %q", k.Name)
+		}
+		seen[k.Name] = true
+		for j, v := range k.Verifiers {
+			if v.SCRAM == "" || v.SHA256 == "" {
+				bad(fmt.Sprintf("%s.verifiers[%d]", field, j), "scram and sha256 are required")
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
