@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -42,7 +43,18 @@ type Config struct {
 	AllowCleartextWithoutTLS bool `json:"allowCleartextWithoutTLS,omitempty"`
 	// HTTP configures the HTTP SQL endpoint and the WebSocket transport.
 	HTTP HTTP `json:"http"`
+	// ClientAuthMethod is how wire-protocol clients prove their key: "scram-sha-256" (default)
+	// or "password" (the key in cleartext; used only on TLS connections, on transports that are
+	// secured outside the protocol such as WebSocket over TLS, or with
+	// AllowCleartextWithoutTLS; elsewhere the pooler falls back to SCRAM).
+	ClientAuthMethod string `json:"clientAuthMethod,omitempty"`
 }
+
+// Client authentication methods.
+const (
+	AuthSCRAM    = "scram-sha-256"
+	AuthPassword = "password"
+)
 
 // Listen holds listener addresses ("host:port"; empty disables the listener).
 type Listen struct {
@@ -96,6 +108,9 @@ type Pool struct {
 	ShutdownTimeout Duration `json:"shutdownTimeout"`
 	// MaxMessageBytes caps one client protocol message.
 	MaxMessageBytes int `json:"maxMessageBytes"`
+	// PreparedStatementsPerConn caps the protocol-level prepared statements the pooler keeps on
+	// one upstream connection (least recently used ones are closed beyond it).
+	PreparedStatementsPerConn int `json:"preparedStatementsPerConn,omitempty"`
 }
 
 // HTTP configures the HTTP listener's SQL endpoint and WebSocket transport.
@@ -160,21 +175,23 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Defaults returns a Config with every default filled in; Load starts from it.
 func Defaults() Config {
 	return Config{
-		Listen: Listen{Postgres: ":5432", HTTP: ":8443", Admin: ":8080"},
-		Upstream: Upstream{Port: 5432, SSLMode: "prefer"},
+		Listen:           Listen{Postgres: ":5432", HTTP: ":8443", Admin: ":8080"},
+		Upstream:         Upstream{Port: 5432, SSLMode: "prefer"},
+		ClientAuthMethod: AuthSCRAM,
 		Pool: Pool{
-			Mode:                   ModeTransaction,
-			Size:                   10,
-			MaxClientConnections:   10000,
-			QueryWaitTimeout:       Duration{30 * time.Second},
-			IdleTransactionTimeout: Duration{60 * time.Second},
-			ServerLifetime:         Duration{time.Hour},
-			ServerIdleTimeout:      Duration{10 * time.Minute},
-			ConnectTimeout:         Duration{5 * time.Second},
-			HealthCheckPeriod:      Duration{30 * time.Second},
-			AuthTimeout:            Duration{10 * time.Second},
-			ShutdownTimeout:        Duration{25 * time.Second},
-			MaxMessageBytes:        64 << 20,
+			Mode:                      ModeTransaction,
+			Size:                      10,
+			MaxClientConnections:      10000,
+			QueryWaitTimeout:          Duration{30 * time.Second},
+			IdleTransactionTimeout:    Duration{60 * time.Second},
+			ServerLifetime:            Duration{time.Hour},
+			ServerIdleTimeout:         Duration{10 * time.Minute},
+			ConnectTimeout:            Duration{5 * time.Second},
+			HealthCheckPeriod:         Duration{30 * time.Second},
+			AuthTimeout:               Duration{10 * time.Second},
+			ShutdownTimeout:           Duration{25 * time.Second},
+			MaxMessageBytes:           64 << 20,
+			PreparedStatementsPerConn: 256,
 		},
 		HTTP: HTTP{
 			MaxRequestBytes:  4 << 20,
@@ -204,6 +221,31 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("read pooler config: %w", err)
 	}
 	return Parse(data)
+}
+
+// Verifiers returns the verifiers of the key called name and whether the name exists.
+func (c *Config) Verifiers(name string) ([]Verifier, bool) {
+	for i := range c.Keys {
+		if c.Keys[i].Name == name {
+			return c.Keys[i].Verifiers, true
+		}
+	}
+	return nil, false
+}
+
+// UpstreamDSN is a libpq keyword/value connection string for the upstream. It contains the
+// password: never log it.
+func (c *Config) UpstreamDSN() string {
+	q := func(v string) string {
+		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+	}
+	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s sslmode=%s",
+		q(c.Upstream.Host), c.Upstream.Port, q(c.Upstream.Database), q(c.Upstream.User),
+		q(c.Upstream.Password), q(c.Upstream.SSLMode))
+	if c.Upstream.CAFile != "" {
+		dsn += " sslrootcert=" + q(c.Upstream.CAFile)
+	}
+	return dsn
 }
 
 // Marshal renders a config deterministically (stable field order, indented).
@@ -256,6 +298,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Pool.MaxMessageBytes < 1024 {
 		bad("pool.maxMessageBytes", "must be at least 1024, got %d", c.Pool.MaxMessageBytes)
+	}
+	switch c.ClientAuthMethod {
+	case AuthSCRAM, AuthPassword:
+	default:
+		bad("clientAuthMethod", "must be %s or %s; got %q", AuthSCRAM, AuthPassword, c.ClientAuthMethod)
+	}
+	if c.Pool.PreparedStatementsPerConn < 1 {
+		bad("pool.preparedStatementsPerConn", "must be at least 1, got %d", c.Pool.PreparedStatementsPerConn)
 	}
 	for name, d := range map[string]Duration{
 		"pool.queryWaitTimeout": c.Pool.QueryWaitTimeout, "pool.connectTimeout": c.Pool.ConnectTimeout,

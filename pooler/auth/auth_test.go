@@ -1,0 +1,164 @@
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgepool/edgepool/pooler/apikey"
+	"github.com/edgepool/edgepool/pooler/config"
+)
+
+func makeKey(t *testing.T, salt []byte, notAfter *time.Time) (string, config.Verifier) {
+	t.Helper()
+	key, err := apikey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := apikey.NewSCRAMVerifier(key, salt, apikey.DefaultIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, config.Verifier{SCRAM: v.String(), SHA256: apikey.Digest(key), Fingerprint: apikey.Fingerprint(key), NotAfter: notAfter}
+}
+
+// scramClient runs the client side of SCRAM-SHA-256 against s and returns whether the server
+// accepted the key and whether the server signature checked out.
+func scramClient(t *testing.T, s *SCRAM, key string) (accepted bool) {
+	t.Helper()
+	clientFirstBare := "n=,r=clientnonce123"
+	serverFirst, err := s.ServerFirst([]byte("n,," + clientFirstBare))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nonce, saltB64 string
+	iter := 0
+	for _, a := range strings.Split(string(serverFirst), ",") {
+		switch {
+		case strings.HasPrefix(a, "r="):
+			nonce = a[2:]
+		case strings.HasPrefix(a, "s="):
+			saltB64 = a[2:]
+		case strings.HasPrefix(a, "i="):
+			for _, c := range a[2:] {
+				iter = iter*10 + int(c-'0')
+			}
+		}
+	}
+	if !strings.HasPrefix(nonce, "clientnonce123") || len(nonce) <= len("clientnonce123") {
+		t.Fatalf("bad server nonce %q", nonce)
+	}
+	salt, _ := base64.StdEncoding.DecodeString(saltB64)
+	salted, _ := pbkdf2.Key(sha256.New, key, salt, iter, 32)
+	mac := func(k []byte, m string) []byte { h := hmac.New(sha256.New, k); h.Write([]byte(m)); return h.Sum(nil) }
+	clientKey := mac(salted, "Client Key")
+	stored := sha256.Sum256(clientKey)
+	withoutProof := "c=biws,r=" + nonce
+	authMsg := clientFirstBare + "," + string(serverFirst) + "," + withoutProof
+	sig := mac(stored[:], authMsg)
+	proof := make([]byte, 32)
+	for i := range proof {
+		proof[i] = clientKey[i] ^ sig[i]
+	}
+	final, ok, err := s.ServerFinal([]byte(withoutProof + ",p=" + base64.StdEncoding.EncodeToString(proof)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok {
+		want := "v=" + base64.StdEncoding.EncodeToString(mac(mac(salted, "Server Key"), authMsg))
+		if string(final) != want {
+			t.Fatalf("server signature %q, want %q", final, want)
+		}
+	}
+	return ok
+}
+
+func TestSCRAMAndPassword(t *testing.T) {
+	salt, _ := apikey.NewSalt()
+	past := time.Now().Add(-time.Hour)
+	key1, v1 := makeKey(t, salt, nil)
+	key2, v2 := makeKey(t, salt, nil)
+	expired, v3 := makeKey(t, salt, &past)
+	ring, err := NewKeyring([]config.Key{{Name: "app", Verifiers: []config.Verifier{v1, v2, v3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, tc := range []struct {
+		name, user, key string
+		want            bool
+	}{
+		{"current key", "app", key1, true},
+		{"rotated key", "app", key2, true},
+		{"expired key", "app", expired, false},
+		{"wrong key", "app", "ep_wrong", false},
+		{"unknown name", "nobody", key1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := scramClient(t, ring.NewSCRAM(tc.user, now), tc.key); got != tc.want {
+				t.Errorf("SCRAM accepted=%v, want %v", got, tc.want)
+			}
+			if got := ring.CheckPassword(tc.user, tc.key, now); got != tc.want {
+				t.Errorf("password accepted=%v, want %v", got, tc.want)
+			}
+		})
+	}
+	if name, ok := ring.FindKey(key2, now); !ok || name != "app" {
+		t.Errorf("FindKey = %q %v", name, ok)
+	}
+	if _, ok := ring.FindKey(expired, now); ok {
+		t.Error("FindKey found an expired key")
+	}
+}
+
+func TestUnknownNameGetsStableDecoySalt(t *testing.T) {
+	ring, err := NewKeyring(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := func() string {
+		out, err := ring.NewSCRAM("ghost", time.Now()).ServerFirst([]byte("n,,n=,r=abc"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range strings.Split(string(out), ",") {
+			if strings.HasPrefix(a, "s=") {
+				return a
+			}
+		}
+		t.Fatal("no salt")
+		return ""
+	}
+	if a, b := first(), first(); a != b {
+		t.Fatalf("decoy salt changes between attempts: %s vs %s", a, b)
+	}
+}
+
+func TestRejectsMismatchedSaltsAndMalformedMessages(t *testing.T) {
+	s1, _ := apikey.NewSalt()
+	s2, _ := apikey.NewSalt()
+	_, v1 := makeKey(t, s1, nil)
+	_, v2 := makeKey(t, s2, nil)
+	if _, err := NewKeyring([]config.Key{{Name: "a", Verifiers: []config.Verifier{v1, v2}}}); err == nil {
+		t.Fatal("verifiers with different salts accepted")
+	}
+	ring, _ := NewKeyring([]config.Key{{Name: "a", Verifiers: []config.Verifier{v1}}})
+	for _, bad := range []string{"", "x", "p=tls-server-end-point,,n=,r=a", "n,,n=,m=ext,r=a", "n,,n=", "n,bad,n=,r=a"} {
+		if _, err := ring.NewSCRAM("a", time.Now()).ServerFirst([]byte(bad)); err == nil {
+			t.Errorf("client-first %q accepted", bad)
+		}
+	}
+	s := ring.NewSCRAM("a", time.Now())
+	if _, err := s.ServerFirst([]byte("n,,n=,r=abc")); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "c=biws,r=abc,p=AAAA", "c=eSws,r=x,p=AAAA", "no proof"} {
+		if _, ok, err := s.ServerFinal([]byte(bad)); ok || err == nil {
+			t.Errorf("client-final %q: ok=%v err=%v", bad, ok, err)
+		}
+	}
+}
