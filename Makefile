@@ -27,6 +27,10 @@ fmt: ## go fmt.
 vet: ## go vet.
 	$(GO) vet ./...
 
+.PHONY: lint
+lint: ## golangci-lint (pinned v2, built into bin/ on first use) on the whole module; see .golangci.yml.
+	./hack/lint.sh
+
 ##@ Test
 
 .PHONY: test-deps
@@ -37,3 +41,9 @@ test-deps: ## Install PostgreSQL and build envtest binaries when missing.
 .PHONY: test
 test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race detector.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(GO_TEST_FLAGS) ./...
+
+##@ Benchmarks
+
+.PHONY: bench
+bench: ## pgbench through edgepool vs direct PostgreSQL vs PgBouncer, plus idle-client memory (BENCH_SECONDS=15). Root.
+	./bench/run.sh
