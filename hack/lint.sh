@@ -30,9 +30,10 @@ if [[ ! -x "$bin" || "$(installed_version)" != "$version" ]]; then
 	fi
 fi
 
+# Lint the whole module unless package patterns were given.
 args=("$@")
-if [[ ${#args[@]} -eq 0 || "${args[0]}" == -* ]]; then
-	args+=(./...)
-fi
+have_pkgs=0
+for a in "${args[@]}"; do [[ "$a" == -* ]] || have_pkgs=1; done
+((have_pkgs)) || args+=(./...)
 # shellcheck disable=SC2086 # GOLANGCI_LINT_FLAGS is a word list on purpose
 exec "$bin" run ${GOLANGCI_LINT_FLAGS:-} "${args[@]}"
