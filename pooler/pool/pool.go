@@ -1,0 +1,530 @@
+// Package pool keeps the upstream PostgreSQL connections of one pooler process. Every
+// transport (wire protocol, WebSocket, HTTP SQL) borrows from the same Pool:
+//
+//	c, err := p.Acquire(ctx)       // waits at most QueryWaitTimeout; error has SQLSTATE 53300
+//	if err != nil { ... }
+//	defer c.Release()              // back to the pool only if healthy and idle, else closed
+//	res := c.PgConn().ExecParams(ctx, sql, args, nil, nil, nil).Read()
+//
+// Release returns a connection only when it is open, not busy and outside a transaction
+// (TxStatus 'I'); anything else is destroyed, so the next borrower never inherits a transaction
+// or a half-read result.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Settings are the live-tunable parameters of a Pool.
+type Settings struct {
+	// Size is the maximum number of upstream connections.
+	Size int
+	// QueryWaitTimeout bounds Acquire.
+	QueryWaitTimeout time.Duration
+	// ConnectTimeout bounds one connection attempt.
+	ConnectTimeout time.Duration
+	// Lifetime retires connections older than this (0: never).
+	Lifetime time.Duration
+	// IdleTimeout closes connections idle for longer than this (0: never).
+	IdleTimeout time.Duration
+	// HealthCheckPeriod is how often idle connections are pinged (0: never).
+	HealthCheckPeriod time.Duration
+	// PreparedPerConn caps the pooler-managed prepared statements of one connection.
+	PreparedPerConn int
+}
+
+// Options are fixed for the life of a Pool.
+type Options struct {
+	// Connect opens one upstream connection. Required.
+	Connect func(ctx context.Context) (*pgconn.PgConn, error)
+	// ObserveWait, if set, is called with the time each successful or failed Acquire waited.
+	ObserveWait func(time.Duration)
+	// OnConnectError, if set, is told about each failed connection attempt.
+	OnConnectError func(error)
+}
+
+// ErrClosed is returned by Acquire on a closed pool.
+var ErrClosed = errors.New("pool is closed")
+
+// Pool is a bounded set of upstream connections shared by all clients of the process.
+type Pool struct {
+	opts Options
+
+	mu       sync.Mutex
+	settings Settings
+	idle     []*Conn // LIFO: the most recently used connection is reused first
+	total    int     // open plus connecting
+	waiters  []*waiter
+	paused   bool
+	closed   bool
+	stopBG   chan struct{}
+	bgDone   chan struct{}
+
+	// counters, read by Stats
+	acquires      atomic.Int64
+	waits         atomic.Int64
+	waitTimeouts  atomic.Int64
+	waitNanos     atomic.Int64
+	connects      atomic.Int64
+	connectErrors atomic.Int64
+	destroyed     atomic.Int64
+	lastConnErr   atomic.Pointer[string]
+}
+
+type waiter struct {
+	ch chan *Conn // buffered 1: receives a connection, or nil meaning "try again"
+}
+
+// New creates a pool. Connections are opened on demand.
+func New(s Settings, opts Options) *Pool {
+	if s.Size < 1 {
+		s.Size = 1
+	}
+	if s.PreparedPerConn < 1 {
+		s.PreparedPerConn = 256
+	}
+	p := &Pool{opts: opts, settings: s, stopBG: make(chan struct{}), bgDone: make(chan struct{})}
+	go p.background()
+	return p
+}
+
+// Settings returns the current settings.
+func (p *Pool) Settings() Settings {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.settings
+}
+
+// Update applies new settings live. A smaller size closes idle connections beyond it; busy
+// ones are closed when released. A larger size lets waiters open connections.
+func (p *Pool) Update(s Settings) {
+	if s.Size < 1 {
+		s.Size = 1
+	}
+	if s.PreparedPerConn < 1 {
+		s.PreparedPerConn = 256
+	}
+	p.mu.Lock()
+	p.settings = s
+	var excess []*Conn
+	for p.total > s.Size && len(p.idle) > 0 {
+		c := p.idle[0]
+		p.idle = p.idle[1:]
+		p.total--
+		excess = append(excess, c)
+	}
+	p.wakeAllLocked()
+	p.mu.Unlock()
+	for _, c := range excess {
+		c.close()
+	}
+}
+
+// Resize changes the number of upstream connections live.
+func (p *Pool) Resize(n int) {
+	s := p.Settings()
+	s.Size = n
+	p.Update(s)
+}
+
+// SetPaused holds (true) or releases (false) new acquisitions. Connections already borrowed are
+// not affected; a paused Acquire still ends at its query-wait timeout.
+func (p *Pool) SetPaused(paused bool) {
+	p.mu.Lock()
+	p.paused = paused
+	if !paused {
+		p.wakeAllLocked()
+	}
+	p.mu.Unlock()
+}
+
+// Acquire borrows a connection, waiting at most the query-wait timeout (or ctx). On timeout the
+// error is a *pgconn.PgError with SQLSTATE 53300 (see IsWaitTimeout).
+func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
+	start := time.Now()
+	p.acquires.Add(1)
+	p.mu.Lock()
+	deadline := start.Add(p.settings.QueryWaitTimeout)
+	waited := false
+	var lastErr error
+	for {
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if !p.paused {
+			// Reuse an idle connection.
+			for len(p.idle) > 0 {
+				c := p.idle[len(p.idle)-1]
+				p.idle = p.idle[:len(p.idle)-1]
+				if c.expired(time.Now(), p.settings) || c.pg.IsClosed() {
+					p.total--
+					p.mu.Unlock()
+					c.close()
+					p.mu.Lock()
+					continue
+				}
+				p.mu.Unlock()
+				return p.handOut(c, start, waited), nil
+			}
+			// Open a new one if the budget allows.
+			if p.total < p.settings.Size {
+				p.total++
+				connectTimeout := p.settings.ConnectTimeout
+				p.mu.Unlock()
+				c, err := p.connect(ctx, connectTimeout, deadline)
+				if err == nil {
+					return p.handOut(c, start, waited), nil
+				}
+				lastErr = err
+				p.mu.Lock()
+				p.total--
+				p.wakeOneLocked()
+				if ctx.Err() != nil {
+					p.mu.Unlock()
+					return nil, ctx.Err()
+				}
+				// Back off a little before retrying within the deadline.
+				p.mu.Unlock()
+				if !sleepUntil(ctx, minTime(time.Now().Add(100*time.Millisecond), deadline)) {
+					return nil, ctx.Err()
+				}
+				p.mu.Lock()
+				if !time.Now().Before(deadline) {
+					p.mu.Unlock()
+					return nil, p.waitTimeout(start, lastErr)
+				}
+				continue
+			}
+		}
+		// Wait for a released connection or a free slot.
+		now := time.Now()
+		if !now.Before(deadline) {
+			p.mu.Unlock()
+			return nil, p.waitTimeout(start, lastErr)
+		}
+		if !waited {
+			waited = true
+			p.waits.Add(1)
+		}
+		w := &waiter{ch: make(chan *Conn, 1)}
+		p.waiters = append(p.waiters, w)
+		p.mu.Unlock()
+		timer := time.NewTimer(deadline.Sub(now))
+		var got *Conn
+		var ctxErr error
+		received := false
+		select {
+		case got = <-w.ch:
+			received = true
+		case <-timer.C:
+		case <-ctx.Done():
+			ctxErr = ctx.Err()
+		}
+		timer.Stop()
+		p.mu.Lock()
+		if !p.removeWaiterLocked(w) {
+			// Someone already signalled us; take what they sent.
+			if !received {
+				got = <-w.ch
+			}
+		}
+		if got != nil {
+			if ctxErr != nil {
+				p.mu.Unlock()
+				got.Release()
+				return nil, ctxErr
+			}
+			p.mu.Unlock()
+			return p.handOut(got, start, waited), nil
+		}
+		if ctxErr != nil {
+			p.wakeOneLocked()
+			p.mu.Unlock()
+			return nil, ctxErr
+		}
+	}
+}
+
+func (p *Pool) handOut(c *Conn, start time.Time, waited bool) *Conn {
+	d := time.Since(start)
+	if waited {
+		p.waitNanos.Add(int64(d))
+	}
+	if p.opts.ObserveWait != nil {
+		p.opts.ObserveWait(d)
+	}
+	c.borrowedAt = time.Now()
+	c.released.Store(false)
+	return c
+}
+
+func (p *Pool) waitTimeout(start time.Time, cause error) error {
+	p.waitTimeouts.Add(1)
+	d := time.Since(start)
+	p.waitNanos.Add(int64(d))
+	if p.opts.ObserveWait != nil {
+		p.opts.ObserveWait(d)
+	}
+	msg := fmt.Sprintf("query_wait_timeout: no upstream connection available within %s", d.Round(time.Millisecond))
+	e := &pgconn.PgError{Severity: "ERROR", Code: "53300", Message: msg}
+	if cause != nil {
+		e.Detail = "last connection attempt failed" // the cause may name hosts; keep it out of client messages
+		return &WaitTimeoutError{PgError: e, Cause: cause}
+	}
+	return &WaitTimeoutError{PgError: e}
+}
+
+// WaitTimeoutError is returned when no connection became available within the query-wait
+// timeout. It unwraps to its *pgconn.PgError (SQLSTATE 53300) and to the last connect error.
+type WaitTimeoutError struct {
+	PgError *pgconn.PgError
+	Cause   error
+}
+
+func (e *WaitTimeoutError) Error() string {
+	if e.Cause != nil {
+		return e.PgError.Message + ": " + e.Cause.Error()
+	}
+	return e.PgError.Message
+}
+
+// Unwrap lets errors.As find the *pgconn.PgError and errors.Is the cause.
+func (e *WaitTimeoutError) Unwrap() []error {
+	if e.Cause != nil {
+		return []error{e.PgError, e.Cause}
+	}
+	return []error{e.PgError}
+}
+
+// IsWaitTimeout reports whether err is a query-wait timeout.
+func IsWaitTimeout(err error) bool {
+	var w *WaitTimeoutError
+	return errors.As(err, &w)
+}
+
+func (p *Pool) connect(ctx context.Context, timeout time.Duration, deadline time.Time) (*Conn, error) {
+	cctx, cancel := context.WithDeadline(ctx, minTime(time.Now().Add(timeout), deadline.Add(timeout)))
+	defer cancel()
+	p.connects.Add(1)
+	pg, err := p.opts.Connect(cctx)
+	if err != nil {
+		p.connectErrors.Add(1)
+		s := err.Error()
+		p.lastConnErr.Store(&s)
+		if p.opts.OnConnectError != nil {
+			p.opts.OnConnectError(err)
+		}
+		return nil, err
+	}
+	now := time.Now()
+	return &Conn{pool: p, pg: pg, createdAt: now, lastUsed: now, stmts: newStmtSet()}, nil
+}
+
+// release is called by Conn.Release.
+func (p *Pool) release(c *Conn) {
+	now := time.Now()
+	c.lastUsed = now
+	p.mu.Lock()
+	healthy := !c.broken && !p.closed && !c.pg.IsClosed() && !c.pg.IsBusy() && c.pg.TxStatus() == 'I' &&
+		!c.expired(now, p.settings) && p.total <= p.settings.Size
+	if !healthy {
+		p.total--
+		p.wakeOneLocked()
+		p.mu.Unlock()
+		c.close()
+		return
+	}
+	// Hand straight to the oldest waiter, unless paused.
+	if !p.paused && len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w.ch <- c
+		p.mu.Unlock()
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+func (p *Pool) destroy(c *Conn) {
+	p.mu.Lock()
+	p.total--
+	p.wakeOneLocked()
+	p.mu.Unlock()
+	c.close()
+}
+
+func (p *Pool) wakeOneLocked() {
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w.ch <- nil
+	}
+}
+
+func (p *Pool) wakeAllLocked() {
+	for _, w := range p.waiters {
+		w.ch <- nil
+	}
+	p.waiters = nil
+}
+
+func (p *Pool) removeWaiterLocked(w *waiter) bool {
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// Close closes idle connections and makes Acquire fail; borrowed connections are closed when
+// released.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.total -= len(idle)
+	p.wakeAllLocked()
+	p.mu.Unlock()
+	close(p.stopBG)
+	<-p.bgDone
+	for _, c := range idle {
+		c.close()
+	}
+}
+
+// background retires idle connections past their lifetime or idle timeout and pings idle ones.
+func (p *Pool) background() {
+	defer close(p.bgDone)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastCheck := time.Now()
+	for {
+		select {
+		case <-p.stopBG:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		p.mu.Lock()
+		s := p.settings
+		var retire []*Conn
+		keep := p.idle[:0]
+		for _, c := range p.idle {
+			if c.expired(now, s) || c.pg.IsClosed() {
+				retire = append(retire, c)
+				p.total--
+			} else {
+				keep = append(keep, c)
+			}
+		}
+		clear(p.idle[len(keep):])
+		p.idle = keep
+		var check []*Conn
+		if s.HealthCheckPeriod > 0 && now.Sub(lastCheck) >= s.HealthCheckPeriod {
+			lastCheck = now
+			// Take idle connections that sat for a while out of the pool to ping them.
+			keep = p.idle[:0]
+			for _, c := range p.idle {
+				if now.Sub(c.lastUsed) >= s.HealthCheckPeriod {
+					check = append(check, c)
+				} else {
+					keep = append(keep, c)
+				}
+			}
+			clear(p.idle[len(keep):])
+			p.idle = keep
+		}
+		if len(retire) > 0 {
+			p.wakeAllLocked()
+		}
+		p.mu.Unlock()
+		for _, c := range retire {
+			p.destroyed.Add(1)
+			c.close()
+		}
+		for _, c := range check {
+			ctx, cancel := context.WithTimeout(context.Background(), s.ConnectTimeout)
+			err := c.pg.Ping(ctx)
+			cancel()
+			if err != nil {
+				c.broken = true
+			}
+			c.lastUsed = time.Now()
+			c.released.Store(false)
+			c.Release()
+		}
+	}
+}
+
+// Stats is a snapshot of the pool for /debug/pools and metrics.
+type Stats struct {
+	Size          int     `json:"size"`
+	Total         int     `json:"serversTotal"`
+	Idle          int     `json:"serversIdle"`
+	Active        int     `json:"serversActive"`
+	Waiting       int     `json:"clientsWaiting"`
+	Paused        bool    `json:"paused"`
+	Acquires      int64   `json:"acquires"`
+	Waits         int64   `json:"waits"`
+	WaitTimeouts  int64   `json:"waitTimeouts"`
+	WaitSeconds   float64 `json:"waitSecondsTotal"`
+	Connects      int64   `json:"connects"`
+	ConnectErrors int64   `json:"connectErrors"`
+	LastConnError string  `json:"lastConnectError,omitempty"`
+}
+
+// Stats returns current counters.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	s := Stats{Size: p.settings.Size, Total: p.total, Idle: len(p.idle), Waiting: len(p.waiters), Paused: p.paused}
+	p.mu.Unlock()
+	s.Active = s.Total - s.Idle
+	s.Acquires = p.acquires.Load()
+	s.Waits = p.waits.Load()
+	s.WaitTimeouts = p.waitTimeouts.Load()
+	s.WaitSeconds = time.Duration(p.waitNanos.Load()).Seconds()
+	s.Connects = p.connects.Load()
+	s.ConnectErrors = p.connectErrors.Load()
+	if e := p.lastConnErr.Load(); e != nil {
+		s.LastConnError = *e
+	}
+	return s
+}
+
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

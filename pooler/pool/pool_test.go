@@ -1,0 +1,138 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+var pg *testpg.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	pg, err = testpg.New()
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	pg.Close()
+	os.Exit(code)
+}
+
+func newPool(t *testing.T, size int, wait time.Duration) *Pool {
+	t.Helper()
+	p := New(Settings{Size: size, QueryWaitTimeout: wait, ConnectTimeout: 5 * time.Second},
+		Options{Connect: func(ctx context.Context) (*pgconn.PgConn, error) { return pgconn.Connect(ctx, pg.DSN("postgres")) }})
+	t.Cleanup(p.Close)
+	return p
+}
+
+func TestWaitTimeoutWhenPoolExhausted(t *testing.T) {
+	p := newPool(t, 1, 300*time.Millisecond)
+	ctx := context.Background()
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = p.Acquire(ctx)
+	elapsed := time.Since(start)
+	var pgErr *pgconn.PgError
+	if !IsWaitTimeout(err) || !errors.As(err, &pgErr) || pgErr.Code != "53300" {
+		t.Fatalf("want 53300 wait timeout, got %v", err)
+	}
+	if elapsed < 250*time.Millisecond || elapsed > time.Second {
+		t.Fatalf("wait took %v, want about 300ms", elapsed)
+	}
+	// A waiter gets the connection as soon as it is released.
+	go func() { time.Sleep(50 * time.Millisecond); c.Release() }()
+	c2, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("acquire after release: %v", err)
+	}
+	if c2 != c {
+		t.Fatal("released connection was not reused")
+	}
+	c2.Release()
+	if st := p.Stats(); st.Total != 1 || st.Idle != 1 || st.WaitTimeouts != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestReleaseDestroysConnectionInTransaction(t *testing.T) {
+	p := newPool(t, 2, time.Second)
+	ctx := context.Background()
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PgConn().Exec(ctx, "begin").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	pid := c.PgConn().PID()
+	c.Release()
+	if st := p.Stats(); st.Total != 0 || st.Idle != 0 {
+		t.Fatalf("in-transaction connection kept: %+v", st)
+	}
+	c2, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Release()
+	if c2.PgConn().PID() == pid || c2.PgConn().TxStatus() != 'I' {
+		t.Fatal("got the in-transaction connection back")
+	}
+}
+
+func TestResizeAndPause(t *testing.T) {
+	p := newPool(t, 3, 200*time.Millisecond)
+	ctx := context.Background()
+	var conns []*Conn
+	for range 3 {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Release()
+	}
+	p.Resize(1)
+	if st := p.Stats(); st.Total != 1 || st.Size != 1 {
+		t.Fatalf("after resize: %+v", st)
+	}
+	p.SetPaused(true)
+	if _, err := p.Acquire(ctx); !IsWaitTimeout(err) {
+		t.Fatalf("paused acquire: %v", err)
+	}
+	go func() { time.Sleep(50 * time.Millisecond); p.SetPaused(false) }()
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("acquire after unpause: %v", err)
+	}
+	c.Release()
+}
+
+func TestStmtSetEvictsLeastRecentlyUsed(t *testing.T) {
+	s := newStmtSet()
+	s.Add("a", 2)
+	s.Add("b", 2)
+	s.Has("a")
+	if ev := s.Add("c", 2); len(ev) != 1 || ev[0] != "b" {
+		t.Fatalf("evicted %v, want [b]", ev)
+	}
+	s.Remove("a")
+	if s.Has("a") || !s.Has("c") || s.Len() != 1 {
+		t.Fatal("remove/has mismatch")
+	}
+	s.Clear()
+	if s.Len() != 0 {
+		t.Fatal("clear")
+	}
+}
