@@ -47,3 +47,57 @@ test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race
 .PHONY: bench
 bench: ## pgbench through edgepool vs direct PostgreSQL vs PgBouncer, plus idle-client memory (BENCH_SECONDS=15). Root.
 	./bench/run.sh
+
+##@ Operator (CRD, RBAC, deepcopy, deploy)
+
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+CONTROLLER_GEN ?= $(BIN)/controller-gen
+KUBECTL ?= kubectl
+# The generators the tree is checked against (test TestGeneratedFilesAreFresh runs the same).
+CRD_RBAC_ARGS = rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..."
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN) ## Build controller-gen from the Go module proxy into bin/.
+$(CONTROLLER_GEN):
+	GOBIN=$(BIN) GOFLAGS=-mod=mod $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: manifests
+manifests: controller-gen ## Generate the CRD (config/crd/bases) and the manager ClusterRole (config/rbac/role.yaml).
+	$(CONTROLLER_GEN) $(CRD_RBAC_ARGS) output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: controller-gen ## Generate DeepCopy methods (api/v1alpha1/zz_generated.deepcopy.go).
+	$(CONTROLLER_GEN) object paths="./api/..."
+
+.PHONY: verify-generated
+verify-generated: controller-gen ## Fail when the committed CRD, RBAC or deepcopy differ from a fresh generation.
+	$(GO) test -count=1 -run TestGeneratedFilesAreFresh ./api/...
+
+.PHONY: install
+install: manifests ## Install the CRD into the cluster of the current kubeconfig.
+	$(KUBECTL) kustomize config/crd | $(KUBECTL) apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: manifests ## Remove the CRD (and with it every ConnectionPool) from the cluster.
+	$(KUBECTL) kustomize config/crd | $(KUBECTL) delete --ignore-not-found -f -
+
+.PHONY: run
+run: manifests generate ## Run the operator against the current kubeconfig (pooler image: IMG).
+	$(GO) run ./cmd/edgepool manager --pooler-image=$(IMG) --metrics-bind-address=:18080 --health-probe-bind-address=:18081
+
+.PHONY: build-installer
+build-installer: manifests generate ## Render the whole install (CRD, RBAC, manager with IMG) into dist/install.yaml.
+	mkdir -p dist
+	rm -rf $(BIN)/kustomize-work && mkdir -p $(BIN)/kustomize-work && cp -r config $(BIN)/kustomize-work/
+	cd $(BIN)/kustomize-work/config/manager && printf 'resources:\n- manager.yaml\nimages:\n- name: controller\n  newName: %s\n  newTag: %s\n' "$(firstword $(subst :, ,$(IMG)))" "$(or $(word 2,$(subst :, ,$(IMG))),latest)" > kustomization.yaml
+	$(KUBECTL) kustomize $(BIN)/kustomize-work/config/default > dist/install.yaml
+	rm -rf $(BIN)/kustomize-work
+	@echo "wrote dist/install.yaml (image $(IMG))"
+
+.PHONY: deploy
+deploy: build-installer ## Deploy the operator (dist/install.yaml) to the cluster of the current kubeconfig.
+	$(KUBECTL) apply --server-side -f dist/install.yaml
+
+.PHONY: undeploy
+undeploy: ## Remove the operator deployed by `make deploy`.
+	$(KUBECTL) delete --ignore-not-found -f dist/install.yaml

@@ -1,0 +1,215 @@
+package controllers
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
+	"github.com/edgepool/edgepool/internal/certs"
+	"github.com/edgepool/edgepool/pooler/config"
+)
+
+// upstreamCredentials are read from the user's credentials Secret.
+type upstreamCredentials struct {
+	Username string
+	Password string
+}
+
+// poolerConfig renders the pooler's config file: upstream credentials and the verifiers of the
+// enabled keys (never a plaintext key). Keys are sorted by name so the output is stable.
+func poolerConfig(pool *poolingv1alpha1.ConnectionPool, creds upstreamCredentials, keys []keyMaterial) (*config.Config, error) {
+	cfg := config.Defaults()
+	cfg.Listen = config.Listen{Postgres: fmt.Sprintf(":%d", PostgresPort), Admin: fmt.Sprintf(":%d", AdminPort)}
+	if pool.HTTPEnabled() {
+		cfg.Listen.HTTP = fmt.Sprintf(":%d", HTTPPort)
+	}
+	if pool.TLSEnabled() {
+		cfg.TLS = &config.TLS{
+			CertFile: path.Join(tlsMountDir, corev1.TLSCertKey),
+			KeyFile:  path.Join(tlsMountDir, corev1.TLSPrivateKeyKey),
+		}
+	}
+	cfg.Database = pool.Spec.Upstream.Database
+	cfg.Upstream = config.Upstream{
+		Host:     pool.Spec.Upstream.Host,
+		Port:     int(pool.UpstreamPort()),
+		Database: pool.Spec.Upstream.Database,
+		User:     creds.Username,
+		Password: creds.Password,
+		SSLMode:  string(pool.UpstreamSSLMode()),
+	}
+	if pool.Spec.Upstream.CASecret != nil {
+		cfg.Upstream.CAFile = path.Join(upstreamCAMountDir, "ca.crt")
+	}
+	p := pool.Spec.Pool
+	cfg.Pool.Mode = string(pool.PoolMode())
+	cfg.Pool.Size = int(pool.PoolSizePerReplica())
+	cfg.Pool.MaxClientConnections = int(pool.MaxClientConnections())
+	cfg.Pool.QueryWaitTimeout.Duration = poolingv1alpha1.DurationOr(p.QueryWaitTimeout, poolingv1alpha1.DefaultQueryWaitTimeout)
+	cfg.Pool.IdleTransactionTimeout.Duration = poolingv1alpha1.DurationOr(p.IdleTransactionTimeout, poolingv1alpha1.DefaultIdleTransactionTimeout)
+	cfg.Pool.ServerLifetime.Duration = poolingv1alpha1.DurationOr(p.ServerLifetime, poolingv1alpha1.DefaultServerLifetime)
+	cfg.Paused = pool.Spec.Paused
+	cfg.HTTP.Enabled = pool.HTTPEnabled()
+	cfg.HTTP.Cache = config.Cache{
+		Enabled:    pool.Spec.HTTP.Cache.Enabled,
+		DefaultTTL: config.Duration{Duration: poolingv1alpha1.DurationOr(pool.Spec.HTTP.Cache.DefaultTTL, 0)},
+		MaxBytes:   pool.CacheMaxBytes(),
+	}
+
+	cfg.Keys = []config.Key{}
+	for _, km := range keys {
+		if km.Disabled {
+			continue
+		}
+		current, err := verifierFor(km.Key, km.Salt, km.Iterations)
+		if err != nil {
+			return nil, fmt.Errorf("api key %s: %w", km.Name, err)
+		}
+		k := config.Key{Name: km.Name, Verifiers: []config.Verifier{current}}
+		if km.Previous != nil {
+			k.Verifiers = append(k.Verifiers, *km.Previous)
+		}
+		cfg.Keys = append(cfg.Keys, k)
+	}
+	slices.SortFunc(cfg.Keys, func(a, b config.Key) int { return strings.Compare(a.Name, b.Name) })
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("rendered pooler config is invalid: %w", err)
+	}
+	return &cfg, nil
+}
+
+// configSecret is the <pool>-pooler-config Secret mounted into the pooler pods.
+func configSecret(pool *poolingv1alpha1.ConnectionPool, cfg *config.Config) (*corev1.Secret, error) {
+	data, err := cfg.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("marshal pooler config: %w", err)
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      configSecretName(pool),
+			Namespace: pool.Namespace,
+			Labels:    childLabels(pool, componentConfig),
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{config.FileName: data},
+	}, nil
+}
+
+// appSecret is the <pool>-<key> Secret apps mount with envFrom: the key, ready-made connection
+// strings and the libpq variables. clientCA is the CA that signed the pooler's certificate
+// (nil when TLS is off or the user's TLS Secret carries none).
+func appSecret(pool *poolingv1alpha1.ConnectionPool, km keyMaterial, clientCA []byte) *corev1.Secret {
+	host := serviceHost(pool)
+	sslMode := "disable"
+	if pool.TLSEnabled() {
+		sslMode = "require"
+	}
+	data := map[string][]byte{
+		appSecretAPIKey: []byte(km.Key),
+		"DATABASE_URL":  []byte(databaseURL(pool, km, host, sslMode)),
+		"PGHOST":        []byte(host),
+		"PGPORT":        []byte(strconv.Itoa(PostgresPort)),
+		"PGDATABASE":    []byte(pool.Spec.Upstream.Database),
+		"PGUSER":        []byte(km.Name),
+		"PGPASSWORD":    []byte(km.Key),
+		"PGSSLMODE":     []byte(sslMode),
+	}
+	if pool.HTTPEnabled() {
+		data["HTTP_URL"] = []byte(httpURL(pool, host))
+	}
+	if ext := pool.Spec.Service.ExternalHost; ext != "" {
+		data["EXTERNAL_DATABASE_URL"] = []byte(databaseURL(pool, km, ext, sslMode))
+		if pool.HTTPEnabled() {
+			data["EXTERNAL_HTTP_URL"] = []byte(httpURL(pool, ext))
+		}
+	}
+	if pool.TLSEnabled() && len(clientCA) > 0 {
+		data["ca.crt"] = clientCA
+	}
+	labels := childLabels(pool, componentAPIKey)
+	labels[labelAPIKey] = km.Name
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        appSecretName(pool, km.Name),
+			Namespace:   pool.Namespace,
+			Labels:      labels,
+			Annotations: keyAnnotations(km),
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}
+}
+
+func databaseURL(pool *poolingv1alpha1.ConnectionPool, km keyMaterial, host, sslMode string) string {
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(km.Name, km.Key),
+		Host:     net.JoinHostPort(host, strconv.Itoa(PostgresPort)),
+		Path:     "/" + pool.Spec.Upstream.Database,
+		RawQuery: "sslmode=" + sslMode,
+	}
+	return u.String()
+}
+
+func httpURL(pool *poolingv1alpha1.ConnectionPool, host string) string {
+	scheme := "http"
+	if pool.TLSEnabled() {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://%s/sql", scheme, net.JoinHostPort(host, strconv.Itoa(HTTPPort)))
+}
+
+// tlsSecret is the <pool>-tls Secret of TLS mode Generated. Only tls.crt and tls.key are
+// mounted into the pods; the CA key stays in the Secret for renewals.
+func tlsSecret(pool *poolingv1alpha1.ConnectionPool, b certs.Bundle) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      tlsSecretName(pool),
+			Namespace: pool.Namespace,
+			Labels:    childLabels(pool, componentTLS),
+		},
+		Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{
+			corev1.TLSCertKey:       b.ServerCert,
+			corev1.TLSPrivateKeyKey: b.ServerKey,
+			"ca.crt":                b.CACert,
+			"ca.key":                b.CAKey,
+		},
+	}
+}
+
+// bundleFromSecret reads a Generated TLS Secret back (empty parts when absent).
+func bundleFromSecret(s *corev1.Secret) certs.Bundle {
+	if s == nil {
+		return certs.Bundle{}
+	}
+	return certs.Bundle{
+		CACert:     s.Data["ca.crt"],
+		CAKey:      s.Data["ca.key"],
+		ServerCert: s.Data[corev1.TLSCertKey],
+		ServerKey:  s.Data[corev1.TLSPrivateKeyKey],
+	}
+}
+
+// serverDNSNames are the names the generated certificate covers, in a fixed order.
+func serverDNSNames(pool *poolingv1alpha1.ConnectionPool) []string {
+	svc := serviceName(pool)
+	names := []string{
+		svc,
+		svc + "." + pool.Namespace,
+		svc + "." + pool.Namespace + ".svc",
+		svc + "." + pool.Namespace + ".svc.cluster.local",
+	}
+	if ext := pool.Spec.Service.ExternalHost; ext != "" {
+		names = append(names, ext)
+	}
+	return names
+}
