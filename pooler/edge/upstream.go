@@ -1,0 +1,26 @@
+package edge
+
+import (
+	"context"
+	"net"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Upstream lends upstream connections from the pooler's shared pool. Acquire waits up to the
+// pool's query-wait timeout and then fails (a *pgconn.PgError with SQLSTATE 53300), so an HTTP
+// request never hangs on a busy pool.
+type Upstream interface {
+	Acquire(ctx context.Context) (Lease, error)
+}
+
+// Lease is one borrowed upstream connection. Release hands it back; the pool decides whether
+// it is healthy enough to reuse (idle, not closed).
+type Lease interface {
+	PgConn() *pgconn.PgConn
+	Release()
+}
+
+// ConnServer runs one client session over a connection whose transport is already secured
+// (the WebSocket's TLS), so a cleartext password is acceptable. It returns when the session ends.
+type ConnServer func(ctx context.Context, conn net.Conn)
