@@ -3,8 +3,7 @@ package edge
 import (
 	"time"
 
-	"github.com/edgepool/edgepool/pooler/apikey"
-	"github.com/edgepool/edgepool/pooler/config"
+	"github.com/edgepool/edgepool/pooler/auth"
 )
 
 // KeyChecker decides whether key is a valid API key; when user is not empty the key must
@@ -13,32 +12,20 @@ type KeyChecker interface {
 	CheckKey(user, key string) (name string, ok bool)
 }
 
-// KeySet checks keys against the SHA-256 digests of the pooler config.
-type KeySet struct {
-	keys []config.Key
-	now  func() time.Time
-}
+// keyringChecker checks keys with the pooler's keyring (constant-time digest comparisons,
+// the same code that checks cleartext passwords of wire-protocol clients).
+type keyringChecker struct{ k *auth.Keyring }
 
-// NewKeySet returns a KeyChecker over keys; the pooler swaps in a new one on config reload.
-func NewKeySet(keys []config.Key) *KeySet {
-	return &KeySet{keys: keys, now: time.Now}
-}
+// KeyringChecker returns a KeyChecker over k; on config reload build a new one and SetKeys it.
+func KeyringChecker(k *auth.Keyring) KeyChecker { return keyringChecker{k} }
 
-// CheckKey compares key with every stored digest in constant time each, and looks at all of
-// them whatever matches, so the time taken does not tell which key came close.
-func (s *KeySet) CheckKey(user, key string) (string, bool) {
+func (c keyringChecker) CheckKey(user, key string) (string, bool) {
 	if key == "" {
 		return "", false
 	}
-	now := s.now()
-	matched := ""
-	for _, k := range s.keys {
-		for _, v := range k.Verifiers {
-			ok := apikey.MatchDigest(key, v.SHA256)
-			if ok && (user == "" || user == k.Name) && (v.NotAfter == nil || now.Before(*v.NotAfter)) && matched == "" {
-				matched = k.Name
-			}
-		}
+	now := time.Now()
+	if user == "" { // a bearer token carries no name
+		return c.k.FindKey(key, now)
 	}
-	return matched, matched != ""
+	return user, c.k.CheckPassword(user, key, now)
 }

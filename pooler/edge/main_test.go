@@ -12,7 +12,9 @@ import (
 
 	"github.com/edgepool/edgepool/internal/testpg"
 	"github.com/edgepool/edgepool/pooler/apikey"
+	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/config"
+	"github.com/edgepool/edgepool/pooler/pool"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -30,65 +32,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// connPool is a minimal fixed-size upstream pool over real connections, standing in for the
-// pooler's pool in this package's tests: it lends idle connections, waits up to a timeout and
-// then fails with SQLSTATE 53300, and drops connections returned closed or in a transaction.
-type connPool struct {
-	dsn  string
-	wait time.Duration
-	idle chan *pgconn.PgConn // nil entries are slots without a connection yet
-}
-
-func newConnPool(t *testing.T, size int, wait time.Duration) *connPool {
-	p := &connPool{dsn: pg.DSN("postgres"), wait: wait, idle: make(chan *pgconn.PgConn, size)}
-	for range size {
-		p.idle <- nil
-	}
-	t.Cleanup(func() {
-		for range size {
-			if c := <-p.idle; c != nil {
-				c.Close(context.Background())
-			}
-		}
-	})
+// newPool returns the pooler's real upstream pool over the test server.
+func newPool(t *testing.T, size int, wait time.Duration) *pool.Pool {
+	dsn := pg.DSN("postgres")
+	p := pool.New(pool.Settings{Size: size, QueryWaitTimeout: wait, ConnectTimeout: 5 * time.Second},
+		pool.Options{Connect: func(ctx context.Context) (*pgconn.PgConn, error) { return pgconn.Connect(ctx, dsn) }})
+	t.Cleanup(p.Close)
 	return p
-}
-
-func (p *connPool) Acquire(ctx context.Context) (Lease, error) {
-	timer := time.NewTimer(p.wait)
-	defer timer.Stop()
-	var c *pgconn.PgConn
-	select {
-	case c = <-p.idle:
-	case <-timer.C:
-		return nil, &pgconn.PgError{Severity: "ERROR", Code: "53300", Message: "query_wait_timeout: no upstream connection free"}
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if c == nil || c.IsClosed() {
-		var err error
-		if c, err = pgconn.Connect(ctx, p.dsn); err != nil {
-			p.idle <- nil
-			return nil, err
-		}
-	}
-	return &connLease{p: p, c: c}, nil
-}
-
-type connLease struct {
-	p *connPool
-	c *pgconn.PgConn
-}
-
-func (l *connLease) PgConn() *pgconn.PgConn { return l.c }
-
-func (l *connLease) Release() {
-	if l.c.IsClosed() || l.c.TxStatus() != 'I' {
-		l.c.Close(context.Background())
-		l.p.idle <- nil
-		return
-	}
-	l.p.idle <- l.c
 }
 
 // testKey is the API key of the tests' "app" key name.
@@ -102,15 +52,28 @@ func mustKey() string {
 	return k
 }
 
-func testKeys() []config.Key {
-	return []config.Key{{Name: "app", Verifiers: []config.Verifier{{SCRAM: "unused", SHA256: apikey.Digest(testKey)}}}}
+func testKeyChecker(t *testing.T) KeyChecker {
+	salt, err := apikey.NewSalt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := apikey.NewSCRAMVerifier(testKey, salt, apikey.DefaultIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := auth.NewKeyring([]config.Key{{Name: "app", Verifiers: []config.Verifier{
+		{SCRAM: v.String(), SHA256: apikey.Digest(testKey), Fingerprint: apikey.Fingerprint(testKey)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return KeyringChecker(k)
 }
 
 // newTestServer starts the edge handler over a pool of size connections.
 func newTestServer(t *testing.T, size int, mutate func(*Options)) (*httptest.Server, *Server) {
 	t.Helper()
 	opts := Options{
-		Upstream: newConnPool(t, size, 2*time.Second), Keys: NewKeySet(testKeys()), Database: "postgres",
+		Upstream: PoolUpstream(newPool(t, size, 2*time.Second)), Keys: testKeyChecker(t), Database: "postgres",
 		MaxRequestBytes: 1 << 20, MaxResponseBytes: 1 << 20, StatementTimeout: 5 * time.Second,
 	}
 	if mutate != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 
+	"github.com/edgepool/edgepool/pooler/pool"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -24,3 +25,16 @@ type Lease interface {
 // ConnServer runs one client session over a connection whose transport is already secured
 // (the WebSocket's TLS), so a cleartext password is acceptable. It returns when the session ends.
 type ConnServer func(ctx context.Context, conn net.Conn)
+
+// PoolUpstream lends connections from the pooler's shared pool.
+func PoolUpstream(p *pool.Pool) Upstream { return poolUpstream{p} }
+
+type poolUpstream struct{ p *pool.Pool }
+
+func (u poolUpstream) Acquire(ctx context.Context) (Lease, error) {
+	c, err := u.p.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
