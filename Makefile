@@ -42,6 +42,13 @@ test-deps: ## Install PostgreSQL and build envtest binaries when missing.
 test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race detector.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(GO_TEST_FLAGS) ./...
 
+.PHONY: test-node
+test-node: ## End-to-end tests of POST /sql, WebSocket and the cache with the real @neondatabase/serverless (test/node).
+	./hack/install-test-deps.sh
+	./hack/install-node-deps.sh
+	$(GO) build -o $(BIN)/edgepool-node-harness ./test/node/harness
+	cd test/node && EDGEPOOL_HARNESS=$(BIN)/edgepool-node-harness node --test --test-concurrency=1 --test-timeout=120000
+
 ##@ Benchmarks
 
 .PHONY: bench
