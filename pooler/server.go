@@ -1,0 +1,302 @@
+// Package pooler assembles the data plane: one upstream pool per process, the Postgres wire
+// listener, the admin HTTP listener, live config reload and the SIGTERM drain. The protocol
+// lives in pooler/session, the upstream connections in pooler/pool, key checks in
+// pooler/auth.
+package pooler
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/edgepool/edgepool/pooler/auth"
+	"github.com/edgepool/edgepool/pooler/config"
+	"github.com/edgepool/edgepool/pooler/pool"
+	"github.com/edgepool/edgepool/pooler/session"
+)
+
+// Server is one pooler process.
+type Server struct {
+	log      *slog.Logger
+	cfgPath  string
+	cfg      atomic.Pointer[config.Config]
+	cert     atomic.Pointer[tls.Certificate]
+	pool     *pool.Pool
+	proxy    *session.Proxy
+	metrics  *Metrics
+	reloadMu sync.Mutex
+
+	pgListener    net.Listener
+	adminListener net.Listener
+	adminServer   *http.Server
+	sessions      sync.WaitGroup
+
+	started    atomic.Bool
+	upstreamOK atomic.Bool
+	draining   atomic.Bool
+	stopWarmup context.CancelFunc
+}
+
+// New builds a server from cfg without listening yet.
+func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{log: log}
+	upstream, err := pgconn.ParseConfig(cfg.UpstreamDSN())
+	if err != nil {
+		// pgconn's parse errors can quote the connection string; do not pass them on.
+		return nil, errors.New("upstream: invalid connection settings (host, port, sslMode, caFile)")
+	}
+	upstream.ConnectTimeout = cfg.Pool.ConnectTimeout.Duration
+	s.metrics = newMetrics()
+	s.pool = pool.New(poolSettings(cfg), pool.Options{
+		Connect: func(ctx context.Context) (*pgconn.PgConn, error) {
+			return pgconn.ConnectConfig(ctx, upstream)
+		},
+		ObserveWait: s.metrics.observeWait,
+		OnConnectError: func(err error) {
+			log.Warn("upstream connection failed", "host", cfg.Upstream.Host, "port", cfg.Upstream.Port, "err", err)
+		},
+	})
+	s.pool.SetPaused(cfg.Paused)
+	if err := s.loadCert(cfg); err != nil {
+		s.pool.Close()
+		return nil, err
+	}
+	rt, err := s.runtimeFrom(cfg)
+	if err != nil {
+		s.pool.Close()
+		return nil, err
+	}
+	s.proxy = session.NewProxy(s.pool, rt, log)
+	s.proxy.Observer = s.metrics
+	s.metrics.register(s)
+	s.cfg.Store(cfg)
+	return s, nil
+}
+
+// Pool is the process's upstream pool (for the HTTP and WebSocket transports).
+func (s *Server) Pool() *pool.Pool { return s.pool }
+
+// Proxy serves wire-protocol sessions (for the WebSocket transport: Proxy().ServeConn).
+func (s *Server) Proxy() *session.Proxy { return s.proxy }
+
+// Config is the config in force.
+func (s *Server) Config() *config.Config { return s.cfg.Load() }
+
+// Keyring is the API keys in force (for HTTP bearer checks).
+func (s *Server) Keyring() *auth.Keyring { return s.proxy.Runtime().Keyring }
+
+// PostgresAddr is the bound address of the wire-protocol listener (nil if disabled).
+func (s *Server) PostgresAddr() net.Addr {
+	if s.pgListener == nil {
+		return nil
+	}
+	return s.pgListener.Addr()
+}
+
+// AdminAddr is the bound address of the admin listener (nil if disabled).
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminListener == nil {
+		return nil
+	}
+	return s.adminListener.Addr()
+}
+
+// Ready reports whether the pooler should receive traffic: listening, the upstream reached at
+// least once, not draining.
+func (s *Server) Ready() bool {
+	return s.started.Load() && s.upstreamOK.Load() && !s.draining.Load()
+}
+
+func poolSettings(cfg *config.Config) pool.Settings {
+	return pool.Settings{
+		Size:              cfg.Pool.Size,
+		QueryWaitTimeout:  cfg.Pool.QueryWaitTimeout.Duration,
+		ConnectTimeout:    cfg.Pool.ConnectTimeout.Duration,
+		Lifetime:          cfg.Pool.ServerLifetime.Duration,
+		IdleTimeout:       cfg.Pool.ServerIdleTimeout.Duration,
+		HealthCheckPeriod: cfg.Pool.HealthCheckPeriod.Duration,
+		PreparedPerConn:   cfg.Pool.PreparedStatementsPerConn,
+	}
+}
+
+func (s *Server) runtimeFrom(cfg *config.Config) (*session.Runtime, error) {
+	ring, err := auth.NewKeyring(cfg.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	rt := &session.Runtime{
+		Keyring:                  ring,
+		Database:                 cfg.Database,
+		SessionMode:              cfg.Pool.Mode == config.ModeSession,
+		PreferCleartext:          cfg.ClientAuthMethod == config.AuthPassword,
+		AllowCleartextWithoutTLS: cfg.AllowCleartextWithoutTLS,
+		MaxClients:               cfg.Pool.MaxClientConnections,
+		AuthTimeout:              cfg.Pool.AuthTimeout.Duration,
+		IdleTransactionTimeout:   cfg.Pool.IdleTransactionTimeout.Duration,
+		MaxMessageBytes:          cfg.Pool.MaxMessageBytes,
+		PreparedPerConn:          cfg.Pool.PreparedStatementsPerConn,
+	}
+	if cfg.TLS != nil {
+		rt.TLS = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return s.cert.Load(), nil
+			},
+		}
+	}
+	return rt, nil
+}
+
+func (s *Server) loadCert(cfg *config.Config) error {
+	if cfg.TLS == nil {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return fmt.Errorf("tls: load certificate: %w", err)
+	}
+	s.cert.Store(&cert)
+	return nil
+}
+
+// Start binds the listeners and starts serving.
+func (s *Server) Start() error {
+	cfg := s.Config()
+	if cfg.Listen.Admin != "" {
+		l, err := net.Listen("tcp", cfg.Listen.Admin)
+		if err != nil {
+			return fmt.Errorf("listen admin %s: %w", cfg.Listen.Admin, err)
+		}
+		s.adminListener = l
+		s.adminServer = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = s.adminServer.Serve(l) }()
+	}
+	if cfg.Listen.Postgres != "" {
+		l, err := net.Listen("tcp", cfg.Listen.Postgres)
+		if err != nil {
+			s.closeAdmin()
+			return fmt.Errorf("listen postgres %s: %w", cfg.Listen.Postgres, err)
+		}
+		s.pgListener = l
+		go s.acceptLoop(l)
+	}
+	// cfg.Listen.HTTP belongs to the HTTP SQL / WebSocket transport.
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopWarmup = cancel
+	go s.warmup(ctx)
+	s.started.Store(true)
+	s.log.Info("pooler started", "postgres", addrString(s.PostgresAddr()), "admin", addrString(s.AdminAddr()),
+		"database", cfg.Database, "mode", cfg.Pool.Mode, "poolSize", cfg.Pool.Size, "keys", len(cfg.Keys))
+	return nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// warmup opens the first upstream connection so readiness reflects a reachable upstream.
+func (s *Server) warmup(ctx context.Context) {
+	for ctx.Err() == nil {
+		actx, cancel := context.WithTimeout(ctx, s.Config().Pool.ConnectTimeout.Duration)
+		c, err := s.pool.Acquire(actx)
+		cancel()
+		if err == nil {
+			c.Release()
+			s.upstreamOK.Store(true)
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Server) acceptLoop(l net.Listener) {
+	var delay time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off instead of spinning.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "err", err)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+			_ = tc.SetKeepAlive(true)
+		}
+		s.sessions.Add(1)
+		go func() {
+			defer s.sessions.Done()
+			_ = s.proxy.ServeConn(context.Background(), conn, session.Options{})
+		}()
+	}
+}
+
+// Shutdown drains: readiness goes false, the listener closes (new connections are refused),
+// idle clients are closed, clients inside a transaction finish it and are then closed; after
+// the config's shutdown timeout (or ctx) the rest are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	if s.stopWarmup != nil {
+		s.stopWarmup()
+	}
+	timeout := s.Config().Pool.ShutdownTimeout.Duration
+	s.log.Info("draining", "timeout", timeout.String())
+	if s.pgListener != nil {
+		_ = s.pgListener.Close()
+	}
+	s.proxy.Drain()
+	done := make(chan struct{})
+	go func() { s.sessions.Wait(); close(done) }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-done:
+	case <-timer.C:
+		err = errors.New("drain timeout: closed remaining clients")
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		s.proxy.CloseAll()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	s.pool.Close()
+	s.closeAdmin()
+	s.log.Info("pooler stopped")
+	return err
+}
+
+func (s *Server) closeAdmin() {
+	if s.adminServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.adminServer.Shutdown(ctx)
+		cancel()
+	}
+}

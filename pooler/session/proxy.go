@@ -1,0 +1,235 @@
+// Package session runs Postgres wire-protocol client sessions on any net.Conn: startup, TLS
+// negotiation, API-key authentication and transaction/session pooling over a shared
+// pool.Pool. Transports (TCP listener, WebSocket) only accept connections and call
+// Proxy.ServeConn; they know nothing about the protocol.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/binary"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgepool/edgepool/pooler/auth"
+	"github.com/edgepool/edgepool/pooler/pool"
+)
+
+// Runtime is the live-reloadable policy of a Proxy. Replace it as a whole with SetRuntime.
+type Runtime struct {
+	Keyring  *auth.Keyring
+	Database string
+	// SessionMode holds an upstream connection for the whole client session instead of one
+	// transaction.
+	SessionMode bool
+	// PreferCleartext asks wire clients for the key as a cleartext password when the
+	// connection is secured (TLS or Options.Secure); otherwise SCRAM is used.
+	PreferCleartext bool
+	// AllowCleartextWithoutTLS permits cleartext on unsecured connections (development only).
+	AllowCleartextWithoutTLS bool
+	// TLS answers SSLRequest when set.
+	TLS                    *tls.Config
+	MaxClients             int
+	AuthTimeout            time.Duration
+	IdleTransactionTimeout time.Duration
+	MaxMessageBytes        int
+	PreparedPerConn        int
+}
+
+// Options describe the transport a connection arrived on.
+type Options struct {
+	// Secure says the transport is already encrypted outside the protocol (WebSocket behind
+	// TLS): SSLRequest is answered 'N' and cleartext passwords are acceptable.
+	Secure bool
+	// Cleartext asks the client for a cleartext password instead of SCRAM (the Neon serverless
+	// driver over WebSocket sends its password this way). Honoured only when the connection is
+	// secured or the runtime allows cleartext without TLS.
+	Cleartext bool
+}
+
+// Observer receives session events for metrics. All methods must be cheap and safe for
+// concurrent use.
+type Observer interface {
+	AuthFailed()
+	Transaction(d time.Duration)
+	ServerError(sqlstate string)
+	Bytes(in, out int64)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) AuthFailed()               {}
+func (nopObserver) Transaction(time.Duration) {}
+func (nopObserver) ServerError(string)        {}
+func (nopObserver) Bytes(int64, int64)        {}
+
+// Proxy is shared by all client sessions of a process.
+type Proxy struct {
+	Pool     *pool.Pool
+	Log      *slog.Logger
+	Observer Observer
+
+	runtime  atomic.Pointer[Runtime]
+	stmts    *stmtRegistry
+	draining atomic.Bool
+
+	params     atomic.Pointer[[]serverParam]
+	paramsOnce sync.Mutex
+
+	mu       sync.Mutex
+	sessions map[uint32]*session // by pooler-issued process ID (cancel key)
+
+	clients  atomic.Int64 // connected, past startup
+	active   atomic.Int64 // holding an upstream connection
+	waiting  atomic.Int64 // waiting for one
+	accepted atomic.Int64
+}
+
+type serverParam struct{ name, value string }
+
+// NewProxy creates a proxy over p with an initial runtime.
+func NewProxy(p *pool.Pool, rt *Runtime, log *slog.Logger) *Proxy {
+	if log == nil {
+		log = slog.Default()
+	}
+	px := &Proxy{Pool: p, Log: log, Observer: nopObserver{}, stmts: newStmtRegistry(), sessions: map[uint32]*session{}}
+	px.runtime.Store(rt)
+	return px
+}
+
+// SetRuntime swaps the policy; open sessions keep running, new ones use rt.
+func (p *Proxy) SetRuntime(rt *Runtime) { p.runtime.Store(rt) }
+
+// Runtime returns the current policy.
+func (p *Proxy) Runtime() *Runtime { return p.runtime.Load() }
+
+// Stats counts client sessions.
+type Stats struct {
+	Clients        int64 `json:"clients"`
+	ClientsActive  int64 `json:"clientsActive"`
+	ClientsWaiting int64 `json:"clientsWaiting"`
+	ClientsIdle    int64 `json:"clientsIdle"`
+	Accepted       int64 `json:"clientsAcceptedTotal"`
+	Statements     int   `json:"preparedStatements"`
+}
+
+// Stats returns a snapshot.
+func (p *Proxy) Stats() Stats {
+	s := Stats{Clients: p.clients.Load(), ClientsActive: p.active.Load(), ClientsWaiting: p.waiting.Load(),
+		Accepted: p.accepted.Load(), Statements: p.stmts.len()}
+	s.ClientsIdle = max(0, s.Clients-s.ClientsActive-s.ClientsWaiting)
+	return s
+}
+
+// Drain stops new sessions and closes sessions as soon as they hold no upstream connection
+// (between transactions). Sessions inside a transaction finish it first.
+func (p *Proxy) Drain() {
+	p.draining.Store(true)
+	p.mu.Lock()
+	list := make([]*session, 0, len(p.sessions))
+	for _, s := range p.sessions {
+		list = append(list, s)
+	}
+	p.mu.Unlock()
+	for _, s := range list {
+		s.kickIfIdle()
+	}
+}
+
+// Draining reports whether Drain was called.
+func (p *Proxy) Draining() bool { return p.draining.Load() }
+
+// CloseAll force-closes every session (end of the drain deadline).
+func (p *Proxy) CloseAll() {
+	p.mu.Lock()
+	list := make([]*session, 0, len(p.sessions))
+	for _, s := range p.sessions {
+		list = append(list, s)
+	}
+	p.mu.Unlock()
+	for _, s := range list {
+		s.conn.Close()
+	}
+}
+
+// register issues a cancel key for s.
+func (p *Proxy) register(s *session) {
+	var b [8]byte
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		_, _ = rand.Read(b[:])
+		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
+		if pid == 0 {
+			continue
+		}
+		if _, taken := p.sessions[pid]; taken {
+			continue
+		}
+		s.pid = pid
+		copy(s.secret[:], b[4:])
+		p.sessions[pid] = s
+		return
+	}
+}
+
+func (p *Proxy) unregister(s *session) {
+	p.mu.Lock()
+	if p.sessions[s.pid] == s {
+		delete(p.sessions, s.pid)
+	}
+	p.mu.Unlock()
+}
+
+// cancel forwards a CancelRequest to the upstream connection the session holds, if any.
+func (p *Proxy) cancel(pid uint32, secret []byte) {
+	p.mu.Lock()
+	s := p.sessions[pid]
+	p.mu.Unlock()
+	if s == nil || len(secret) != len(s.secret) || subtle.ConstantTimeCompare(secret, s.secret[:]) != 1 {
+		return
+	}
+	s.cancelUpstream()
+}
+
+// serverParams returns the ParameterStatus values clients see, learned from an upstream
+// connection once.
+func (p *Proxy) serverParams(ctx context.Context) ([]serverParam, error) {
+	if ps := p.params.Load(); ps != nil {
+		return *ps, nil
+	}
+	p.paramsOnce.Lock()
+	defer p.paramsOnce.Unlock()
+	if ps := p.params.Load(); ps != nil {
+		return *ps, nil
+	}
+	c, err := p.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Release()
+	var ps []serverParam
+	for _, name := range []string{"server_version", "server_encoding", "client_encoding", "DateStyle",
+		"IntervalStyle", "TimeZone", "integer_datetimes", "standard_conforming_strings",
+		"default_transaction_read_only", "in_hot_standby"} {
+		if v := c.PgConn().ParameterStatus(name); v != "" {
+			ps = append(ps, serverParam{name, v})
+		}
+	}
+	p.params.Store(&ps)
+	return ps, nil
+}
+
+// isLoopback reports whether addr is a loopback address.
+func isLoopback(addr net.Addr) bool {
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		return tcp.IP.IsLoopback()
+	}
+	_, isUnix := addr.(*net.UnixAddr)
+	return isUnix
+}

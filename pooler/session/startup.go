@@ -1,0 +1,273 @@
+package session
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/edgepool/edgepool/pooler/pool"
+)
+
+// ServeConn runs one client session on conn until the client leaves, the session fails, or
+// ctx ends. It closes conn. Errors are per client; the caller only logs them.
+//
+// The WebSocket transport calls it with Options{Secure: true, Cleartext: true} on a net.Conn
+// that carries the binary frames' payload.
+func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) error {
+	defer conn.Close()
+	rt := p.Runtime()
+	p.accepted.Add(1)
+	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure}
+	s.setState(stateStartup)
+	_ = conn.SetDeadline(time.Now().Add(rt.AuthTimeout))
+	if err := s.startup(ctx); err != nil {
+		if !errors.Is(err, errCancelRequest) {
+			p.Log.Debug("client startup failed", "remote", conn.RemoteAddr().String(), "err", err)
+		}
+		s.releaseBuffers()
+		return err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	defer p.unregister(s)
+	p.clients.Add(1)
+	defer p.clients.Add(-1)
+	err := s.run(ctx)
+	s.releaseBuffers()
+	p.Observer.Bytes(s.r.bytesIn, s.w.bytesOut)
+	return err
+}
+
+var errCancelRequest = errors.New("cancel request handled")
+
+// startup negotiates TLS, reads the StartupMessage, authenticates and greets the client.
+func (s *session) startup(ctx context.Context) error {
+	triedSSL := false
+	var sp *startupPacket
+	for sp == nil {
+		body, err := readStartupPacket(s.conn)
+		if err != nil {
+			return err
+		}
+		pkt, err := decodeStartupPacket(body)
+		if err != nil {
+			s.fatal("08P01", err.Error())
+			return err
+		}
+		switch pkt.code {
+		case codeCancel:
+			s.proxy.cancel(pkt.cancel.pid, pkt.cancel.secret)
+			return errCancelRequest
+		case codeGSSENC:
+			if _, err := s.conn.Write([]byte{'N'}); err != nil {
+				return err
+			}
+		case codeSSL:
+			if triedSSL {
+				s.fatal("08P01", "duplicate SSL negotiation")
+				return fmt.Errorf("%w: duplicate SSLRequest", ErrProtocol)
+			}
+			triedSSL = true
+			if s.rt.TLS == nil || s.secure {
+				if _, err := s.conn.Write([]byte{'N'}); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := s.conn.Write([]byte{'S'}); err != nil {
+				return err
+			}
+			tconn := tls.Server(s.conn, s.rt.TLS)
+			if err := tconn.HandshakeContext(ctx); err != nil {
+				return fmt.Errorf("tls handshake: %w", err)
+			}
+			s.conn = tconn
+			s.secure = true
+		default:
+			sp = pkt
+		}
+	}
+	s.r = msgReader{conn: s.conn, maxBody: maxAuthMessageBytes}
+	s.w = msgWriter{conn: s.conn}
+
+	if s.proxy.draining.Load() {
+		s.fatal("57P01", "the pooler is shutting down")
+		return errors.New("draining")
+	}
+	if s.rt.MaxClients > 0 && s.proxy.clients.Load() >= int64(s.rt.MaxClients) {
+		s.fatal("53300", "sorry, too many clients already")
+		return errors.New("too many clients")
+	}
+	if _, ok := sp.params["replication"]; ok && sp.params["replication"] != "false" && sp.params["replication"] != "0" {
+		s.fatal("08P01", "replication connections are not supported by the pooler")
+		return errors.New("replication refused")
+	}
+	// Protocol 3.x with a newer minor version or _pq_ options: say what we speak (3.0).
+	var unrecognized []string
+	for _, k := range sp.order {
+		if strings.HasPrefix(k, "_pq_.") {
+			unrecognized = append(unrecognized, k)
+		}
+	}
+	if sp.code&0xffff != 0 || len(unrecognized) > 0 {
+		if err := s.w.send(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unrecognized}); err != nil {
+			return err
+		}
+	}
+	user := sp.params["user"]
+	if user == "" {
+		s.fatal("28000", "no user name specified in startup packet")
+		return errors.New("no user")
+	}
+	database := sp.params["database"]
+	if database == "" {
+		database = user
+	}
+	s.user = user
+	s.appName = sp.params["application_name"]
+
+	if err := s.authenticate(user); err != nil {
+		return err
+	}
+	if database != s.rt.Database {
+		s.fatal("3D000", fmt.Sprintf("database %q does not exist", database))
+		return fmt.Errorf("unknown database %q", database)
+	}
+	params, err := s.proxy.serverParams(ctx)
+	if err != nil {
+		s.sendError(errorFor(err, "08006", "cannot reach the upstream database"), "FATAL")
+		return fmt.Errorf("learn server parameters: %w", err)
+	}
+	s.proxy.register(s)
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	_ = s.w.encode(&pgproto3.AuthenticationOk{})
+	for _, p := range params {
+		v := p.value
+		_ = s.w.encode(&pgproto3.ParameterStatus{Name: p.name, Value: v})
+	}
+	_ = s.w.encode(&pgproto3.ParameterStatus{Name: "application_name", Value: s.appName})
+	_ = s.w.encode(&pgproto3.ParameterStatus{Name: "session_authorization", Value: user})
+	_ = s.w.encode(&pgproto3.BackendKeyData{ProcessID: s.pid, SecretKey: s.secret[:]})
+	_ = s.w.encode(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	return s.w.flush(true)
+}
+
+// authenticate runs SCRAM or a cleartext exchange for key name user.
+func (s *session) authenticate(user string) error {
+	s.setState(stateAuth)
+	rt := s.rt
+	cleartextOK := s.secure || rt.AllowCleartextWithoutTLS
+	if cleartextOK && (s.opts.Cleartext || rt.PreferCleartext) {
+		if err := s.w.send(&pgproto3.AuthenticationCleartextPassword{}); err != nil {
+			return err
+		}
+		body, err := s.readAuthMessage()
+		if err != nil {
+			return err
+		}
+		var pm pgproto3.PasswordMessage
+		if err := pm.Decode(body); err != nil {
+			s.fatal("08P01", "invalid password packet")
+			return err
+		}
+		if !rt.Keyring.CheckPassword(user, pm.Password, time.Now()) {
+			return s.authFailed(user)
+		}
+		return nil
+	}
+	if err := s.w.send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}}); err != nil {
+		return err
+	}
+	body, err := s.readAuthMessage()
+	if err != nil {
+		return err
+	}
+	var initial pgproto3.SASLInitialResponse
+	if err := initial.Decode(body); err != nil || initial.AuthMechanism != "SCRAM-SHA-256" {
+		s.fatal("08P01", "expected SASL initial response with SCRAM-SHA-256")
+		return fmt.Errorf("%w: bad SASLInitialResponse", ErrProtocol)
+	}
+	ex := rt.Keyring.NewSCRAM(user, time.Now())
+	first, err := ex.ServerFirst(initial.Data)
+	if err != nil {
+		s.fatal("08P01", "malformed SCRAM message")
+		return err
+	}
+	if err := s.w.send(&pgproto3.AuthenticationSASLContinue{Data: first}); err != nil {
+		return err
+	}
+	body, err = s.readAuthMessage()
+	if err != nil {
+		return err
+	}
+	var resp pgproto3.SASLResponse
+	if err := resp.Decode(body); err != nil {
+		s.fatal("08P01", "malformed SCRAM message")
+		return err
+	}
+	final, ok, err := ex.ServerFinal(resp.Data)
+	if err != nil {
+		s.fatal("08P01", "malformed SCRAM message")
+		return err
+	}
+	if !ok {
+		return s.authFailed(user)
+	}
+	return s.w.send(&pgproto3.AuthenticationSASLFinal{Data: final})
+}
+
+func (s *session) readAuthMessage() ([]byte, error) {
+	typ, body, err := s.r.next(false)
+	if err != nil {
+		return nil, err
+	}
+	if typ != 'p' {
+		s.fatal("08P01", fmt.Sprintf("expected password response, got message type %q", typ))
+		return nil, fmt.Errorf("%w: unexpected message %q during auth", ErrProtocol, typ)
+	}
+	return body, nil
+}
+
+func (s *session) authFailed(user string) error {
+	s.proxy.Observer.AuthFailed()
+	s.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", user))
+	return errors.New("authentication failed")
+}
+
+// fatal sends a FATAL error; the caller then closes the connection.
+func (s *session) fatal(code, msg string) {
+	_ = s.w.send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
+}
+
+// sendError sends e with the given severity.
+func (s *session) sendError(e *pgconn.PgError, severity string) {
+	_ = s.w.send(pgErrorResponse(e, severity))
+}
+
+func pgErrorResponse(e *pgconn.PgError, severity string) *pgproto3.ErrorResponse {
+	if severity == "" {
+		severity = e.Severity
+	}
+	return &pgproto3.ErrorResponse{Severity: severity, SeverityUnlocalized: severity, Code: e.Code,
+		Message: e.Message, Detail: e.Detail, Hint: e.Hint}
+}
+
+// errorFor turns err into a PgError for the client: a PgError (like the 53300 query-wait
+// timeout) as is, anything else as code/msg without internal details.
+func errorFor(err error, code, msg string) *pgconn.PgError {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr
+	}
+	if errors.Is(err, pool.ErrClosed) {
+		return &pgconn.PgError{Severity: "FATAL", Code: "57P01", Message: "the pooler is shutting down"}
+	}
+	return &pgconn.PgError{Severity: "ERROR", Code: code, Message: msg}
+}
