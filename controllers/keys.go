@@ -18,12 +18,12 @@ import (
 // key is kept in plaintext (data API_KEY); the previous key survives its rotation as a verifier
 // only, which is all the pooler needs.
 const (
-	annotationKeyRotation   = "pooling.edgepool.dev/key-rotation"
-	annotationKeyCreatedAt  = "pooling.edgepool.dev/key-created-at"
-	annotationSCRAMSalt     = "pooling.edgepool.dev/scram-salt"
-	annotationSCRAMIters    = "pooling.edgepool.dev/scram-iterations"
-	annotationPreviousKey   = "pooling.edgepool.dev/previous-key-verifier"
-	appSecretAPIKey         = "API_KEY"
+	annotationKeyRotation  = "pooling.edgepool.dev/key-rotation"
+	annotationKeyCreatedAt = "pooling.edgepool.dev/key-created-at"
+	annotationSCRAMSalt    = "pooling.edgepool.dev/scram-salt"
+	annotationSCRAMIters   = "pooling.edgepool.dev/scram-iterations"
+	annotationPreviousKey  = "pooling.edgepool.dev/previous-key-verifier"
+	appSecretAPIKey        = "API_KEY"
 )
 
 // keyMaterial is everything known about one API key name: the current key, its SCRAM

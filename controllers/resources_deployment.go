@@ -41,16 +41,16 @@ type deploymentInputs struct {
 // out so changing it never rolls pods.
 func restartHash(pool *poolingv1alpha1.ConnectionPool, in deploymentInputs) string {
 	inputs := struct {
-		Image       string
-		TLSMode     poolingv1alpha1.TLSMode
-		TLSSecret   string
-		CertSerial  string
-		HTTP        bool
-		UpstreamCA  *poolingv1alpha1.SecretKeyRef
-		PoolMode    poolingv1alpha1.PoolMode
-		Ports       [3]int
-		Template    poolingv1alpha1.PodOverrides
-		Affinity    poolingv1alpha1.RegionAffinity
+		Image      string
+		TLSMode    poolingv1alpha1.TLSMode
+		TLSSecret  string
+		CertSerial string
+		HTTP       bool
+		UpstreamCA *poolingv1alpha1.SecretKeyRef
+		PoolMode   poolingv1alpha1.PoolMode
+		Ports      [3]int
+		Template   poolingv1alpha1.PodOverrides
+		Affinity   poolingv1alpha1.RegionAffinity
 	}{in.Image, pool.TLSMode(), pool.Spec.TLS.SecretName, in.CertSerial, pool.HTTPEnabled(),
 		pool.Spec.Upstream.CASecret, pool.PoolMode(), [3]int{PostgresPort, HTTPPort, AdminPort},
 		pool.Spec.Template, pool.RegionAffinity()}

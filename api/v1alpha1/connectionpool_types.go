@@ -336,7 +336,7 @@ const (
 )
 
 // TLSSettings configures the pooler's server certificate.
-// +kubebuilder:validation:XValidation:rule="self.mode != 'Secret' || (has(self.secretName) && self.secretName != '')",message="secretName is required when mode is Secret",fieldPath=.secretName
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Secret' || (has(self.secretName) && self.secretName != ”)",message="secretName is required when mode is Secret",fieldPath=.secretName
 // +kubebuilder:validation:XValidation:rule="self.mode == 'Secret' || !has(self.secretName)",message="secretName is only allowed when mode is Secret",fieldPath=.secretName
 type TLSSettings struct {
 	// Mode is Generated (default: operator-made CA and certificate), Secret or Disabled.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -34,7 +35,8 @@ func TestMain(m *testing.M) {
 
 // newPool returns the pooler's real upstream pool over the test server.
 func newPool(t *testing.T, size int, wait time.Duration) *pool.Pool {
-	dsn := pg.DSN("postgres")
+	// The application name lets a test count its pool's connections in pg_stat_activity.
+	dsn := pg.DSN("postgres") + "&application_name=" + url.QueryEscape(t.Name())
 	p := pool.New(pool.Settings{Size: size, QueryWaitTimeout: wait, ConnectTimeout: 5 * time.Second},
 		pool.Options{Connect: func(ctx context.Context) (*pgconn.PgConn, error) { return pgconn.Connect(ctx, dsn) }})
 	t.Cleanup(p.Close)

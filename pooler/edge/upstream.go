@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/edgepool/edgepool/pooler/pool"
+	"github.com/edgepool/edgepool/pooler/session"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -37,4 +38,13 @@ func (u poolUpstream) Acquire(ctx context.Context) (Lease, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// WebSocketSessions runs WebSocket connections as wire-protocol sessions of proxy, marked
+// secure (the WebSocket's TLS carries them) and asking for a cleartext password, which is what
+// the Neon serverless driver sends, pipelined with its startup message.
+func WebSocketSessions(proxy *session.Proxy) ConnServer {
+	return func(ctx context.Context, conn net.Conn) {
+		_ = proxy.ServeConn(ctx, conn, session.Options{Secure: true, Cleartext: true})
+	}
 }

@@ -1,6 +1,7 @@
 // Command harness runs what the node tests of the edge transports talk to: a throwaway
-// PostgreSQL 15 (internal/testpg), the pooler's shared upstream pool, and the edge HTTP
-// listener (POST /sql, WebSocket) on a loopback port, with a freshly generated API key.
+// PostgreSQL 15 (internal/testpg), the pooler's shared upstream pool, the wire-protocol session
+// proxy on a TCP port, and the edge HTTP listener (POST /sql, WebSocket) on another, all on
+// loopback and sharing one pool, with a freshly generated API key.
 //
 // It prints one JSON line describing the endpoints and the key, then runs until stdin closes
 // or it gets SIGINT/SIGTERM, and removes everything it started. The key is throwaway, which is
@@ -27,6 +28,7 @@ import (
 	"github.com/edgepool/edgepool/pooler/config"
 	"github.com/edgepool/edgepool/pooler/edge"
 	"github.com/edgepool/edgepool/pooler/pool"
+	"github.com/edgepool/edgepool/pooler/session"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,7 +36,8 @@ import (
 
 // endpoints is the line the harness prints.
 type endpoints struct {
-	HTTP     string `json:"http"`     // host:port of the edge listener
+	HTTP     string `json:"http"`     // host:port of the edge listener (POST /sql, WebSocket)
+	Postgres string `json:"postgres"` // host:port of the wire-protocol (TCP) listener
 	Admin    string `json:"admin"`    // host:port serving /metrics
 	User     string `json:"user"`     // API key name
 	Key      string `json:"key"`      // API key
@@ -88,10 +91,28 @@ func run() error {
 	if err := metrics.Register(reg); err != nil {
 		return err
 	}
+	proxy := session.NewProxy(upstream, &session.Runtime{Keyring: keyring, Database: "postgres", MaxClients: 1000,
+		AuthTimeout: 10 * time.Second, IdleTransactionTimeout: time.Minute, MaxMessageBytes: 64 << 20, PreparedPerConn: 256}, nil)
+	defer proxy.CloseAll()
+	pgLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer pgLn.Close()
+	go func() {
+		for {
+			c, err := pgLn.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = proxy.ServeConn(context.Background(), c, session.Options{}) }()
+		}
+	}()
+
 	srv := edge.NewServer(edge.Options{
 		Upstream: edge.PoolUpstream(upstream), Keys: edge.KeyringChecker(keyring), Database: "postgres",
 		MaxRequestBytes: 1 << 20, MaxResponseBytes: 4 << 20, StatementTimeout: 30 * time.Second,
-		Cache: edge.NewCache(16<<20, metrics), Metrics: metrics,
+		Cache: edge.NewCache(16<<20, metrics), Metrics: metrics, WebSocket: edge.WebSocketSessions(proxy),
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 
@@ -110,7 +131,7 @@ func run() error {
 	defer httpSrv.Close()
 	defer adminSrv.Close()
 
-	line, _ := json.Marshal(endpoints{HTTP: httpLn.Addr().String(), Admin: adminLn.Addr().String(),
+	line, _ := json.Marshal(endpoints{HTTP: httpLn.Addr().String(), Postgres: pgLn.Addr().String(), Admin: adminLn.Addr().String(),
 		User: "app", Key: key, Database: "postgres", PoolSize: *poolSize})
 	fmt.Println(string(line))
 
