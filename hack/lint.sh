@@ -4,6 +4,8 @@
 #   hack/lint.sh                 lint everything with .golangci.yml
 #   hack/lint.sh --fix           let the linters/formatters that can, fix in place
 #   hack/lint.sh ./pooler/...    lint a subtree (any golangci-lint run arguments work)
+#   hack/lint.sh fmt             rewrite files with the configured formatters (gofmt, goimports
+#                                with local imports grouped last)
 #
 # Env: GOLANGCI_LINT_VERSION overrides the pin; GOLANGCI_LINT_FLAGS adds flags.
 set -euo pipefail
@@ -30,10 +32,16 @@ if [[ ! -x "$bin" || "$(installed_version)" != "$version" ]]; then
 	fi
 fi
 
+subcommand=run
+if [[ "${1:-}" == fmt ]]; then
+	subcommand=fmt
+	shift
+fi
+
 # Lint the whole module unless package patterns were given.
 args=("$@")
 have_pkgs=0
 for a in "${args[@]}"; do [[ "$a" == -* ]] || have_pkgs=1; done
 ((have_pkgs)) || args+=(./...)
 # shellcheck disable=SC2086 # GOLANGCI_LINT_FLAGS is a word list on purpose
-exec "$bin" run ${GOLANGCI_LINT_FLAGS:-} "${args[@]}"
+exec "$bin" "$subcommand" ${GOLANGCI_LINT_FLAGS:-} "${args[@]}"
