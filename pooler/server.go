@@ -36,6 +36,7 @@ type Server struct {
 	reloadMu sync.Mutex
 
 	pgListener    net.Listener
+	http          *httpListener // POST /sql and WebSocket (http.go)
 	adminListener net.Listener
 	adminServer   *http.Server
 	sessions      sync.WaitGroup
@@ -192,7 +193,13 @@ func (s *Server) Start() error {
 		s.pgListener = l
 		go s.acceptLoop(l)
 	}
-	// cfg.Listen.HTTP belongs to the HTTP SQL / WebSocket transport.
+	if err := s.startHTTP(cfg); err != nil {
+		if s.pgListener != nil {
+			_ = s.pgListener.Close()
+		}
+		s.closeAdmin()
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopWarmup = cancel
 	go s.warmup(ctx)
@@ -267,6 +274,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.pgListener != nil {
 		_ = s.pgListener.Close()
 	}
+	httpStopped := s.shutdownHTTP(timeout)
 	s.proxy.Drain()
 	done := make(chan struct{})
 	go func() { s.sessions.Wait(); close(done) }()
@@ -287,6 +295,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-time.After(5 * time.Second):
 		}
 	}
+	<-httpStopped
 	s.pool.Close()
 	s.closeAdmin()
 	s.log.Info("pooler stopped")

@@ -16,16 +16,26 @@ type KeyChecker interface {
 // the same code that checks cleartext passwords of wire-protocol clients).
 type keyringChecker struct{ k *auth.Keyring }
 
-// KeyringChecker returns a KeyChecker over k; on config reload build a new one and SetKeys it.
+// KeyringChecker returns a KeyChecker over a fixed keyring.
 func KeyringChecker(k *auth.Keyring) KeyChecker { return keyringChecker{k} }
 
-func (c keyringChecker) CheckKey(user, key string) (string, bool) {
-	if key == "" {
+func (c keyringChecker) CheckKey(user, key string) (string, bool) { return checkKey(c.k, user, key) }
+
+// KeyringFunc returns a KeyChecker that asks current for the keyring in force at each request,
+// so a config reload that swaps the keyring applies to HTTP at once.
+func KeyringFunc(current func() *auth.Keyring) KeyChecker { return keyringFunc(current) }
+
+type keyringFunc func() *auth.Keyring
+
+func (f keyringFunc) CheckKey(user, key string) (string, bool) { return checkKey(f(), user, key) }
+
+func checkKey(k *auth.Keyring, user, key string) (string, bool) {
+	if key == "" || k == nil {
 		return "", false
 	}
 	now := time.Now()
 	if user == "" { // a bearer token carries no name
-		return c.k.FindKey(key, now)
+		return k.FindKey(key, now)
 	}
-	return user, c.k.CheckPassword(user, key, now)
+	return user, k.CheckPassword(user, key, now)
 }

@@ -1,0 +1,136 @@
+package pooler_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgepool/edgepool/pooler/config"
+)
+
+// postSQL sends one POST /sql with a bearer key and returns status and body.
+func postSQL(t *testing.T, client *http.Client, url, key, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestHTTPListenerServesSQLAndFollowsKeyReload(t *testing.T) {
+	h := startPooler(t, func(c *config.Config) {
+		c.Listen.HTTP = "127.0.0.1:0"
+		c.HTTP.Enabled = true
+		c.HTTP.Cache.Enabled = true
+	})
+	url := "http://" + h.srv.HTTPAddr().String() + "/sql"
+	code, body := postSQL(t, http.DefaultClient, url, h.key.secret, `{"query": "select current_database() as db"}`)
+	if code != http.StatusOK || !strings.Contains(body, `"rows":[{"db":"app"}]`) {
+		t.Fatalf("POST /sql: %d %s", code, body)
+	}
+
+	// A key added by a config reload works over HTTP without a restart.
+	extra := newTestKey(t, "reloaded")
+	cfg := *h.cfg
+	cfg.Keys = append(append([]config.Key(nil), cfg.Keys...), extra.entry)
+	h.writeConfig(&cfg)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if code, _ = postSQL(t, http.DefaultClient, url, extra.secret, `{"query": "select 1"}`); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reloaded key still refused over HTTP (status %d)", code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	resp, err := http.Get(h.adminURL("/metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"edgepool_http_requests_total", "edgepool_http_request_duration_seconds", "edgepool_websocket_sessions_active"} {
+		if !strings.Contains(string(metrics), name) {
+			t.Errorf("admin /metrics lacks %s", name)
+		}
+	}
+}
+
+func TestHTTPListenerUsesTLS(t *testing.T) {
+	certFile, keyFile, pool := selfSignedCert(t)
+	h := startPooler(t, func(c *config.Config) {
+		c.Listen.HTTP = "127.0.0.1:0"
+		c.HTTP.Enabled = true
+		c.TLS = &config.TLS{CertFile: certFile, KeyFile: keyFile}
+	})
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	url := "https://" + h.srv.HTTPAddr().String() + "/sql"
+	code, body := postSQL(t, client, url, h.key.secret, `{"query": "select 1 as one"}`)
+	if code != http.StatusOK || !strings.Contains(body, `"rows":[{"one":1}]`) {
+		t.Fatalf("POST /sql over TLS: %d %s", code, body)
+	}
+	// Plain HTTP on the TLS port is refused.
+	plain, err := http.Post("http://"+h.srv.HTTPAddr().String()+"/sql", "application/json", strings.NewReader(`{}`))
+	if err == nil {
+		defer plain.Body.Close()
+		if plain.StatusCode == http.StatusOK {
+			t.Fatal("plain HTTP accepted on the TLS listener")
+		}
+	}
+}
+
+// selfSignedCert writes a certificate for localhost and returns its files and a pool trusting it.
+func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
