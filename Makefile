@@ -46,6 +46,7 @@ test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race
 test-node: ## End-to-end tests of POST /sql, WebSocket and the cache with the real @neondatabase/serverless (test/node).
 	./hack/install-test-deps.sh
 	./hack/install-node-deps.sh
+	$(GO) build -o $(BIN)/edgepool ./cmd/edgepool
 	$(GO) build -o $(BIN)/edgepool-node-harness ./test/node/harness
 	cd test/node && EDGEPOOL_HARNESS=$(BIN)/edgepool-node-harness node --test --test-concurrency=1 --test-timeout=120000
 

@@ -1,44 +1,40 @@
 // Command harness runs what the node tests of the edge transports talk to: a throwaway
-// PostgreSQL 15 (internal/testpg), the pooler's shared upstream pool, the wire-protocol session
-// proxy on a TCP port, and the edge HTTP listener (POST /sql, WebSocket) on another, all on
-// loopback and sharing one pool, with a freshly generated API key.
+// PostgreSQL 15 (internal/testpg) and the real pooler binary (`edgepool pooler --config`), with
+// a key made by `edgepool keygen`, serving the wire protocol, POST /sql + WebSocket, and the
+// admin endpoints on loopback ports.
 //
 // It prints one JSON line describing the endpoints and the key, then runs until stdin closes
-// or it gets SIGINT/SIGTERM, and removes everything it started. The key is throwaway, which is
-// why printing it is fine here and nowhere else.
+// or it gets SIGINT/SIGTERM, and stops the pooler (SIGTERM, a drain) and Postgres. The key is
+// throwaway, which is why printing it is fine here and nowhere else.
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/edgepool/edgepool/internal/testpg"
-	"github.com/edgepool/edgepool/pooler/apikey"
-	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/config"
-	"github.com/edgepool/edgepool/pooler/edge"
-	"github.com/edgepool/edgepool/pooler/pool"
-	"github.com/edgepool/edgepool/pooler/session"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // endpoints is the line the harness prints.
 type endpoints struct {
-	HTTP     string `json:"http"`     // host:port of the edge listener (POST /sql, WebSocket)
-	Postgres string `json:"postgres"` // host:port of the wire-protocol (TCP) listener
-	Admin    string `json:"admin"`    // host:port serving /metrics
+	HTTP     string `json:"http"`     // host:port of POST /sql and the WebSocket transport
+	Postgres string `json:"postgres"` // host:port of the wire-protocol listener
+	Admin    string `json:"admin"`    // host:port of /metrics, /readyz, /debug/pools
 	User     string `json:"user"`     // API key name
 	Key      string `json:"key"`      // API key
 	Database string `json:"database"` // database clients ask for
@@ -53,6 +49,8 @@ func main() {
 }
 
 func run() error {
+	self, _ := os.Executable()
+	binary := flag.String("edgepool", filepath.Join(filepath.Dir(self), "edgepool"), "the edgepool binary")
 	poolSize := flag.Int("pool-size", 5, "upstream connections")
 	queryWait := flag.Duration("query-wait", 10*time.Second, "query-wait timeout")
 	flag.Parse()
@@ -63,81 +61,162 @@ func run() error {
 	}
 	defer pg.Close()
 
-	key, err := apikey.Generate()
+	key, entry, err := keygen(*binary, "app")
 	if err != nil {
 		return err
 	}
-	salt, err := apikey.NewSalt()
+	dir, err := os.MkdirTemp("", "edgepool-node-")
 	if err != nil {
 		return err
 	}
-	scram, err := apikey.NewSCRAMVerifier(key, salt, apikey.DefaultIterations)
+	defer os.RemoveAll(dir)
+	cfg := config.Defaults()
+	cfg.Listen = config.Listen{Postgres: "127.0.0.1:0", HTTP: "127.0.0.1:0", Admin: "127.0.0.1:0"}
+	cfg.Database = "postgres"
+	cfg.Upstream = config.Upstream{Host: pg.Host, Port: pg.Port, Database: "postgres", User: pg.User,
+		Password: pg.Password, SSLMode: "disable"}
+	cfg.Pool.Size = *poolSize
+	cfg.Pool.QueryWaitTimeout = config.Duration{Duration: *queryWait}
+	cfg.Pool.ShutdownTimeout = config.Duration{Duration: 5 * time.Second}
+	cfg.Keys = []config.Key{entry}
+	cfg.HTTP.Enabled = true
+	cfg.HTTP.MaxResponseBytes = 4 << 20
+	cfg.HTTP.Cache = config.Cache{Enabled: true, MaxBytes: 16 << 20}
+	data, err := cfg.Marshal()
 	if err != nil {
 		return err
 	}
-	keyring, err := auth.NewKeyring([]config.Key{{Name: "app", Verifiers: []config.Verifier{
-		{SCRAM: scram.String(), SHA256: apikey.Digest(key), Fingerprint: apikey.Fingerprint(key)}}}})
-	if err != nil {
+	cfgPath := filepath.Join(dir, config.FileName)
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
 		return err
 	}
 
-	dsn := pg.DSN("postgres")
-	upstream := pool.New(pool.Settings{Size: *poolSize, QueryWaitTimeout: *queryWait, ConnectTimeout: 5 * time.Second},
-		pool.Options{Connect: func(ctx context.Context) (*pgconn.PgConn, error) { return pgconn.Connect(ctx, dsn) }})
-	defer upstream.Close()
-
-	reg := prometheus.NewRegistry()
-	metrics := edge.NewMetrics()
-	if err := metrics.Register(reg); err != nil {
-		return err
-	}
-	proxy := session.NewProxy(upstream, &session.Runtime{Keyring: keyring, Database: "postgres", MaxClients: 1000,
-		AuthTimeout: 10 * time.Second, IdleTransactionTimeout: time.Minute, MaxMessageBytes: 64 << 20, PreparedPerConn: 256}, nil)
-	defer proxy.CloseAll()
-	pgLn, err := net.Listen("tcp", "127.0.0.1:0")
+	pooler := exec.Command(*binary, "pooler", "--config", cfgPath)
+	logs, err := pooler.StderrPipe()
 	if err != nil {
 		return err
 	}
-	defer pgLn.Close()
-	go func() {
-		for {
-			c, err := pgLn.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _ = proxy.ServeConn(context.Background(), c, session.Options{}) }()
+	if err := pooler.Start(); err != nil {
+		return fmt.Errorf("start pooler: %w", err)
+	}
+	exited := make(chan error, 1)
+	addrs := make(chan endpoints, 1)
+	go func() { addrs <- watchLogs(logs) }()
+	go func() { exited <- pooler.Wait() }()
+	defer func() {
+		_ = pooler.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = pooler.Process.Kill()
+			<-exited
 		}
 	}()
 
-	srv := edge.NewServer(edge.Options{
-		Upstream: edge.PoolUpstream(upstream), Keys: edge.KeyringChecker(keyring), Database: "postgres",
-		MaxRequestBytes: 1 << 20, MaxResponseBytes: 4 << 20, StatementTimeout: 30 * time.Second,
-		Cache: edge.NewCache(16<<20, metrics), Metrics: metrics, WebSocket: edge.WebSocketSessions(proxy),
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	var ep endpoints
+	select {
+	case ep = <-addrs:
+		if ep.HTTP == "" {
+			return errors.New("pooler stopped logging before it reported its listeners")
+		}
+	case err := <-exited:
+		return fmt.Errorf("pooler exited before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		return errors.New("pooler did not report its listeners within 30s")
+	}
+	if err := waitReady("http://" + ep.Admin + "/readyz"); err != nil {
 		return err
 	}
-	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	adminSrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
-	go httpSrv.Serve(httpLn)
-	go adminSrv.Serve(adminLn)
-	defer httpSrv.Close()
-	defer adminSrv.Close()
-
-	line, _ := json.Marshal(endpoints{HTTP: httpLn.Addr().String(), Postgres: pgLn.Addr().String(), Admin: adminLn.Addr().String(),
-		User: "app", Key: key, Database: "postgres", PoolSize: *poolSize})
+	ep.User, ep.Key, ep.Database, ep.PoolSize = "app", key, "postgres", *poolSize
+	line, _ := json.Marshal(ep)
 	fmt.Println(string(line))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() { _, _ = io.Copy(io.Discard, os.Stdin); stop() }()
-	<-ctx.Done()
-	return nil
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-exited:
+		exited <- err // for the deferred stop
+		return fmt.Errorf("pooler exited: %v", err)
+	}
+}
+
+// keygen runs `edgepool keygen` and reads the key and its config entry from its output.
+func keygen(binary, name string) (string, config.Key, error) {
+	out, err := exec.Command(binary, "keygen", "-name", name).Output()
+	if err != nil {
+		return "", config.Key{}, fmt.Errorf("edgepool keygen: %w", err)
+	}
+	var key string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "ep_") {
+			key = strings.TrimSpace(l)
+			break
+		}
+	}
+	var entry config.Key
+	start := bytes.IndexByte(out, '{')
+	if key == "" || start < 0 {
+		return "", config.Key{}, errors.New("edgepool keygen: unexpected output")
+	}
+	if err := json.NewDecoder(bytes.NewReader(out[start:])).Decode(&entry); err != nil {
+		return "", config.Key{}, fmt.Errorf("edgepool keygen: config entry: %w", err)
+	}
+	return key, entry, nil
+}
+
+// watchLogs forwards the pooler's warnings and errors to stderr and returns the listener addresses once
+// both the HTTP listener and the started line have been logged; it keeps forwarding after.
+func watchLogs(r io.Reader) endpoints {
+	var ep endpoints
+	sent := false
+	result := make(chan endpoints, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			var rec struct {
+				Level    string `json:"level"`
+				Msg      string `json:"msg"`
+				Addr     string `json:"addr"`
+				Postgres string `json:"postgres"`
+				Admin    string `json:"admin"`
+			}
+			if json.Unmarshal(sc.Bytes(), &rec) != nil || (rec.Level != "INFO" && rec.Level != "DEBUG") {
+				fmt.Fprintln(os.Stderr, sc.Text())
+			}
+			switch rec.Msg {
+			case "http sql and websocket listening":
+				ep.HTTP = rec.Addr
+			case "pooler started":
+				ep.Postgres, ep.Admin = rec.Postgres, rec.Admin
+			}
+			if !sent && ep.HTTP != "" && ep.Admin != "" {
+				sent = true
+				result <- ep
+			}
+		}
+		if !sent {
+			result <- endpoints{}
+		}
+	}()
+	return <-result
+}
+
+func waitReady(url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pooler not ready after 30s (%s)", url)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
