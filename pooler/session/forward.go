@@ -68,6 +68,10 @@ func (s *session) pushAck(kind ackKind, serverName, clientName string) {
 	s.acks = append(s.acks, ack{kind: kind, batch: s.sentSyncs, serverName: serverName, clientName: clientName})
 }
 
+func (s *session) pushParseAck(kind ackKind, def *stmtDef, clientName string) {
+	s.acks = append(s.acks, ack{kind: kind, batch: s.sentSyncs, serverName: def.serverName, clientName: clientName, def: def})
+}
+
 // ensurePrepared prepares def on c unless it is there already (evicting the least recently
 // used statements beyond the per-connection cap). The injected ParseComplete is swallowed.
 func (s *session) ensurePrepared(c *pool.Conn, def *stmtDef) {
@@ -80,7 +84,7 @@ func (s *session) ensurePrepared(c *pool.Conn, def *stmtDef) {
 		s.pushAck(ackCloseInjected, "", "")
 	}
 	s.out = appendParse(s.out, def.serverName, def.query, def.paramOIDs)
-	s.pushAck(ackParseInjected, def.serverName, "")
+	s.pushParseAck(ackParseInjected, def, "")
 }
 
 func (s *session) forwardParse(c *pool.Conn, body []byte) error {
@@ -112,7 +116,7 @@ func (s *session) forwardParse(c *pool.Conn, body []byte) error {
 		s.pushAck(ackCloseInjected, "", "")
 	}
 	s.out = appendParse(s.out, def.serverName, def.query, def.paramOIDs)
-	s.pushAck(ackForward, def.serverName, string(name))
+	s.pushParseAck(ackForward, def, string(name))
 	return nil
 }
 

@@ -57,7 +57,8 @@ const (
 type ack struct {
 	kind       ackKind
 	batch      uint64 // number of Syncs sent before it
-	serverName string // statement created by this Parse (unmarked if the batch fails)
+	serverName string   // statement created by this Parse (unmarked if the batch fails)
+	def        *stmtDef // marked verified when its ParseComplete arrives
 	clientName string // client's name for it (forgotten if the Parse fails)
 }
 
@@ -245,6 +246,10 @@ func (s *session) handle(ctx context.Context, typ byte, body []byte) error {
 			return s.w.send(&pgproto3.CloseComplete{})
 		case 'd', 'c', 'f':
 			return nil // PostgreSQL ignores COPY messages outside COPY, too
+		case 'P':
+			if done, err := s.parseLocally(body); done || err != nil {
+				return err
+			}
 		}
 		if !validFrontendType(typ) {
 			s.fatal("08P01", "invalid frontend message type "+string(rune(typ)))
@@ -264,6 +269,27 @@ func (s *session) handle(ctx context.Context, typ byte, body []byte) error {
 		}
 	}
 	return s.forward(typ, body)
+}
+
+// parseLocally answers a named Parse of a statement PostgreSQL already accepted without an
+// upstream connection; it is prepared on demand at Bind/Describe.
+func (s *session) parseLocally(body []byte) (bool, error) {
+	name, query, oids, err := decodeParse(body)
+	if err != nil {
+		s.fatal("08P01", err.Error())
+		return false, err
+	}
+	if len(name) == 0 {
+		return false, nil
+	}
+	def := s.proxy.stmts.known(query, oids)
+	if def == nil || !def.verified.Load() {
+		return false, nil
+	}
+	if old, ok := s.stmts[string(name)]; !ok || old != def {
+		s.stmts[string(name)] = def
+	}
+	return true, s.w.send(&pgproto3.ParseComplete{})
 }
 
 func validFrontendType(t byte) bool {
@@ -449,6 +475,9 @@ func (s *session) pump(c *pool.Conn, done chan struct{}) {
 				s.w.mu.Unlock()
 				s.pumpError(c, errors.New("unexpected ParseComplete from upstream"))
 				return
+			}
+			if a.def != nil {
+				a.def.verified.Store(true)
 			}
 			if a.kind != ackParseInjected {
 				_ = s.w.encode(m)

@@ -13,6 +13,11 @@ type stmtDef struct {
 	serverName string
 	query      string
 	paramOIDs  []uint32
+	// verified is set once PostgreSQL accepted a Parse of it: later Parses of the same text
+	// by clients between transactions are answered without borrowing a connection (a client
+	// that prepares synchronously while its other sessions hold connections, as pgbench
+	// -M prepared does, would otherwise deadlock a small pool).
+	verified atomic.Bool
 }
 
 // stmtRegistry assigns server names to distinct statements.
@@ -64,6 +69,14 @@ func (r *stmtRegistry) lookup(query []byte, oids []uint32) *stmtDef {
 	}
 	r.defs[key] = d
 	return d
+}
+
+// known returns the definition of query/oids if one exists, without creating it.
+func (r *stmtRegistry) known(query []byte, oids []uint32) *stmtDef {
+	key := stmtKey(string(query), oids)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.defs[key]
 }
 
 // len is the number of distinct statements known.
