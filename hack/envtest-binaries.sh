@@ -18,6 +18,17 @@ if [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" ]]; then
   exit 0
 fi
 mkdir -p "$OUT"
+# One build at a time per cache dir: parallel test runs wait for the first one's result.
+exec 9>"$OUT/.lock"
+if ! flock -n 9; then
+  log "another build is running; waiting for it"
+  flock 9
+fi
+if [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" ]]; then
+  log "cached in $OUT"
+  echo "$OUT"
+  exit 0
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
