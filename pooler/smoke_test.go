@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 func asPgError(err error, target **pgconn.PgError) bool { return errors.As(err, target) }
@@ -32,3 +33,15 @@ func TestSimpleAndExtendedQueries(t *testing.T) {
 		}
 	}
 }
+
+var (
+	pgprotoDescribeS1 = pgproto3.Describe{ObjectType: 'S', Name: "s1"}
+	pgprotoSync       = pgproto3.Sync{}
+)
+
+type (
+	pgprotoParameterDescription = pgproto3.ParameterDescription
+	pgprotoRowDescription       = pgproto3.RowDescription
+	pgprotoErrorResponse        = pgproto3.ErrorResponse
+	pgprotoReadyForQuery        = pgproto3.ReadyForQuery
+)

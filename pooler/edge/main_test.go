@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 }
 
 // newPool returns the pooler's real upstream pool over the test server.
-func newPool(t *testing.T, size int, wait time.Duration) *pool.Pool {
+func newPool(t testing.TB, size int, wait time.Duration) *pool.Pool {
 	// The application name lets a test count its pool's connections in pg_stat_activity.
 	dsn := pg.DSN("postgres") + "&application_name=" + url.QueryEscape(t.Name())
 	p := pool.New(pool.Settings{Size: size, QueryWaitTimeout: wait, ConnectTimeout: 5 * time.Second},
@@ -54,7 +54,7 @@ func mustKey() string {
 	return k
 }
 
-func testKeyChecker(t *testing.T) KeyChecker {
+func testKeyChecker(t testing.TB) KeyChecker {
 	salt, err := apikey.NewSalt()
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func testKeyChecker(t *testing.T) KeyChecker {
 }
 
 // newTestServer starts the edge handler over a pool of size connections.
-func newTestServer(t *testing.T, size int, mutate func(*Options)) (*httptest.Server, *Server) {
+func newTestServer(t testing.TB, size int, mutate func(*Options)) (*httptest.Server, *Server) {
 	t.Helper()
 	opts := Options{
 		Upstream: PoolUpstream(newPool(t, size, 2*time.Second)), Keys: testKeyChecker(t), Database: "postgres",

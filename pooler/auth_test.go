@@ -1,0 +1,178 @@
+package pooler_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/edgepool/edgepool/pooler/config"
+)
+
+// writeTestCert writes a self-signed certificate for 127.0.0.1 and returns the file paths.
+func writeTestCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "edgepool test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func psql(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	bin, err := exec.LookPath("psql")
+	if err != nil {
+		t.Fatalf("psql not found: %v", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestPsqlOverTLSWithSCRAM(t *testing.T) {
+	certFile, keyFile := writeTestCert(t)
+	h := startPooler(t, func(c *config.Config) { c.TLS = &config.TLS{CertFile: certFile, KeyFile: keyFile} })
+	env := []string{"PGHOST=127.0.0.1", fmt.Sprintf("PGPORT=%d", h.port()), "PGUSER=" + h.key.name,
+		"PGDATABASE=app", "PGSSLMODE=verify-full", "PGSSLROOTCERT=" + certFile, "PGCHANNELBINDING=disable"}
+	out, err := psql(t, append(env, "PGPASSWORD="+h.key.secret), "-X", "-At", "-c", "select 6 * 7", "-c", `\conninfo`)
+	if err != nil {
+		t.Fatalf("psql: %v\n%s", err, out)
+	}
+	if !strings.HasPrefix(out, "42\n") || !strings.Contains(out, "SSL connection") {
+		t.Fatalf("psql output:\n%s", out)
+	}
+	// The pooler offered SCRAM: a psql that refuses anything else still gets in.
+	out, err = psql(t, append(env, "PGPASSWORD="+h.key.secret, "PGREQUIREAUTH=scram-sha-256"), "-X", "-At", "-c", "select 1")
+	if err != nil && !strings.Contains(out, "invalid connection option") && !strings.Contains(out, "require_auth") {
+		t.Fatalf("psql requiring scram: %v\n%s", err, out)
+	}
+	out, err = psql(t, append(env, "PGPASSWORD=ep_wrong"), "-X", "-At", "-c", "select 1")
+	if err == nil || !strings.Contains(out, "password authentication failed") {
+		t.Fatalf("wrong key over TLS: err=%v\n%s", err, out)
+	}
+}
+
+func TestWrongKeyRefusedOverSCRAMAndCleartext(t *testing.T) {
+	for _, method := range []string{config.AuthSCRAM, config.AuthPassword} {
+		t.Run(method, func(t *testing.T) {
+			h := startPooler(t, func(c *config.Config) {
+				c.ClientAuthMethod = method
+				c.AllowCleartextWithoutTLS = true
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			// The right key works with this method.
+			c, err := pgconn.Connect(ctx, h.dsn(h.key, ""))
+			if err != nil {
+				t.Fatalf("right key refused: %v", err)
+			}
+			if got := exec1(ctx, t, c, "select current_database()"); got != "app" {
+				t.Fatalf("current_database = %q", got)
+			}
+			c.Close(ctx)
+			wrong := h.key
+			wrong.secret = "ep_" + strings.Repeat("A", 43)
+			unknown := h.key
+			unknown.name = "nobody"
+			for _, k := range []testKey{wrong, unknown} {
+				start := time.Now()
+				_, err := pgconn.Connect(ctx, h.dsn(k, ""))
+				if code := pgCode(err); code != "28P01" {
+					t.Fatalf("key %q: want 28P01, got %v", k.name, err)
+				}
+				if time.Since(start) > 5*time.Second {
+					t.Fatalf("refusal took %v", time.Since(start))
+				}
+			}
+		})
+	}
+}
+
+func TestCleartextNeedsTLS(t *testing.T) {
+	// Asked for cleartext on a plain TCP connection without the override: the pooler falls back
+	// to SCRAM, so the key never crosses the network in the clear.
+	h := startPooler(t, func(c *config.Config) { c.ClientAuthMethod = config.AuthPassword })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg, err := pgconn.ParseConfig(h.dsn(h.key, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	// pgx's "require_auth" is not available; check through a raw startup instead.
+	raw, err := net.Dial("tcp", h.srv.PostgresAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	startup := []byte{0, 3, 0, 0}
+	startup = append(startup, "user\x00app\x00database\x00app\x00\x00"...)
+	msg := append([]byte{0, 0, 0, byte(len(startup) + 4)}, startup...)
+	if _, err := raw.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := raw.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 'R', length, auth code 10 = SASL
+	sawSCRAM := n >= 9 && buf[0] == 'R' && buf[8] == 10
+	if !sawSCRAM {
+		t.Fatalf("expected AuthenticationSASL, got % x", buf[:n])
+	}
+}
+
+func TestUnknownDatabaseRefused(t *testing.T) {
+	h := startPooler(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dsn := strings.Replace(h.dsn(h.key, ""), "/app?", "/other?", 1)
+	_, err := pgconn.Connect(ctx, dsn)
+	if code := pgCode(err); code != "3D000" {
+		t.Fatalf("want 3D000, got %v", err)
+	}
+}
