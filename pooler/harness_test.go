@@ -190,3 +190,11 @@ func pgCode(err error) string {
 }
 
 var _ = strconv.Itoa
+
+func osWriteFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

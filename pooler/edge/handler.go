@@ -172,31 +172,62 @@ func (s *Server) handleSQL(w http.ResponseWriter, r *http.Request, reqID string,
 
 // execute borrows an upstream connection for the request's queries and returns their JSON.
 func (s *Server) execute(ctx context.Context, queries []query, batch bool, begin string, mode outputMode) ([]byte, error) {
+	return s.withConn(ctx, func(opCtx context.Context, pc *pgconn.PgConn) ([]byte, error) {
+		dst := make([]byte, 0, 512)
+		if batch {
+			return runBatch(opCtx, pc, begin, queries, mode, dst, s.opts.MaxResponseBytes)
+		}
+		out, err := runQuery(opCtx, pc, queries[0], mode, dst, s.opts.MaxResponseBytes)
+		// A lone BEGIN (or a failed statement inside one) must not leak a transaction to the
+		// next borrower of this connection.
+		rollback(opCtx, pc)
+		return out, err
+	})
+}
+
+// executeReadOnly is execute for cacheable requests: the query runs in a READ ONLY transaction.
+func (s *Server) executeReadOnly(ctx context.Context, q query, mode outputMode) ([]byte, error) {
+	return s.withConn(ctx, func(opCtx context.Context, pc *pgconn.PgConn) ([]byte, error) {
+		return runReadOnly(opCtx, pc, q, mode, make([]byte, 0, 512), s.opts.MaxResponseBytes)
+	})
+}
+
+// cancelGrace is how long a statement may take to stop after its cancel request before the
+// connection is cut.
+const cancelGrace = 3 * time.Second
+
+// withConn borrows a connection and runs fn on it. When ctx ends first (statement timeout, or
+// the client went away), the running statement is cancelled on the server with a
+// CancelRequest, so it stops using a backend that the pool no longer counts; fn gets an
+// operation context that only gives up cancelGrace later. A connection that was sent a cancel
+// is closed rather than reused, because Postgres may deliver the cancel late, to the next
+// borrower's statement.
+func (s *Server) withConn(ctx context.Context, fn func(opCtx context.Context, pc *pgconn.PgConn) ([]byte, error)) ([]byte, error) {
 	lease, err := s.opts.Upstream.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer lease.Release()
 	pc := lease.PgConn()
-	dst := make([]byte, 0, 512)
-	if batch {
-		return runBatch(ctx, pc, begin, queries, mode, dst, s.opts.MaxResponseBytes)
-	}
-	out, err := runQuery(ctx, pc, queries[0], mode, dst, s.opts.MaxResponseBytes)
-	// A lone BEGIN (or a failed statement inside one) must not leak a transaction to the
-	// next borrower of this connection.
-	rollback(ctx, pc)
-	return out, err
-}
 
-// executeReadOnly is execute for cacheable requests: the query runs in a READ ONLY transaction.
-func (s *Server) executeReadOnly(ctx context.Context, q query, mode outputMode) ([]byte, error) {
-	lease, err := s.opts.Upstream.Acquire(ctx)
-	if err != nil {
-		return nil, err
+	opCtx, stopOp := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOp()
+	cancelled := make(chan struct{})
+	stopWatch := context.AfterFunc(ctx, func() {
+		defer close(cancelled)
+		cctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+		defer cancel()
+		_ = pc.CancelRequest(cctx)
+		time.AfterFunc(cancelGrace, stopOp)
+	})
+	out, err := fn(opCtx, pc)
+	if !stopWatch() { // the cancel fired (or is firing): do not reuse this connection
+		<-cancelled
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = pc.Close(cctx)
+		cancel()
 	}
-	defer lease.Release()
-	return runReadOnly(ctx, lease.PgConn(), q, mode, make([]byte, 0, 512), s.opts.MaxResponseBytes)
+	return out, err
 }
 
 // serveCached answers a single query that opted into the cache.
@@ -251,6 +282,8 @@ func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, reqID st
 	var reqErr *requestError
 	var pgErr *pgconn.PgError
 	switch {
+	case context.Cause(ctx) == errStatementTimeout:
+		return writeMessage(w, http.StatusBadRequest, "canceling statement due to statement timeout", "57014")
 	case errors.Is(err, errResponseTooLarge):
 		return writeMessage(w, http.StatusInsufficientStorage,
 			"response too large (max "+strconv.Itoa(s.opts.MaxResponseBytes)+" bytes)", "54000")
@@ -258,8 +291,6 @@ func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, reqID st
 		return writeJSON(w, http.StatusBadRequest, appendPgError(nil, pgErr))
 	case errors.As(err, &reqErr):
 		return writeMessage(w, http.StatusBadRequest, reqErr.msg, "08P01")
-	case context.Cause(ctx) == errStatementTimeout:
-		return writeMessage(w, http.StatusBadRequest, "canceling statement due to statement timeout", "57014")
 	case ctx.Err() != nil: // the client went away; nobody reads the answer
 		return 499
 	default:

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 const typesQuery = `select 42::int4 as i, 9007199254740993::int8 as big, 'héllo "x"'::text as t, true as b,
@@ -237,9 +238,18 @@ func TestResponseCapAndStatementTimeout(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("connection unusable after 507: %d %s", resp.StatusCode, out)
 	}
-	resp, out = post(t, ts, `{"query": "select pg_sleep(3)"}`)
+	start := time.Now()
+	resp, out = post(t, ts, `{"query": "select pg_sleep(3) as timeout_probe"}`)
 	if resp.StatusCode != http.StatusBadRequest || decode(t, out)["code"] != "57014" {
 		t.Fatalf("statement timeout: status %d: %s", resp.StatusCode, out)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("statement timeout answered after %s", took)
+	}
+	// The statement was cancelled on the server, not left running on a connection the pool
+	// no longer counts.
+	if n := activeQueries(t, "%timeout_probe%"); n != 0 {
+		t.Errorf("%d timed-out statements still running on the server", n)
 	}
 	resp, out = post(t, ts, `{"query": "select 1 as one"}`)
 	if resp.StatusCode != http.StatusOK {
@@ -275,6 +285,13 @@ func TestPoolExhaustionGivesCleanError(t *testing.T) {
 	if counts["ok"]+counts["53300"] != n || counts["ok"] == 0 || counts["53300"] == 0 {
 		t.Fatalf("want only successes and 53300 timeouts (some of each), got %v", counts)
 	}
+}
+
+// activeQueries counts statements matching pattern that run on the server now (other than
+// this check).
+func activeQueries(t *testing.T, pattern string) int {
+	t.Helper()
+	return countRows(t, "select count(*) from pg_stat_activity where state = 'active' and query like $1 and pid <> pg_backend_pid()", pattern)
 }
 
 func jsonString(s string) string {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,20 +58,25 @@ func startTransports(t *testing.T, size int, wait time.Duration) *transports {
 // upstreamConnections counts the current test's pool connections as Postgres sees them.
 func upstreamConnections(t *testing.T) int {
 	t.Helper()
+	return countRows(t, "select count(*) from pg_stat_activity where application_name = $1", t.Name())
+}
+
+// countRows runs a count(*) query with one text parameter directly on the test server.
+func countRows(t *testing.T, sql, arg string) int {
+	t.Helper()
 	ctx := context.Background()
 	c, err := pgconn.Connect(ctx, pg.DSN("postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	res := c.ExecParams(ctx, "select count(*) from pg_stat_activity where application_name = $1",
-		[][]byte{[]byte(t.Name())}, nil, nil, nil).Read()
+	res := c.ExecParams(ctx, sql, [][]byte{[]byte(arg)}, nil, nil, nil).Read()
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	n := 0
-	for _, ch := range res.Rows[0][0] {
-		n = n*10 + int(ch-'0')
+	n, err := strconv.Atoi(string(res.Rows[0][0]))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return n
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -20,11 +21,21 @@ import (
 //
 // The WebSocket transport calls it with Options{Secure: true, Cleartext: true} on a net.Conn
 // that carries the binary frames' payload.
-func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) error {
+func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) (err error) {
 	defer conn.Close()
+	// A bug triggered by one client must not take the process down with every other client.
+	defer func() {
+		if r := recover(); r != nil {
+			p.Log.Error("client session panicked", "remote", conn.RemoteAddr().String(), "panic", r,
+				"stack", string(debug.Stack()))
+			err = fmt.Errorf("session panic: %v", r)
+		}
+	}()
 	rt := p.Runtime()
 	p.accepted.Add(1)
 	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure}
+	s.r = msgReader{conn: conn, maxBody: maxAuthMessageBytes}
+	s.w = msgWriter{conn: conn}
 	s.setState(stateStartup)
 	_ = conn.SetDeadline(time.Now().Add(rt.AuthTimeout))
 	if err := s.startup(ctx); err != nil {
@@ -38,7 +49,7 @@ func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) erro
 	defer p.unregister(s)
 	p.clients.Add(1)
 	defer p.clients.Add(-1)
-	err := s.run(ctx)
+	err = s.run(ctx)
 	s.releaseBuffers()
 	p.Observer.Bytes(s.r.bytesIn, s.w.bytesOut)
 	return err
@@ -88,13 +99,12 @@ func (s *session) startup(ctx context.Context) error {
 				return fmt.Errorf("tls handshake: %w", err)
 			}
 			s.conn = tconn
+			s.r.conn, s.w.conn = tconn, tconn
 			s.secure = true
 		default:
 			sp = pkt
 		}
 	}
-	s.r = msgReader{conn: s.conn, maxBody: maxAuthMessageBytes}
-	s.w = msgWriter{conn: s.conn}
 
 	if s.proxy.draining.Load() {
 		s.fatal("57P01", "the pooler is shutting down")
