@@ -374,6 +374,10 @@ report="$tmp/report.md"
 	echo "- PostgreSQL $pg_ver (fsync/synchronous_commit/full_page_writes off, max_connections 400), PgBouncer $pb_ver, edgepool \`bin/edgepool pooler\`"
 	echo "- Pools: transaction mode, $POOL_SIZE upstream connections for PgBouncer and edgepool; SCRAM-SHA-256 auth everywhere"
 	echo "- Each cell: pgbench tps (average latency), \`-T $BENCH_SECONDS\`, scale $BENCH_SCALE; command: \`BENCH_SECONDS=$BENCH_SECONDS make bench\`"
+	if awk -v l="${load_at_start%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n) }'; then
+		echo "- **Busy machine**: the load average at start exceeded the CPU count, so other work competed"
+		echo "  with all three targets; absolute numbers are depressed and noisy, compare ratios only."
+	fi
 	echo
 	echo "| workload | pgbench flags | direct | PgBouncer | edgepool | edgepool/direct | edgepool/PgBouncer |"
 	echo "|---|---|---:|---:|---:|---:|---:|"
