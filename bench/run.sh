@@ -256,12 +256,14 @@ if ((IDLE_CLIENTS > 0)); then
 			idle[$t]="FAILED (not running)"
 			continue
 		fi
-		pid_var=pb_pid
-		[[ $t == edgepool ]] && pid_var=ep_pid
+		pid_var=pb_pid extra=()
+		if [[ $t == edgepool ]]; then
+			pid_var=ep_pid extra=(-metrics "http://127.0.0.1:$EP_ADMIN/metrics")
+		fi
 		log "idle clients: $IDLE_CLIENTS to $t"
 		line=""
 		if line="$(PGPASSWORD="${pass[$t]}" "$tmp/idleclients" -port "${port[$t]}" -user "${user[$t]}" \
-			-db "$DB" -n "$IDLE_CLIENTS" -pid "${!pid_var}" 2>"$tmp/idle-$t.log" | grep '^RESULT')"; then
+			-db "$DB" -n "$IDLE_CLIENTS" -pid "${!pid_var}" "${extra[@]}" 2>"$tmp/idle-$t.log" | grep '^RESULT')"; then
 			idle[$t]="$line"
 		else
 			failures=$((failures + 1))
@@ -357,7 +359,7 @@ cell() { # workload target
 		printf '%s' "${note[$1,$2]:-—}"
 	fi
 }
-field() { sed -nE "s/.* $2=([0-9.]+).*/\\1/p" <<<"$1"; }
+field() { sed -nE "s/.* $2=(-?[0-9.]+).*/\\1/p" <<<"$1"; }
 
 pg_ver="$("$PG_BIN/postgres" --version | awk '{print $3}')"
 pb_ver="$("$PGBOUNCER" --version | head -1 | awk '{print $2}')"
@@ -394,16 +396,21 @@ report="$tmp/report.md"
 		echo
 		echo "## Idle clients: $IDLE_CLIENTS connected, authenticated, idle"
 		echo
-		echo "| pooler | RSS before | RSS after | per idle client |"
-		echo "|---|---:|---:|---:|"
+		echo "| pooler | RSS before | RSS after | RSS per idle client | of which Go heap / stacks | goroutines per client |"
+		echo "|---|---:|---:|---:|---:|---:|"
 		for t in pgbouncer edgepool; do
 			has_target "$t" || continue
 			r="${idle[$t]:-}"
 			if [[ "$r" == RESULT* ]]; then
-				printf '| %s | %s KiB | %s KiB | %s bytes |\n' "$t" "$(field "$r" rss_before_kb)" \
-					"$(field "$r" rss_after_kb)" "$(field "$r" per_client_bytes)"
+				gomem="" gor=""
+				if [[ "$r" == *heap_inuse_per_client_bytes=* ]]; then
+					gomem="$(field "$r" heap_inuse_per_client_bytes) / $(field "$r" stack_inuse_per_client_bytes) bytes"
+					gor="$(field "$r" goroutines_per_client)"
+				fi
+				printf '| %s | %s KiB | %s KiB | %s bytes | %s | %s |\n' "$t" "$(field "$r" rss_before_kb)" \
+					"$(field "$r" rss_after_kb)" "$(field "$r" per_client_bytes)" "$gomem" "$gor"
 			else
-				printf '| %s | %s | | |\n' "$t" "${r:-not measured}"
+				printf '| %s | %s | | | | |\n' "$t" "${r:-not measured}"
 			fi
 		done
 		if [[ "${idle[pgbouncer]:-}" == RESULT* && "${idle[edgepool]:-}" == RESULT* ]]; then

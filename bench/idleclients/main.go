@@ -6,6 +6,10 @@
 //
 //	RESULT clients=10000 failed=0 rss_before_kb=7040 rss_after_kb=15360 per_client_bytes=851
 //
+// With -metrics (a Prometheus endpoint with the Go collector, such as edgepool's admin /metrics)
+// it also reports the growth of the Go heap and goroutine stacks per client and goroutines per
+// client, which tells where the resident memory goes.
+//
 // Then it closes every connection and exits. It is part of `make bench` (bench/run.sh); it
 // needs a file-descriptor limit above -n (the Go runtime raises the soft limit to the hard one).
 package main
@@ -17,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -45,6 +50,7 @@ func run() error {
 		pid      = flag.Int("pid", 0, "pid of the pooler process whose VmRSS is measured")
 		settle   = flag.Duration("settle", 5*time.Second, "wait after the last connection before measuring")
 		timeout  = flag.Duration("connect-timeout", 30*time.Second, "per-connection connect+auth timeout")
+		metrics  = flag.String("metrics", "", "optional Prometheus URL of the pooler (Go collector metrics)")
 	)
 	flag.Parse()
 	password := os.Getenv("PGPASSWORD") // not a flag: keep it out of ps output
@@ -65,6 +71,12 @@ func run() error {
 	before, err := vmRSSKiB(*pid)
 	if err != nil {
 		return err
+	}
+	var goBefore goMemory
+	if *metrics != "" {
+		if goBefore, err = scrapeGoMemory(*metrics); err != nil {
+			return err
+		}
 	}
 
 	conns := make([]*pgconn.PgConn, *clients)
@@ -115,8 +127,19 @@ func run() error {
 	if alive > 0 {
 		perClient = float64(after-before) * 1024 / float64(alive)
 	}
-	fmt.Printf("RESULT clients=%d failed=%d alive=%d rss_before_kb=%d rss_after_kb=%d per_client_bytes=%.0f\n",
+	result := fmt.Sprintf("RESULT clients=%d failed=%d alive=%d rss_before_kb=%d rss_after_kb=%d per_client_bytes=%.0f",
 		*clients, failed.Load(), alive, before, after, perClient)
+	if *metrics != "" && alive > 0 {
+		goAfter, err := scrapeGoMemory(*metrics)
+		if err != nil {
+			return err
+		}
+		n := float64(alive)
+		result += fmt.Sprintf(" heap_inuse_per_client_bytes=%.0f stack_inuse_per_client_bytes=%.0f goroutines_per_client=%.2f",
+			(goAfter.heapInuse-goBefore.heapInuse)/n, (goAfter.stackInuse-goBefore.stackInuse)/n,
+			(goAfter.goroutines-goBefore.goroutines)/n)
+	}
+	fmt.Println(result)
 
 	closeAll(conns)
 	if failed.Load() > 0 || alive != connected {
@@ -183,4 +206,58 @@ func vmRSSKiB(pid int) (int64, error) {
 		return 0, fmt.Errorf("read rss of pid %d: %w", pid, err)
 	}
 	return 0, fmt.Errorf("pid %d: no VmRSS in /proc/%d/status", pid, pid)
+}
+
+// goMemory is what the Prometheus Go collector says about a process's memory.
+type goMemory struct{ heapInuse, stackInuse, goroutines float64 }
+
+// scrapeGoMemory reads go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes and
+// go_goroutines from a Prometheus text endpoint.
+func scrapeGoMemory(url string) (goMemory, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, http.NoBody)
+	if err != nil {
+		return goMemory{}, fmt.Errorf("metrics request: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return goMemory{}, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return goMemory{}, fmt.Errorf("scrape %s: %s", url, resp.Status)
+	}
+	var m goMemory
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		var dst *float64
+		switch name {
+		case "go_memstats_heap_inuse_bytes":
+			dst = &m.heapInuse
+		case "go_memstats_stack_inuse_bytes":
+			dst = &m.stackInuse
+		case "go_goroutines":
+			dst = &m.goroutines
+		default:
+			continue
+		}
+		if *dst, err = strconv.ParseFloat(strings.TrimSpace(value), 64); err != nil {
+			return goMemory{}, fmt.Errorf("scrape %s: %s: %w", url, name, err)
+		}
+		found++
+	}
+	if err := sc.Err(); err != nil {
+		return goMemory{}, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	if found < 3 {
+		return goMemory{}, fmt.Errorf("scrape %s: Go collector metrics missing", url)
+	}
+	return m, nil
 }
