@@ -33,6 +33,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 staging_minor="0.${K8S_VERSION#1.}"
+k8s_minor="${K8S_VERSION#1.}"
+k8s_minor="${k8s_minor%%.*}"
 
 if [[ ! -x "$OUT/etcd" ]]; then
   log "building etcd v$ETCD_VERSION from the Go module proxy (about 1 minute)..."
@@ -46,9 +48,9 @@ if [[ ! -x "$OUT/etcd" ]]; then
     done
     printf 'package main\nimport _ "go.etcd.io/etcd/server/v3"\n' >tools.go
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
-    GOFLAGS=-mod=mod go build -trimpath -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3
+    GOFLAGS=-mod=mod go build -trimpath -o "$OUT/etcd.tmp.$$" go.etcd.io/etcd/server/v3
   )
-  mv "$OUT/etcd.tmp" "$OUT/etcd"
+  mv "$OUT/etcd.tmp.$$" "$OUT/etcd"
   log "etcd ready"
 fi
 
@@ -66,11 +68,11 @@ if [[ ! -x "$OUT/kube-apiserver" ]]; then
     done
     printf 'package main\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n' >tools.go
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
-    GOFLAGS=-mod=mod go build -trimpath -o "$OUT/kube-apiserver.tmp" \
-      -ldflags "-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" \
+    GOFLAGS=-mod=mod go build -trimpath -o "$OUT/kube-apiserver.tmp.$$" \
+      -ldflags "-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor" \
       k8s.io/kubernetes/cmd/kube-apiserver
   )
-  mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
+  mv "$OUT/kube-apiserver.tmp.$$" "$OUT/kube-apiserver"
   log "kube-apiserver ready"
 fi
 echo "$OUT"
