@@ -46,7 +46,7 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 		Metrics:          metrics,
 		Logger:           s.log,
 	}).Handler()
-	ln, err := net.Listen("tcp", cfg.Listen.HTTP)
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", cfg.Listen.HTTP)
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", cfg.Listen.HTTP, err)
 	}

@@ -44,7 +44,10 @@ func main() {
 		os.Exit(1)
 	}
 	if *asJSON {
-		_ = json.NewEncoder(os.Stdout).Encode(res)
+		if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/http:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	fmt.Printf("POST /sql %q, %d concurrent, %s: %d requests, %d errors, %.0f req/s, p50 %.2f ms, p90 %.2f ms, p99 %.2f ms\n",
@@ -64,7 +67,13 @@ type result struct {
 }
 
 func run(url, conn, query, cacheControl string, concurrency int, warmup, duration time.Duration) (result, error) {
-	body, _ := json.Marshal(map[string]any{"query": query, "params": []any{}})
+	body, err := json.Marshal(struct {
+		Query  string   `json:"query"`
+		Params []string `json:"params"`
+	}{query, []string{}})
+	if err != nil {
+		return result{}, err
+	}
 	client := &http.Client{Transport: &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency, IdleConnTimeout: time.Minute,

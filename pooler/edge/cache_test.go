@@ -104,7 +104,7 @@ func TestHTTPCache(t *testing.T) {
 
 	// Writes run, uncached, and are never stored.
 	for range 2 {
-		resp, out = post(t, ts, `{"query": "insert into cache_t values (3)"}`, "Cache-Control: max-age=30")
+		resp, _ = post(t, ts, `{"query": "insert into cache_t values (3)"}`, "Cache-Control: max-age=30")
 		wantEqual(t, "write status", resp.StatusCode, http.StatusOK)
 		wantEqual(t, "write cache", resp.Header.Get("Edgepool-Cache"), "bypass")
 	}

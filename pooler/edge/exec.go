@@ -87,11 +87,11 @@ func runQuery(ctx context.Context, pc *pgconn.PgConn, q query, mode outputMode, 
 }
 
 func appendRow(dst []byte, fields []pgconn.FieldDescription, values [][]byte, kinds, elems []valueKind, mode outputMode) []byte {
-	open, close := byte('{'), byte('}')
+	opening, closing := byte('{'), byte('}')
 	if mode.arrayMode {
-		open, close = '[', ']'
+		opening, closing = '[', ']'
 	}
-	dst = append(dst, open)
+	dst = append(dst, opening)
 	for i, v := range values {
 		if i > 0 {
 			dst = append(dst, ',')
@@ -109,7 +109,7 @@ func appendRow(dst []byte, fields []pgconn.FieldDescription, values [][]byte, ki
 			dst = appendValue(dst, v, kinds[i], elems[i])
 		}
 	}
-	return append(dst, close)
+	return append(dst, closing)
 }
 
 // splitCommandTag returns the command word of a tag ("INSERT 0 3" → "INSERT") and its row

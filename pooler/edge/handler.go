@@ -155,12 +155,11 @@ func (s *Server) handleSQL(w http.ResponseWriter, r *http.Request, reqID string,
 	defer cancel()
 
 	if policy, ok := parseCachePolicy(r.Header, s.opts.DefaultCacheTTL); ok && s.opts.Cache != nil {
-		if batch {
-			w.Header().Set(headerCacheStatus, cacheBypass)
-			s.opts.Metrics.cacheLookups.WithLabelValues(cacheBypass).Inc()
-		} else {
+		if !batch {
 			return s.serveCached(ctx, w, reqID, keyName, queries[0], mode, policy)
 		}
+		w.Header().Set(headerCacheStatus, cacheBypass)
+		s.opts.Metrics.cacheLookups.WithLabelValues(cacheBypass).Inc()
 	}
 
 	out, err := s.execute(ctx, queries, batch, begin, mode)
@@ -236,7 +235,8 @@ func (s *Server) serveCached(ctx context.Context, w http.ResponseWriter, reqID, 
 	key := cacheKey(keyName, mode, q)
 	body, status, age := c.lookup(key, p)
 	if status == cacheStale && c.startRefresh(key) {
-		go s.refresh(key, q, mode, p)
+		// The refresh outlives this request on purpose: it must not die with the response.
+		go s.refresh(key, q, mode, p) //nolint:gosec // G118: detached by design
 	}
 	if body == nil {
 		var err error
@@ -282,7 +282,7 @@ func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, reqID st
 	var reqErr *requestError
 	var pgErr *pgconn.PgError
 	switch {
-	case context.Cause(ctx) == errStatementTimeout:
+	case errors.Is(context.Cause(ctx), errStatementTimeout):
 		return writeMessage(w, http.StatusBadRequest, "canceling statement due to statement timeout", "57014")
 	case errors.Is(err, errResponseTooLarge):
 		return writeMessage(w, http.StatusInsufficientStorage,
@@ -303,7 +303,7 @@ func writeJSON(w http.ResponseWriter, code int, body []byte) int {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(code)
-	_, _ = w.Write(body)
+	_, _ = w.Write(body) //nolint:gosec // G705: a JSON body with an application/json type, not HTML
 	return code
 }
 

@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/edgepool/edgepool/internal/testpg"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/config"
 	"github.com/edgepool/edgepool/pooler/pool"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // pg is one PostgreSQL server shared by the package's tests.

@@ -22,15 +22,6 @@ const (
 	headerCacheStatus      = "Edgepool-Cache"
 )
 
-// sqlRequest is one parsed POST /sql request.
-type sqlRequest struct {
-	user, key, database string // credentials from the connection string or bearer token
-	rawText, arrayMode  bool
-	batch               bool
-	queries             []query
-	begin               string // the BEGIN statement of a batch
-}
-
 type query struct {
 	sql    string
 	params [][]byte

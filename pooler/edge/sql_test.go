@@ -234,6 +234,7 @@ func TestResponseCapAndStatementTimeout(t *testing.T) {
 	ts, _ := newTestServer(t, 1, func(o *Options) { o.MaxResponseBytes = 10000; o.StatementTimeout = 500 * 1e6 })
 	resp, out := post(t, ts, `{"query": "select repeat('x', 100) from generate_series(1, 1000)"}`)
 	wantEqual(t, "big response status", resp.StatusCode, http.StatusInsufficientStorage)
+	wantEqual(t, "big response code", decode(t, out)["code"], "54000")
 	resp, out = post(t, ts, `{"query": "select 1 as one"}`)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("connection unusable after 507: %d %s", resp.StatusCode, out)
@@ -295,6 +296,9 @@ func activeQueries(t *testing.T, pattern string) int {
 }
 
 func jsonString(s string) string {
-	b, _ := json.Marshal(s)
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err)
+	}
 	return string(b)
 }

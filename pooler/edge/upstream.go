@@ -4,9 +4,10 @@ import (
 	"context"
 	"net"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/edgepool/edgepool/pooler/pool"
 	"github.com/edgepool/edgepool/pooler/session"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Upstream lends upstream connections from the pooler's shared pool. Acquire waits up to the

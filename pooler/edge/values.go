@@ -2,6 +2,7 @@ package edge
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"unicode/utf8"
 
@@ -84,7 +85,7 @@ func isJSONNumber(s []byte) bool {
 	_, err := strconv.ParseFloat(string(s), 64)
 	if err != nil {
 		// Out-of-range values still are JSON numbers syntactically; only reject non-numbers.
-		if ne, ok := err.(*strconv.NumError); !ok || ne.Err != strconv.ErrRange {
+		if !errors.Is(err, strconv.ErrRange) {
 			return false
 		}
 	}

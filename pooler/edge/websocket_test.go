@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/edgepool/edgepool/pooler/pool"
-	"github.com/edgepool/edgepool/pooler/session"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/edgepool/edgepool/pooler/pool"
+	"github.com/edgepool/edgepool/pooler/session"
 )
 
 // transports is one pooler's three transports over one shared pool: the session proxy on a
@@ -44,7 +45,7 @@ func startTransports(t *testing.T, size int, wait time.Duration) *transports {
 			if err != nil {
 				return
 			}
-			go proxy.ServeConn(context.Background(), c, session.Options{})
+			go func() { _ = proxy.ServeConn(context.Background(), c, session.Options{}) }()
 		}
 	}()
 	srv := NewServer(Options{Upstream: PoolUpstream(p), Keys: KeyringChecker(keys), Database: "postgres",

@@ -105,11 +105,15 @@ func run() error {
 	go func() { exited <- pooler.Wait() }()
 	defer func() {
 		_ = pooler.Process.Signal(syscall.SIGTERM)
+		var err error
 		select {
-		case <-exited:
+		case err = <-exited:
 		case <-time.After(15 * time.Second):
 			_ = pooler.Process.Kill()
-			<-exited
+			err = <-exited
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "harness: pooler exit:", err)
 		}
 	}()
 
@@ -120,7 +124,7 @@ func run() error {
 			return errors.New("pooler stopped logging before it reported its listeners")
 		}
 	case err := <-exited:
-		return fmt.Errorf("pooler exited before listening: %v", err)
+		return fmt.Errorf("pooler exited before listening: %w", err)
 	case <-time.After(30 * time.Second):
 		return errors.New("pooler did not report its listeners within 30s")
 	}
@@ -128,7 +132,10 @@ func run() error {
 		return err
 	}
 	ep.User, ep.Key, ep.Database, ep.PoolSize = "app", key, "postgres", *poolSize
-	line, _ := json.Marshal(ep)
+	line, err := json.Marshal(ep)
+	if err != nil {
+		return err
+	}
 	fmt.Println(string(line))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -139,7 +146,7 @@ func run() error {
 		return nil
 	case err := <-exited:
 		exited <- err // for the deferred stop
-		return fmt.Errorf("pooler exited: %v", err)
+		return fmt.Errorf("pooler exited: %w", err)
 	}
 }
 
