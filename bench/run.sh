@@ -10,6 +10,7 @@
 #   BENCH_TARGETS="direct pgbouncer edgepool"
 #   BENCH_WORKLOADS="select-simple select-extended select-prepared tpcb connect"
 #   IDLE_CLIENTS=10000          idle client connections for the memory test (0 skips it)
+#   BENCH_HTTP=1                edgepool's HTTP SQL endpoint vs its TCP listener (0 skips it)
 #   POOL_SIZE=20                upstream connections of PgBouncer and edgepool
 #   BENCH_OUT=bench/results/latest.md
 #   BENCH_KEEP=1                keep the temporary directory (data, configs, logs) after the run
@@ -29,6 +30,7 @@ BENCH_WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended select-prepare
 IDLE_CLIENTS="${IDLE_CLIENTS:-10000}"
 POOL_SIZE="${POOL_SIZE:-20}"
 BENCH_OUT="${BENCH_OUT:-bench/results/latest.md}"
+BENCH_HTTP="${BENCH_HTTP:-1}"
 PG_VERSION=15
 PG_BIN="/usr/lib/postgresql/$PG_VERSION/bin"
 DB=bench
@@ -348,6 +350,56 @@ for wl in $BENCH_WORKLOADS; do
 done
 
 # ---------------------------------------------------------------------------------------------
+# edgepool's HTTP SQL endpoint (POST /sql, what the Neon serverless driver's neon() uses) next to
+# its TCP listener: the same one-row select at 50 concurrent clients, latency percentiles for both
+# (pgbench's per-transaction log gives the TCP ones).
+declare -A httpres=()
+percentiles() { # file of latencies in microseconds -> "p50 p90 p99" in ms
+	sort -n "$1" | awk '{ v[NR] = $1 } END {
+		if (NR == 0) { print "- - -"; exit }
+		split("50 90 99", q, " ")
+		for (i = 1; i <= 3; i++) { k = int((q[i] / 100) * NR + 0.5); if (k < 1) k = 1; if (k > NR) k = NR; printf "%.2f ", v[k] / 1000 }
+		print ""
+	}'
+}
+if [[ "$BENCH_HTTP" == 1 ]] && has_target edgepool; then
+	if [[ "${status[edgepool]}" != ok ]]; then
+		httpres[error]="FAILED (edgepool not running)"
+	else
+		log "HTTP SQL endpoint: 50 concurrent POST /sql"
+		reset_db
+		hq="select abalance from pgbench_accounts where aid = 1"
+		if out="$(EDGEPOOL_CONN="postgres://$DB_USER:$EP_KEY@127.0.0.1:$EP_PORT/$DB" timeout $((BENCH_SECONDS + 120)) \
+			go run ./bench/http -url "http://127.0.0.1:$EP_HTTP/sql" -c 50 -d "${BENCH_SECONDS}s" \
+			-query "$hq" -json 2>"$tmp/http.log")" && [[ "$out" == *requestsPerSec* ]]; then
+			for k in requestsPerSec p50ms p90ms p99ms errors requests; do
+				httpres[$k]="$(sed -nE "s/.*\"$k\":(-?[0-9.e+]+).*/\\1/p" <<<"$out")"
+			done
+			log "$(printf 'http-select      edgepool %10.0f req/s  p50 %.2f ms  p99 %.2f ms  %s errors' \
+				"${httpres[requestsPerSec]}" "${httpres[p50ms]}" "${httpres[p99ms]}" "${httpres[errors]}")"
+			((${httpres[errors]:-0} == 0)) || failures=$((failures + 1))
+		else
+			failures=$((failures + 1))
+			httpres[error]="FAILED: $(tail -c 300 "$tmp/http.log" | tr '\n' ' ')"
+			log "http-select on edgepool ${httpres[error]}"
+		fi
+		log "TCP for comparison: pgbench -S -c 50 through edgepool, per-transaction log"
+		reset_db
+		mkdir -p "$tmp/pgblog"
+		if (cd "$tmp/pgblog" && PGPASSWORD="$EP_KEY" timeout $((BENCH_SECONDS + 120)) \
+			pgbench -n -S -M simple -c 50 -j 2 -T "$BENCH_SECONDS" -l --log-prefix=tcp \
+			-p "$EP_PORT" -U "$DB_USER" "$DB" >"$tmp/pgbench-tcp50.log" 2>&1); then
+			httpres[tcp_tps]="$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$tmp/pgbench-tcp50.log" | head -1)"
+			cat "$tmp/pgblog"/tcp.* | awk '{ print $3 }' >"$tmp/tcp-latencies"
+			read -r httpres[tcp_p50] httpres[tcp_p90] httpres[tcp_p99] < <(percentiles "$tmp/tcp-latencies")
+		else
+			failures=$((failures + 1))
+			httpres[tcp_error]="FAILED: $(tail -3 "$tmp/pgbench-tcp50.log" | tr '\n' ' ')"
+		fi
+	fi
+fi
+
+# ---------------------------------------------------------------------------------------------
 # Report.
 ratio() { # a b -> a/b with 2 decimals, or — when either is missing
 	if [[ -n "${1:-}" && -n "${2:-}" ]]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else printf '—'; fi
@@ -417,6 +469,27 @@ report="$tmp/report.md"
 			echo
 			echo "edgepool/PgBouncer bytes per idle client: $(ratio "$(field "${idle[edgepool]}" per_client_bytes)" "$(field "${idle[pgbouncer]}" per_client_bytes)")"
 		fi
+	fi
+	if [[ "$BENCH_HTTP" == 1 ]] && has_target edgepool; then
+		echo
+		echo "## edgepool over HTTP (POST /sql) and TCP: one-row select, 50 concurrent clients"
+		echo
+		echo "| transport | requests or transactions/s | p50 | p90 | p99 |"
+		echo "|---|---:|---:|---:|---:|"
+		if [[ -n "${httpres[requestsPerSec]:-}" ]]; then
+			printf '| HTTP `POST /sql` (`bench/http -c 50`, keep-alive, %s errors) | %.0f | %.2f ms | %.2f ms | %.2f ms |\n' \
+				"${httpres[errors]}" "${httpres[requestsPerSec]}" "${httpres[p50ms]}" "${httpres[p90ms]}" "${httpres[p99ms]}"
+		else
+			printf '| HTTP `POST /sql` | %s | | | |\n' "${httpres[error]:-not measured}"
+		fi
+		if [[ -n "${httpres[tcp_tps]:-}" ]]; then
+			printf '| TCP (`pgbench -S -M simple -c 50 -j 2`) | %.0f | %s ms | %s ms | %s ms |\n' \
+				"${httpres[tcp_tps]}" "${httpres[tcp_p50]}" "${httpres[tcp_p90]}" "${httpres[tcp_p99]}"
+		else
+			printf '| TCP | %s | | | |\n' "${httpres[tcp_error]:-${httpres[error]:-not measured}}"
+		fi
+		echo
+		echo "HTTP query: \`select abalance from pgbench_accounts where aid = 1\`; pgbench -S selects one row by random aid."
 	fi
 	for t in pgbouncer edgepool; do
 		if has_target "$t" && [[ "${status[$t]}" != ok ]]; then

@@ -27,7 +27,8 @@ func run() error {
 	var (
 		out          = flag.String("out", "", "config file to write")
 		listen       = flag.String("listen", "", "Postgres listener host:port")
-		httpAddr     = flag.String("http", "", "HTTP listener host:port (the endpoint stays disabled)")
+		httpAddr     = flag.String("http", "", "HTTP listener host:port")
+		httpEndpoint = flag.Bool("http-endpoint", true, "enable the HTTP SQL endpoint and WebSocket transport")
 		admin        = flag.String("admin", "", "admin listener host:port")
 		database     = flag.String("db", "bench", "database name clients ask for")
 		upHost       = flag.String("upstream-host", "127.0.0.1", "upstream host")
@@ -70,7 +71,7 @@ func run() error {
 	cfg.Pool.Size = *poolSize
 	cfg.Pool.MaxClientConnections = *maxClients
 	cfg.AllowCleartextWithoutTLS = *allowCleartx
-	cfg.HTTP.Enabled = false
+	cfg.HTTP.Enabled = *httpEndpoint
 	cfg.Keys = []config.Key{{
 		Name: *keyName,
 		Verifiers: []config.Verifier{{
