@@ -18,13 +18,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
-	"github.com/edgepool/edgepool/internal/certs"
-	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"github.com/edgepool/edgepool/pooler/apikey"
 )
 
 // +kubebuilder:rbac:groups=pooling.edgepool.dev,resources=connectionpools,verbs=get;list;watch
@@ -39,7 +39,7 @@ import (
 
 // Reconciler keeps a ConnectionPool's children in shape and reports its status.
 type Reconciler struct {
-	Client   ctrl.Client
+	Client   client.Client
 	Recorder recorder.EventRecorder
 	// PoolerImage is the default pooler image (the operator's own).
 	PoolerImage string
@@ -51,7 +51,7 @@ type Reconciler struct {
 }
 
 // NewReconciler returns a Reconciler with real key generation and upstream checks.
-func NewReconciler(c ctrl.Client, rec recorder.EventRecorder, poolerImage string) *Reconciler {
+func NewReconciler(c client.Client, rec recorder.EventRecorder, poolerImage string) *Reconciler {
 	return &Reconciler{Client: c, Recorder: rec, PoolerImage: poolerImage, Now: time.Now,
 		keys: randomKeys, upstream: newUpstreamChecker()}
 }
@@ -190,7 +190,7 @@ func (r *Reconciler) readInputs(ctx context.Context, st *run) error {
 	if pool.RegionAffinity() == poolingv1alpha1.RegionAffinityRequired {
 		nodes := &metav1.PartialObjectMetadataList{}
 		nodes.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NodeList"))
-		if err := r.Client.List(ctx, nodes, ctrl.MatchingLabels{regionLabel: pool.Spec.Region}, ctrl.Limit(1)); err != nil {
+		if err := r.Client.List(ctx, nodes, client.MatchingLabels{regionLabel: pool.Spec.Region}, client.Limit(1)); err != nil {
 			return fmt.Errorf("list nodes in region: %w", err)
 		}
 		st.obs.NoNodeInRegion = len(nodes.Items) == 0
@@ -201,50 +201,14 @@ func (r *Reconciler) readInputs(ctx context.Context, st *run) error {
 	return nil
 }
 
-// ensureTLS issues or renews the generated CA and certificate (TLS mode Generated).
-func (r *Reconciler) ensureTLS(ctx context.Context, st *run) error {
-	pool := st.pool
-	if pool.TLSMode() != poolingv1alpha1.TLSGenerated {
-		return nil
-	}
-	existing := &corev1.Secret{}
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: tlsSecretName(pool)}, existing)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("get TLS Secret: %w", err)
-	}
-	var current certs.Bundle
-	if err == nil && metav1.IsControlledBy(existing, pool) {
-		current = bundleFromSecret(existing)
-	}
-	bundle, renewAt, reissued, err := certs.Ensure(current, pool.Namespace+"/"+pool.Name, serverDNSNames(pool), st.now)
-	if err != nil {
-		return fmt.Errorf("issue certificate: %w", err)
-	}
-	if _, err := ensureChild(ctx, r.Client, pool, tlsSecret(pool, bundle)); err != nil {
-		return err
-	}
-	if reissued {
-		r.Recorder.Eventf(pool, nil, corev1.EventTypeNormal, "CertificateIssued", "IssueCertificate",
-			"issued the pooler certificate in Secret %s", tlsSecretName(pool))
-	}
-	cert, err := certs.ParseCert(bundle.ServerCert)
-	if err != nil {
-		return fmt.Errorf("parse issued certificate: %w", err)
-	}
-	st.certSerial = cert.SerialNumber.Text(16)
-	st.clientCA = bundle.CACert
-	st.due(renewAt)
-	return nil
-}
-
 // ensureKeys keeps one app Secret per API key, rotating keys whose spec.rotation moved and
 // deleting the Secrets of keys removed from the spec. App Secrets are written before the config
 // Secret, so the pooler never accepts a key apps cannot read yet.
 func (r *Reconciler) ensureKeys(ctx context.Context, st *run) error {
 	pool := st.pool
 	list := &corev1.SecretList{}
-	if err := r.Client.List(ctx, list, ctrl.InNamespace(pool.Namespace),
-		ctrl.MatchingLabels{labelInstance: pool.Name, labelComponent: componentAPIKey}); err != nil {
+	if err := r.Client.List(ctx, list, client.InNamespace(pool.Namespace),
+		client.MatchingLabels{labelInstance: pool.Name, labelComponent: componentAPIKey}); err != nil {
 		return fmt.Errorf("list app Secrets: %w", err)
 	}
 	existing := map[string]*corev1.Secret{}
@@ -282,9 +246,13 @@ func (r *Reconciler) ensureKeys(ctx context.Context, st *run) error {
 			return err
 		}
 		if prev, ok := keyFromSecret(before); ok && prev.Rotation != km.Rotation {
+			validUntil := "now (no grace period)"
+			if km.Previous != nil && km.Previous.NotAfter != nil {
+				validUntil = km.Previous.NotAfter.Format(time.RFC3339)
+			}
 			r.Recorder.Eventf(pool, nil, corev1.EventTypeNormal, "APIKeyRotated", "RotateAPIKey",
 				"rotated API key %s (new fingerprint %s); the previous key stays valid until %s",
-				km.Name, keyStatuses(pool, []keyMaterial{km})[0].Fingerprint, km.Previous.NotAfter.Format(time.RFC3339))
+				km.Name, apikey.Fingerprint(km.Key), validUntil)
 		}
 	}
 	wanted := map[string]bool{}

@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
-	"github.com/edgepool/edgepool/internal/certs"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -165,51 +164,4 @@ func httpURL(pool *poolingv1alpha1.ConnectionPool, host string) string {
 		scheme = "https"
 	}
 	return fmt.Sprintf("%s://%s/sql", scheme, net.JoinHostPort(host, strconv.Itoa(HTTPPort)))
-}
-
-// tlsSecret is the <pool>-tls Secret of TLS mode Generated. Only tls.crt and tls.key are
-// mounted into the pods; the CA key stays in the Secret for renewals.
-func tlsSecret(pool *poolingv1alpha1.ConnectionPool, b certs.Bundle) *corev1.Secret {
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      tlsSecretName(pool),
-			Namespace: pool.Namespace,
-			Labels:    childLabels(pool, componentTLS),
-		},
-		Type: corev1.SecretTypeTLS,
-		Data: map[string][]byte{
-			corev1.TLSCertKey:       b.ServerCert,
-			corev1.TLSPrivateKeyKey: b.ServerKey,
-			"ca.crt":                b.CACert,
-			"ca.key":                b.CAKey,
-		},
-	}
-}
-
-// bundleFromSecret reads a Generated TLS Secret back (empty parts when absent).
-func bundleFromSecret(s *corev1.Secret) certs.Bundle {
-	if s == nil {
-		return certs.Bundle{}
-	}
-	return certs.Bundle{
-		CACert:     s.Data["ca.crt"],
-		CAKey:      s.Data["ca.key"],
-		ServerCert: s.Data[corev1.TLSCertKey],
-		ServerKey:  s.Data[corev1.TLSPrivateKeyKey],
-	}
-}
-
-// serverDNSNames are the names the generated certificate covers, in a fixed order.
-func serverDNSNames(pool *poolingv1alpha1.ConnectionPool) []string {
-	svc := serviceName(pool)
-	names := []string{
-		svc,
-		svc + "." + pool.Namespace,
-		svc + "." + pool.Namespace + ".svc",
-		svc + "." + pool.Namespace + ".svc.cluster.local",
-	}
-	if ext := pool.Spec.Service.ExternalHost; ext != "" {
-		names = append(names, ext)
-	}
-	return names
 }

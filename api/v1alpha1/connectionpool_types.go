@@ -46,7 +46,7 @@ type ConnectionPoolSpec struct {
 
 	// Placement controls how strictly pods are pinned to the region.
 	// +optional
-	// +kubebuilder:default={}
+	// +kubebuilder:default={regionAffinity: Required}
 	Placement Placement `json:"placement,omitempty"`
 
 	// Upstream is the PostgreSQL server the pool connects to.
@@ -82,12 +82,12 @@ type ConnectionPoolSpec struct {
 
 	// TLS configures the pooler's server certificate for client connections.
 	// +optional
-	// +kubebuilder:default={}
+	// +kubebuilder:default={mode: Generated}
 	TLS TLSSettings `json:"tls,omitempty"`
 
 	// Service configures the Service in front of the pooler pods.
 	// +optional
-	// +kubebuilder:default={}
+	// +kubebuilder:default={type: ClusterIP}
 	Service ServiceSettings `json:"service,omitempty"`
 
 	// Template holds overrides for the pooler pods.
@@ -129,7 +129,7 @@ type Placement struct {
 type SSLMode string
 
 // Upstream is the PostgreSQL server behind the pool.
-// +kubebuilder:validation:XValidation:rule="!(self.sslMode in ['verify-ca', 'verify-full']) || has(self.caSecret)",message="caSecret is required when sslMode is verify-ca or verify-full",fieldPath=.caSecret
+// +kubebuilder:validation:XValidation:rule="!has(self.sslMode) || !(self.sslMode in ['verify-ca', 'verify-full']) || has(self.caSecret)",message="caSecret is required when sslMode is verify-ca or verify-full",fieldPath=.caSecret
 type Upstream struct {
 	// Host is the upstream server's DNS name or IP address.
 	// +required
@@ -336,8 +336,8 @@ const (
 )
 
 // TLSSettings configures the pooler's server certificate.
-// +kubebuilder:validation:XValidation:rule="self.mode != 'Secret' || (has(self.secretName) && self.secretName != ”)",message="secretName is required when mode is Secret",fieldPath=.secretName
-// +kubebuilder:validation:XValidation:rule="self.mode == 'Secret' || !has(self.secretName)",message="secretName is only allowed when mode is Secret",fieldPath=.secretName
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'Secret' || (has(self.secretName) && size(self.secretName) > 0)",message="secretName is required when mode is Secret",fieldPath=.secretName
+// +kubebuilder:validation:XValidation:rule="(has(self.mode) && self.mode == 'Secret') || !has(self.secretName)",message="secretName is only allowed when mode is Secret",fieldPath=.secretName
 type TLSSettings struct {
 	// Mode is Generated (default: operator-made CA and certificate), Secret or Disabled.
 	// +optional
@@ -352,7 +352,7 @@ type TLSSettings struct {
 }
 
 // ServiceSettings configures the pooler Service.
-// +kubebuilder:validation:XValidation:rule="self.type == 'LoadBalancer' || !has(self.loadBalancerSourceRanges) || size(self.loadBalancerSourceRanges) == 0",message="loadBalancerSourceRanges is only allowed with type LoadBalancer",fieldPath=.loadBalancerSourceRanges
+// +kubebuilder:validation:XValidation:rule="(has(self.type) && self.type == 'LoadBalancer') || !has(self.loadBalancerSourceRanges) || size(self.loadBalancerSourceRanges) == 0",message="loadBalancerSourceRanges is only allowed with type LoadBalancer",fieldPath=.loadBalancerSourceRanges
 type ServiceSettings struct {
 	// Type is ClusterIP (default), NodePort or LoadBalancer.
 	// +optional

@@ -1,0 +1,562 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
+	"github.com/edgepool/edgepool/pooler/config"
+)
+
+const waitFor = 20 * time.Second
+
+func key(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
+
+// readConfig reads and parses the pool's pooler config Secret.
+func readConfig(ns, pool string) (*config.Config, error) {
+	s := &corev1.Secret{}
+	if err := suite.client.Get(context.Background(), key(ns, pool+"-pooler-config"), s); err != nil {
+		return nil, err
+	}
+	return config.Parse(s.Data[config.FileName])
+}
+
+func configKey(cfg *config.Config, name string) *config.Key {
+	for i := range cfg.Keys {
+		if cfg.Keys[i].Name == name {
+			return &cfg.Keys[i]
+		}
+	}
+	return nil
+}
+
+// markDeploymentAvailable plays the Deployment controller: all replicas updated and available
+// at the current generation.
+func markDeploymentAvailable(t *testing.T, ns, name string) {
+	t.Helper()
+	eventually(t, waitFor, "mark Deployment available", func() error {
+		d := &appsv1.Deployment{}
+		if err := suite.client.Get(context.Background(), key(ns, name), d); err != nil {
+			return err
+		}
+		n := *d.Spec.Replicas
+		d.Status = appsv1.DeploymentStatus{
+			ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
+			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue,
+				Reason: "MinimumReplicasAvailable", LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
+		}
+		return suite.client.Status().Update(context.Background(), d)
+	})
+}
+
+func condition(p *poolingv1alpha1.ConnectionPool, typ string) *metav1.Condition {
+	return meta.FindStatusCondition(p.Status.Conditions, typ)
+}
+
+// waitCondition waits for a pool condition with the given status (and reason, when not empty)
+// at the pool's current generation.
+func waitCondition(t *testing.T, ns, name, typ string, status metav1.ConditionStatus, reason string) *poolingv1alpha1.ConnectionPool {
+	t.Helper()
+	var p *poolingv1alpha1.ConnectionPool
+	eventually(t, waitFor, fmt.Sprintf("%s=%s (%s)", typ, status, reason), func() error {
+		p = getPool(t, ns, name)
+		c := condition(p, typ)
+		switch {
+		case c == nil:
+			return errors.New("no condition yet")
+		case c.Status != status || (reason != "" && c.Reason != reason):
+			return fmt.Errorf("%s=%s reason %s: %s", typ, c.Status, c.Reason, c.Message)
+		case c.ObservedGeneration != p.Generation || p.Status.ObservedGeneration != p.Generation:
+			return fmt.Errorf("observed generation %d, pool at %d", c.ObservedGeneration, p.Generation)
+		}
+		return nil
+	})
+	return p
+}
+
+func TestPoolCreatesChildrenAndTurnsReady(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pool := createPool(t, testPool(ns, "shop"))
+
+	// Every child exists, controlled by the pool, labelled.
+	children := map[string]client.Object{
+		"shop-pooler":        &appsv1.Deployment{},
+		"shop-pooler-config": &corev1.Secret{},
+		"shop-default":       &corev1.Secret{},
+		"shop-ci":            &corev1.Secret{},
+		"shop-tls":           &corev1.Secret{},
+	}
+	svc, pdb := &corev1.Service{}, &policyv1.PodDisruptionBudget{}
+	eventually(t, waitFor, "children created", func() error {
+		for name, obj := range children {
+			if err := suite.client.Get(ctx, key(ns, name), obj); err != nil {
+				return err
+			}
+		}
+		if err := suite.client.Get(ctx, key(ns, "shop-pooler"), svc); err != nil {
+			return err
+		}
+		return suite.client.Get(ctx, key(ns, "shop-pooler"), pdb)
+	})
+	pool = getPool(t, ns, "shop")
+	all := []client.Object{svc, pdb}
+	for _, o := range children {
+		all = append(all, o)
+	}
+	for _, o := range all {
+		ref := metav1.GetControllerOf(o)
+		if ref == nil || ref.UID != pool.UID || ref.Kind != "ConnectionPool" || ref.BlockOwnerDeletion == nil || !*ref.BlockOwnerDeletion {
+			t.Errorf("%s: controller reference %+v", o.GetName(), ref)
+		}
+		if l := o.GetLabels(); l[labelInstance] != "shop" || l[labelManagedBy] != managedBy {
+			t.Errorf("%s: labels %v", o.GetName(), l)
+		}
+	}
+
+	// The Deployment: region affinity, security context, contract image and command.
+	d := children["shop-pooler"].(*appsv1.Deployment)
+	spec := d.Spec.Template.Spec
+	expr := spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0]
+	if expr.Key != "topology.kubernetes.io/region" || expr.Values[0] != "eu-central-1" {
+		t.Errorf("region affinity %+v", expr)
+	}
+	if !*spec.SecurityContext.RunAsNonRoot || !*spec.Containers[0].SecurityContext.ReadOnlyRootFilesystem || *spec.AutomountServiceAccountToken {
+		t.Error("pod is not locked down")
+	}
+	if spec.Containers[0].Image != testImage || *d.Spec.Replicas != 2 || d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
+		t.Errorf("image %s replicas %d", spec.Containers[0].Image, *d.Spec.Replicas)
+	}
+
+	// The config holds verifiers, never a plaintext key; the app Secrets carry the keys.
+	cfgSecret := children["shop-pooler-config"].(*corev1.Secret)
+	cfg, err := config.Parse(cfgSecret.Data[config.FileName])
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	if cfg.Pool.Size != 10 || cfg.Upstream.Port != suite.pg.Port || len(cfg.Keys) != 2 {
+		t.Fatalf("config %+v", cfg)
+	}
+	for _, name := range []string{"shop-default", "shop-ci"} {
+		app := children[name].(*corev1.Secret)
+		apiKey := string(app.Data["API_KEY"])
+		if !strings.HasPrefix(apiKey, "ep_") || !strings.Contains(string(app.Data["DATABASE_URL"]), "@shop-pooler."+ns+".svc:5432/postgres?sslmode=require") {
+			t.Errorf("%s: API_KEY/DATABASE_URL not as expected", name)
+		}
+		if len(app.Data["ca.crt"]) == 0 {
+			t.Errorf("%s: no ca.crt", name)
+		}
+		if strings.Contains(string(cfgSecret.Data[config.FileName]), apiKey) {
+			t.Fatalf("config Secret contains the plaintext key of %s", name)
+		}
+	}
+
+	// Pending until the Deployment is available; then Ready at the current generation.
+	waitCondition(t, ns, "shop", poolingv1alpha1.ConditionUpstreamReachable, metav1.ConditionTrue, ReasonConnected)
+	waitCondition(t, ns, "shop", poolingv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonDeploymentNotAvailable)
+	markDeploymentAvailable(t, ns, "shop-pooler")
+	pool = waitCondition(t, ns, "shop", poolingv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
+	if pool.Status.Phase != poolingv1alpha1.PhaseReady || pool.Status.Ready != "2/2" || len(pool.Status.APIKeys) != 2 {
+		t.Fatalf("status %+v", pool.Status)
+	}
+
+	// A reconcile of the unchanged pool writes nothing: every resourceVersion stays.
+	versions := func() map[string]string {
+		out := map[string]string{}
+		p := getPool(t, ns, "shop")
+		out["pool"] = p.ResourceVersion
+		for _, o := range all {
+			if err := suite.client.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
+				t.Fatal(err)
+			}
+			out[fmt.Sprintf("%T/%s", o, o.GetName())] = o.GetResourceVersion()
+		}
+		return out
+	}
+	// Let the cache catch up with the last writes before comparing.
+	var before map[string]string
+	eventually(t, waitFor, "pool settles", func() error {
+		before = versions()
+		time.Sleep(500 * time.Millisecond)
+		if after := versions(); fmt.Sprint(after) != fmt.Sprint(before) {
+			return errors.New("still changing")
+		}
+		return nil
+	})
+	for range 2 {
+		if _, err := suite.reconciler.Reconcile(ctx, reconcile.Request{NamespacedName: key(ns, "shop")}); err != nil {
+			t.Fatalf("reconcile: %v", err)
+		}
+	}
+	if after := versions(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("reconciling an unchanged pool wrote:\nbefore %v\nafter  %v", before, after)
+	}
+	assertNoSecretsLogged(t, ns, "shop")
+}
+
+func TestScaleSubresourceRerendersPoolSize(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pool := createPool(t, testPool(ns, "scaled"))
+	eventually(t, waitFor, "PDB at 2 replicas", func() error {
+		return suite.client.Get(ctx, key(ns, "scaled-pooler"), &policyv1.PodDisruptionBudget{})
+	})
+
+	for _, tt := range []struct {
+		replicas int32
+		size     int
+		pdb      bool
+	}{{4, 5, true}, {1, 20, false}, {3, 6, true}} {
+		scale := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: tt.replicas}}
+		if err := suite.client.SubResource("scale").Update(ctx, pool, client.WithSubResourceBody(scale)); err != nil {
+			t.Fatalf("scale to %d: %v", tt.replicas, err)
+		}
+		eventually(t, waitFor, fmt.Sprintf("scaled to %d", tt.replicas), func() error {
+			cfg, err := readConfig(ns, "scaled")
+			if err != nil {
+				return err
+			}
+			if cfg.Pool.Size != tt.size {
+				return fmt.Errorf("pool size %d, want %d", cfg.Pool.Size, tt.size)
+			}
+			d := &appsv1.Deployment{}
+			if err := suite.client.Get(ctx, key(ns, "scaled-pooler"), d); err != nil {
+				return err
+			}
+			if *d.Spec.Replicas != tt.replicas {
+				return fmt.Errorf("deployment replicas %d", *d.Spec.Replicas)
+			}
+			err = suite.client.Get(ctx, key(ns, "scaled-pooler"), &policyv1.PodDisruptionBudget{})
+			if tt.pdb != (err == nil) {
+				return fmt.Errorf("pdb present=%v, want %v (%v)", err == nil, tt.pdb, err)
+			}
+			p := getPool(t, ns, "scaled")
+			if p.Status.Replicas != tt.replicas || p.Status.PoolSizePerReplica != int32(tt.size) {
+				return fmt.Errorf("status replicas %d size %d", p.Status.Replicas, p.Status.PoolSizePerReplica)
+			}
+			return nil
+		})
+	}
+	// The scale subresource reads back through status.selector.
+	got := &autoscalingv1.Scale{}
+	if err := suite.client.SubResource("scale").Get(ctx, pool, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Replicas != 3 || !strings.Contains(got.Status.Selector, "app.kubernetes.io/instance=scaled") {
+		t.Fatalf("scale status %+v", got.Status)
+	}
+}
+
+func TestKeyRotationGraceAndDisable(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	p := testPool(ns, "rot")
+	p.Spec.APIKeys[1].GracePeriod = &metav1.Duration{Duration: 3 * time.Second}
+	createPool(t, p)
+
+	var oldKey string
+	eventually(t, waitFor, "keys issued", func() error {
+		s := &corev1.Secret{}
+		if err := suite.client.Get(ctx, key(ns, "rot-ci"), s); err != nil {
+			return err
+		}
+		oldKey = string(s.Data["API_KEY"])
+		_, err := readConfig(ns, "rot")
+		return err
+	})
+
+	// Rotate ci: a new key, both verifiers (sharing salt) until the grace period ends.
+	bump := func(mutate func(p *poolingv1alpha1.ConnectionPool)) {
+		eventually(t, waitFor, "update pool", func() error {
+			cur := getPool(t, ns, "rot")
+			mutate(cur)
+			return suite.client.Update(ctx, cur)
+		})
+	}
+	bump(func(p *poolingv1alpha1.ConnectionPool) { p.Spec.APIKeys[1].Rotation = 1 })
+	var newKey string
+	eventually(t, waitFor, "rotated", func() error {
+		s := &corev1.Secret{}
+		if err := suite.client.Get(ctx, key(ns, "rot-ci"), s); err != nil {
+			return err
+		}
+		if newKey = string(s.Data["API_KEY"]); newKey == oldKey {
+			return errors.New("key not rotated yet")
+		}
+		cfg, err := readConfig(ns, "rot")
+		if err != nil {
+			return err
+		}
+		k := configKey(cfg, "ci")
+		if k == nil || len(k.Verifiers) != 2 {
+			return fmt.Errorf("ci verifiers %+v", k)
+		}
+		if k.Verifiers[1].NotAfter == nil || k.Verifiers[0].NotAfter != nil {
+			return errors.New("previous verifier lacks NotAfter")
+		}
+		if strings.Split(k.Verifiers[0].SCRAM, "$")[1] != strings.Split(k.Verifiers[1].SCRAM, "$")[1] {
+			return errors.New("old and new verifier do not share salt and iterations")
+		}
+		return nil
+	})
+	eventually(t, waitFor, "rotation in status", func() error {
+		p := getPool(t, ns, "rot")
+		if len(p.Status.APIKeys) != 2 {
+			return fmt.Errorf("key status %+v", p.Status.APIKeys)
+		}
+		if st := p.Status.APIKeys[1]; st.Rotation != 1 || st.PreviousFingerprint == "" || st.PreviousValidUntil == nil {
+			return fmt.Errorf("key status %+v", st)
+		}
+		return nil
+	})
+
+	// The grace period ends: the previous verifier goes without anyone touching the pool.
+	eventually(t, 15*time.Second, "previous key dropped", func() error {
+		cfg, err := readConfig(ns, "rot")
+		if err != nil {
+			return err
+		}
+		if k := configKey(cfg, "ci"); k == nil || len(k.Verifiers) != 1 {
+			return fmt.Errorf("ci verifiers %+v", k)
+		}
+		s := &corev1.Secret{}
+		if err := suite.client.Get(ctx, key(ns, "rot-ci"), s); err != nil {
+			return err
+		}
+		if string(s.Data["API_KEY"]) != newKey {
+			return errors.New("key changed again")
+		}
+		if _, ok := s.Annotations[annotationPreviousKey]; ok {
+			return errors.New("previous verifier still recorded")
+		}
+		return nil
+	})
+
+	// Disabling a key removes it from the config at once; its Secret stays.
+	bump(func(p *poolingv1alpha1.ConnectionPool) { p.Spec.APIKeys[0].Disabled = true })
+	eventually(t, waitFor, "disabled key removed", func() error {
+		cfg, err := readConfig(ns, "rot")
+		if err != nil {
+			return err
+		}
+		if configKey(cfg, "default") != nil {
+			return errors.New("disabled key still in config")
+		}
+		return nil
+	})
+	if err := suite.client.Get(ctx, key(ns, "rot-default"), &corev1.Secret{}); err != nil {
+		t.Fatalf("disabled key's Secret: %v", err)
+	}
+
+	// Removing a key deletes its Secret.
+	bump(func(p *poolingv1alpha1.ConnectionPool) { p.Spec.APIKeys = p.Spec.APIKeys[1:] })
+	eventually(t, waitFor, "removed key's Secret deleted", func() error {
+		err := suite.client.Get(ctx, key(ns, "rot-default"), &corev1.Secret{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
+	assertNoSecretsLogged(t, ns, "rot")
+}
+
+func TestCredentialsSecretDeletedThenRecreated(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createPool(t, testPool(ns, "creds"))
+	markDeploymentAvailable(t, ns, "creds-pooler")
+	waitCondition(t, ns, "creds", poolingv1alpha1.ConditionReady, metav1.ConditionTrue, "")
+
+	if err := suite.client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds-db", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	p := waitCondition(t, ns, "creds", poolingv1alpha1.ConditionDegraded, metav1.ConditionTrue, ReasonCredentialsSecretMissing)
+	if p.Status.Phase != poolingv1alpha1.PhaseDegraded || !strings.Contains(condition(p, poolingv1alpha1.ConditionDegraded).Message, "creds-db") {
+		t.Fatalf("status %+v", p.Status)
+	}
+
+	// Recreating the Secret heals the pool through the field-indexed watch, no nudge needed.
+	if err := suite.client.Create(ctx, credentialsSecret(ns, "creds-db", suite.pg.Password)); err != nil {
+		t.Fatal(err)
+	}
+	p = waitCondition(t, ns, "creds", poolingv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
+	if c := condition(p, poolingv1alpha1.ConditionDegraded); c.Status != metav1.ConditionFalse || p.Status.Phase != poolingv1alpha1.PhaseReady {
+		t.Fatalf("not healed: %+v", p.Status)
+	}
+}
+
+func TestWrongUpstreamPasswordReportsAuthentication(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	p := testPool(ns, "badpw")
+	const wrong = "not-the-password-4711"
+	if err := suite.client.Create(ctx, credentialsSecret(ns, "badpw-db", wrong)); err != nil {
+		t.Fatal(err)
+	}
+	if err := suite.client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	p = waitCondition(t, ns, "badpw", poolingv1alpha1.ConditionUpstreamReachable, metav1.ConditionFalse, ReasonAuthenticationFailed)
+	c := condition(p, poolingv1alpha1.ConditionUpstreamReachable)
+	if !strings.Contains(c.Message, "authentication") || strings.Contains(c.Message, wrong) {
+		t.Fatalf("message %q", c.Message)
+	}
+	markDeploymentAvailable(t, ns, "badpw-pooler")
+	p = waitCondition(t, ns, "badpw", poolingv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonUpstreamUnreachable)
+	if p.Status.Phase != poolingv1alpha1.PhaseDegraded {
+		t.Fatalf("phase %s", p.Status.Phase)
+	}
+
+	// An event tells kubectl describe readers, without the password.
+	eventually(t, waitFor, "warning event", func() error {
+		events := &eventsv1.EventList{}
+		if err := suite.client.List(ctx, events, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range events.Items {
+			if strings.Contains(e.Note, wrong) {
+				t.Fatalf("event leaks the password: %q", e.Note)
+			}
+			if e.Reason == ReasonAuthenticationFailed && e.Type == corev1.EventTypeWarning {
+				return nil
+			}
+		}
+		return fmt.Errorf("no AuthenticationFailed event among %d", len(events.Items))
+	})
+
+	// Fixing the password heals it.
+	eventually(t, waitFor, "fix password", func() error {
+		s := &corev1.Secret{}
+		if err := suite.client.Get(ctx, key(ns, "badpw-db"), s); err != nil {
+			return err
+		}
+		s.Data["password"] = []byte(suite.pg.Password)
+		return suite.client.Update(ctx, s)
+	})
+	waitCondition(t, ns, "badpw", poolingv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
+	if strings.Contains(suite.logs.String(), wrong) {
+		t.Fatal("the operator logged the upstream password")
+	}
+}
+
+func TestDeletedChildIsRecreated(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createPool(t, testPool(ns, "heal"))
+	for _, obj := range []client.Object{
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "heal-pooler", Namespace: ns}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "heal-pooler-config", Namespace: ns}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "heal-pooler", Namespace: ns}},
+	} {
+		var uid string
+		eventually(t, waitFor, "child exists", func() error {
+			if err := suite.client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+				return err
+			}
+			uid = string(obj.GetUID())
+			return nil
+		})
+		if err := suite.client.Delete(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, waitFor, fmt.Sprintf("%T recreated", obj), func() error {
+			if err := suite.client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+				return err
+			}
+			if string(obj.GetUID()) == uid {
+				return errors.New("still the old object")
+			}
+			return nil
+		})
+	}
+}
+
+func TestForeignObjectIsNotAdopted(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	foreign := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "taken-pooler", Namespace: ns, Labels: map[string]string{"owner": "someone-else"}},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "web", Port: 80}}},
+	}
+	if err := suite.client.Create(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	createPool(t, testPool(ns, "taken"))
+	p := waitCondition(t, ns, "taken", poolingv1alpha1.ConditionDegraded, metav1.ConditionTrue, ReasonNameConflict)
+	if msg := condition(p, poolingv1alpha1.ConditionDegraded).Message; !strings.Contains(msg, "Service taken-pooler") {
+		t.Fatalf("message %q", msg)
+	}
+	got := &corev1.Service{}
+	if err := suite.client.Get(ctx, client.ObjectKeyFromObject(foreign), got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.OwnerReferences) != 0 || got.Spec.Ports[0].Port != 80 || got.Labels[labelInstance] != "" {
+		t.Fatalf("foreign Service was touched: %+v", got)
+	}
+	// The other children are still made.
+	if err := suite.client.Get(ctx, key(ns, "taken-pooler"), &appsv1.Deployment{}); err != nil {
+		t.Fatalf("deployment: %v", err)
+	}
+}
+
+// assertNoSecretsLogged checks the operator's log for the pool's keys and upstream password.
+func assertNoSecretsLogged(t *testing.T, ns, pool string) {
+	t.Helper()
+	logs := suite.logs.String()
+	if strings.Contains(logs, suite.pg.Password) {
+		t.Fatal("the operator logged the upstream password")
+	}
+	secrets := &corev1.SecretList{}
+	if err := suite.client.List(context.Background(), secrets, client.InNamespace(ns),
+		client.MatchingLabels{labelInstance: pool, labelComponent: componentAPIKey}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets.Items {
+		if k := string(s.Data["API_KEY"]); k != "" && strings.Contains(logs, k) {
+			t.Fatalf("the operator logged API key %s", s.Name)
+		}
+	}
+}
+
+func TestNoNodeInRegionIsReported(t *testing.T) {
+	ns := newNamespace(t)
+	p := testPool(ns, "far")
+	p.Spec.Region = "ap-south-1"
+	createPool(t, p)
+	markDeploymentAvailable(t, ns, "far-pooler")
+	eventually(t, waitFor, "scale the far Deployment to zero available", func() error {
+		d := &appsv1.Deployment{}
+		if err := suite.client.Get(context.Background(), key(ns, "far-pooler"), d); err != nil {
+			return err
+		}
+		d.Status.AvailableReplicas, d.Status.ReadyReplicas = 0, 0
+		return suite.client.Status().Update(context.Background(), d)
+	})
+	got := waitCondition(t, ns, "far", poolingv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonNoNodeInRegion)
+	if !strings.Contains(condition(got, poolingv1alpha1.ConditionReady).Message, "ap-south-1") {
+		t.Fatalf("message %q", condition(got, poolingv1alpha1.ConditionReady).Message)
+	}
+
+	// Preferred placement does not require a node of the region.
+	eventually(t, waitFor, "relax placement", func() error {
+		cur := getPool(t, ns, "far")
+		cur.Spec.Placement.RegionAffinity = poolingv1alpha1.RegionAffinityPreferred
+		return suite.client.Update(context.Background(), cur)
+	})
+	waitCondition(t, ns, "far", poolingv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonDeploymentNotAvailable)
+}
