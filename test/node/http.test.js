@@ -102,6 +102,13 @@ test('wrong key fails with a clear message', async () => {
   });
 });
 
+test('authToken is sent as a bearer key', async () => {
+  const viaToken = neon(`postgres://${h.user}@localhost/${h.database}`, { authToken: h.key });
+  assert.deepEqual(await viaToken`select ${'ok'}::text as status`, [{ status: 'ok' }]);
+  const wrongToken = neon(`postgres://${h.user}@localhost/${h.database}`, { authToken: 'ep_wrong' });
+  await assert.rejects(wrongToken`select 1`, /HTTP status 401/);
+});
+
 test('500 concurrent requests on 5 upstream connections succeed or time out cleanly', async (t) => {
   const results = await Promise.allSettled(
     Array.from({ length: 500 }, (_, i) => sql`select ${i}::int as i, pg_sleep(0.002)::text as s`),
@@ -125,6 +132,6 @@ test('500 concurrent requests on 5 upstream connections succeed or time out clea
 test('metrics count HTTP requests', async () => {
   const text = await (await fetch(`http://${h.admin}/metrics`)).text();
   assert.match(text, /edgepool_http_requests_total\{code="200",kind="single"\} \d+/);
-  assert.match(text, /edgepool_http_requests_total\{code="401",kind="single"\} 1/);
+  assert.match(text, /edgepool_http_requests_total\{code="401",kind="single"\} 2/);
   assert.match(text, /edgepool_http_request_duration_seconds_bucket/);
 });
