@@ -40,6 +40,7 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 		MaxRequestBytes:  cfg.HTTP.MaxRequestBytes,
 		MaxResponseBytes: cfg.HTTP.MaxResponseBytes,
 		StatementTimeout: cfg.HTTP.StatementTimeout.Duration,
+		MaxInFlight:      cfg.Pool.MaxClientConnections,
 		Cache:            cache,
 		DefaultCacheTTL:  cfg.HTTP.Cache.DefaultTTL.Duration,
 		WebSocket:        edge.WebSocketSessions(s.proxy),

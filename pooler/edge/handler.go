@@ -29,6 +29,9 @@ type Options struct {
 	MaxResponseBytes int
 	// StatementTimeout bounds one request, including the wait for an upstream connection.
 	StatementTimeout time.Duration
+	// MaxInFlight caps concurrent POST /sql requests (0: no cap); beyond it requests get 429
+	// at once instead of piling up behind the pool's wait queue.
+	MaxInFlight int
 	// Cache, when not nil, enables the opt-in query cache.
 	Cache *Cache
 	// DefaultCacheTTL is max-age for a request that only sends stale-while-revalidate.
@@ -43,9 +46,10 @@ type Options struct {
 
 // Server serves the HTTP SQL endpoint and the WebSocket transport.
 type Server struct {
-	opts Options
-	keys atomic.Pointer[KeyChecker]
-	log  *slog.Logger
+	opts     Options
+	keys     atomic.Pointer[KeyChecker]
+	log      *slog.Logger
+	inFlight atomic.Int64
 }
 
 // NewServer returns a Server; its Handler goes on the pooler's HTTP listener.
@@ -101,7 +105,14 @@ func (s *Server) serveSQL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kind := "single"
-	code := s.handleSQL(w, r, reqID, &kind)
+	var code int
+	if n := s.inFlight.Add(1); s.opts.MaxInFlight > 0 && n > int64(s.opts.MaxInFlight) {
+		h.Set("Retry-After", "1")
+		code = writeMessage(w, http.StatusTooManyRequests, "too many concurrent requests", "53300")
+	} else {
+		code = s.handleSQL(w, r, reqID, &kind)
+	}
+	s.inFlight.Add(-1)
 	s.opts.Metrics.observeRequest(kind, code, time.Since(start))
 }
 

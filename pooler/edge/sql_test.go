@@ -295,6 +295,23 @@ func activeQueries(t *testing.T, pattern string) int {
 	return countRows(t, "select count(*) from pg_stat_activity where state = 'active' and query like $1 and pid <> pg_backend_pid()", pattern)
 }
 
+func TestMaxInFlight(t *testing.T) {
+	ts, _ := newTestServer(t, 2, func(o *Options) { o.MaxInFlight = 1 })
+	slow := make(chan int)
+	go func() {
+		resp, _ := post(t, ts, `{"query": "select pg_sleep(0.5)"}`)
+		slow <- resp.StatusCode
+	}()
+	time.Sleep(200 * time.Millisecond)
+	resp, out := post(t, ts, `{"query": "select 1"}`)
+	wantEqual(t, "second request status", resp.StatusCode, http.StatusTooManyRequests)
+	wantEqual(t, "second request code", decode(t, out)["code"], "53300")
+	wantEqual(t, "Retry-After", resp.Header.Get("Retry-After"), "1")
+	wantEqual(t, "first request status", <-slow, http.StatusOK)
+	resp, _ = post(t, ts, `{"query": "select 1"}`)
+	wantEqual(t, "after the slot frees", resp.StatusCode, http.StatusOK)
+}
+
 func jsonString(s string) string {
 	b, err := json.Marshal(s)
 	if err != nil {
