@@ -331,6 +331,19 @@ run_pgbench() { # workload target
 		cp "$logf" "bench/results/logs/"
 		return
 	fi
+	# The writes must have reached PostgreSQL: every TPC-B-like transaction inserts one history row
+	# (a few more may land from transactions in flight when the clock ran out).
+	if [[ $wl == tpcb ]]; then
+		local rows clients
+		rows="$(psql_direct -At -c 'select count(*) from pgbench_history')"
+		clients="$(sed -nE 's/^number of clients: ([0-9]+).*/\1/p' "$logf")"
+		if ((rows < t_done || rows > t_done + clients)); then
+			failures=$((failures + 1))
+			note[$wl,$t]="FAILED (pgbench counted $t_done transactions, PostgreSQL has $rows history rows)"
+			log "$wl on $t: ${note[$wl,$t]}"
+			return
+		fi
+	fi
 	tps[$wl,$t]=$t_tps
 	lat[$wl,$t]=$t_lat
 	log "$(printf '%-16s %-9s %10.0f tps  %7.3f ms' "$wl" "$t" "$t_tps" "$t_lat")"
