@@ -1,6 +1,7 @@
 package pooler_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/edgepool/edgepool/pooler/config"
 )
@@ -92,6 +96,29 @@ func TestHTTPListenerUsesTLS(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, `"rows":[{"one":1}]`) {
 		t.Fatalf("POST /sql over TLS: %d %s", code, body)
 	}
+	// Postgres over wss://: the WebSocket's TLS carries a cleartext-password session.
+	cfg, err := pgx.ParseConfig("postgres://app:" + h.key.secret + "@localhost/app?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		c, _, err := websocket.Dial(ctx, "wss://"+h.srv.HTTPAddr().String()+"/v2", &websocket.DialOptions{HTTPClient: client})
+		if err != nil {
+			return nil, err
+		}
+		return websocket.NetConn(context.Background(), c, websocket.MessageBinary), nil
+	}
+	ctx := context.Background()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("pgx over wss: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "select $1::int * 2", 21).Scan(&n); err != nil || n != 42 {
+		t.Fatalf("query over wss: %v (%d)", err, n)
+	}
+
 	// Plain HTTP on the TLS port is refused.
 	plain, err := http.Post("http://"+h.srv.HTTPAddr().String()+"/sql", "application/json", strings.NewReader(`{}`))
 	if err == nil {
