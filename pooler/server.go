@@ -254,10 +254,7 @@ func (s *Server) acceptLoop(l net.Listener) {
 			_ = tc.SetKeepAlive(true)
 		}
 		s.sessions.Add(1)
-		go func() {
-			defer s.sessions.Done()
-			_ = s.proxy.ServeConn(context.Background(), conn, session.Options{})
-		}()
+		s.proxy.ServeConnAsync(context.Background(), conn, session.Options{}, func(error) { s.sessions.Done() })
 	}
 }
 

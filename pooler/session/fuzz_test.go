@@ -72,7 +72,7 @@ func FuzzClientMessages(f *testing.F) {
 		// 2. Framed messages through msgReader, each through its decoder.
 		r := msgReader{conn: &bytesConn{Reader: bytes.NewReader(data)}, maxBody: 1 << 16}
 		for range 1000 {
-			typ, body, err := r.next(false)
+			typ, body, err := r.next()
 			if err != nil {
 				break
 			}

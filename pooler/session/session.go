@@ -78,6 +78,9 @@ type session struct {
 	user   string
 
 	appName string
+	park    bool        // hand idle waits to a fresh goroutine (ServeConnAsync)
+	done    func(error) // told once when the session ends
+	ended   bool
 
 	// Client-loop only.
 	stmts         map[string]*stmtDef // client statement name → shared definition
@@ -111,26 +114,28 @@ func (s *session) State() State { return State(s.state.Load()) }
 
 var errTerminate = errors.New("client terminated")
 
-// run is the client loop: read a message, make sure an upstream connection is attached when
-// the message needs one, forward it.
-func (s *session) run(ctx context.Context) error {
-	s.r.maxBody = s.rt.MaxMessageBytes
-	s.stmts = map[string]*stmtDef{}
-	s.setState(StateIdle)
+// loop is the client loop: read a message, make sure an upstream connection is attached when
+// the message needs one, forward it. In park mode it hands the wait for the next message to a
+// fresh goroutine whenever the session is idle and returns.
+func (s *session) loop(ctx context.Context) {
 	for {
 		if !s.r.buffered() {
 			if err := s.flushUpstream(); err != nil {
-				return s.finish(err)
+				s.end(s.finish(err), true)
+				return
 			}
-			if stop := s.prepareBlockingRead(); stop {
+			idle, stop := s.prepareBlockingRead()
+			if stop {
 				s.fatal("57P01", "the pooler is shutting down")
-				return s.finish(errors.New("draining"))
+				s.end(s.finish(errors.New("draining")), true)
+				return
+			}
+			if idle && s.park && !s.r.hdrReady {
+				go s.resume(ctx)
+				return
 			}
 		}
-		s.mu.Lock()
-		idle := s.upstream == nil
-		s.mu.Unlock()
-		typ, body, err := s.r.next(idle)
+		typ, body, err := s.r.next()
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -138,40 +143,51 @@ func (s *session) run(ctx context.Context) error {
 					continue
 				}
 			}
-			return s.finish(err)
+			s.end(s.finish(err), true)
+			return
 		}
 		if err := s.handle(ctx, typ, body); err != nil {
-			return s.finish(err)
+			s.end(s.finish(err), true)
+			return
 		}
 		if s.sbuf != nil && len(s.out) > 64<<10 {
 			if err := s.flushUpstream(); err != nil {
-				return s.finish(err)
+				s.end(s.finish(err), true)
+				return
 			}
 		}
 	}
 }
 
+// resume waits, on a fresh small stack, for the next message header of an idle session, then
+// carries on with the client loop.
+func (s *session) resume(ctx context.Context) {
+	defer s.recoverPanic()
+	s.r.readHeader()
+	s.loop(ctx)
+}
+
 // prepareBlockingRead sets the read deadline for the coming wait and reports whether the
 // session should end instead (draining while idle).
-func (s *session) prepareBlockingRead() (stop bool) {
+func (s *session) prepareBlockingRead() (idle, stop bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.upstream == nil {
 		if s.proxy.draining.Load() {
-			return true
+			return true, true
 		}
 		if s.deadlineSet {
 			_ = s.conn.SetReadDeadline(time.Time{})
 			s.deadlineSet = false
 		}
 		s.r.release()
-		return false
+		return true, false
 	}
 	if !s.rt.SessionMode && s.rt.IdleTransactionTimeout > 0 {
 		_ = s.conn.SetReadDeadline(time.Now().Add(s.rt.IdleTransactionTimeout))
 		s.deadlineSet = true
 	}
-	return false
+	return false, false
 }
 
 // onReadTimeout decides what a read deadline means: drain kick, idle-in-transaction timeout,
@@ -456,8 +472,9 @@ func (s *session) pump(c *pool.Conn, done chan struct{}) {
 				}
 			}
 			attachedAt := s.attachedAt
+			quiet := s.pending <= 0
 			s.mu.Unlock()
-			_ = s.w.flush(detach)
+			_ = s.w.flush(detach || quiet)
 			s.w.mu.Unlock()
 			if detach {
 				s.proxy.Observer.Transaction(time.Since(attachedAt))
@@ -510,13 +527,11 @@ func (s *session) pump(c *pool.Conn, done chan struct{}) {
 		default:
 			_ = s.w.encode(m)
 		}
-		if !flush {
-			s.mu.Lock()
-			flush = s.pending <= 0 // responses to a Flush, or asynchronous messages
-			s.mu.Unlock()
-		}
-		if flush || s.w.pending() > 32<<10 {
-			if err := s.w.flush(false); err != nil {
+		s.mu.Lock()
+		quiet := s.pending <= 0 // responses to a Flush, or asynchronous messages: nothing else is coming
+		s.mu.Unlock()
+		if flush || quiet || s.w.pending() > 32<<10 {
+			if err := s.w.flush(quiet); err != nil {
 				_ = s.conn.Close() // the client loop notices and cleans up
 			}
 		}

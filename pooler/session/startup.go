@@ -21,38 +21,68 @@ import (
 //
 // The WebSocket transport calls it with Options{Secure: true, Cleartext: true} on a net.Conn
 // that carries the binary frames' payload.
-func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) (err error) {
-	defer conn.Close()
-	// A bug triggered by one client must not take the process down with every other client.
-	defer func() {
-		if r := recover(); r != nil {
-			p.Log.Error("client session panicked", "remote", conn.RemoteAddr().String(), "panic", r,
-				"stack", string(debug.Stack()))
-			err = fmt.Errorf("session panic: %v", r)
-		}
-	}()
+func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) error {
+	errc := make(chan error, 1)
+	p.serve(ctx, conn, opts, false, func(err error) { errc <- err })
+	return <-errc
+}
+
+// ServeConnAsync is ServeConn for listeners that accept many mostly idle clients: it returns
+// at once and calls done once when the session ends. Between transactions the session keeps
+// no goroutine of its own beyond a fresh one parked on the socket (a small stack instead of
+// one grown by startup and query work).
+func (p *Proxy) ServeConnAsync(ctx context.Context, conn net.Conn, opts Options, done func(error)) {
+	go p.serve(ctx, conn, opts, true, done)
+}
+
+func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, park bool, done func(error)) {
 	rt := p.Runtime()
 	p.accepted.Add(1)
-	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure}
+	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure, park: park, done: done}
 	s.r = msgReader{conn: conn, maxBody: maxAuthMessageBytes}
 	s.w = msgWriter{conn: conn}
 	s.setState(stateStartup)
+	defer s.recoverPanic()
 	_ = conn.SetDeadline(time.Now().Add(rt.AuthTimeout))
 	if err := s.startup(ctx); err != nil {
 		if !errors.Is(err, errCancelRequest) {
 			p.Log.Debug("client startup failed", "remote", conn.RemoteAddr().String(), "err", err)
 		}
-		s.releaseBuffers()
-		return err
+		s.end(err, false)
+		return
 	}
 	_ = conn.SetDeadline(time.Time{})
-	defer p.unregister(s)
 	p.clients.Add(1)
-	defer p.clients.Add(-1)
-	err = s.run(ctx)
+	s.r.maxBody = s.rt.MaxMessageBytes
+	s.stmts = map[string]*stmtDef{}
+	s.setState(StateIdle)
+	s.loop(ctx)
+}
+
+// end releases everything the session holds and reports err to the caller, once.
+func (s *session) end(err error, registered bool) {
+	if s.ended {
+		return
+	}
+	s.ended = true
+	if registered {
+		s.proxy.unregister(s)
+		s.proxy.clients.Add(-1)
+		s.proxy.Observer.Bytes(s.r.bytesIn, s.w.bytesOut)
+	}
 	s.releaseBuffers()
-	p.Observer.Bytes(s.r.bytesIn, s.w.bytesOut)
-	return err
+	_ = s.conn.Close()
+	s.done(err)
+}
+
+// recoverPanic keeps a bug triggered by one client from taking the process down with every
+// other client.
+func (s *session) recoverPanic() {
+	if r := recover(); r != nil {
+		s.proxy.Log.Error("client session panicked", "remote", s.conn.RemoteAddr().String(), "panic", r,
+			"stack", string(debug.Stack()))
+		s.end(fmt.Errorf("session panic: %v", r), s.pid != 0)
+	}
 }
 
 var errCancelRequest = errors.New("cancel request handled")
@@ -234,7 +264,7 @@ func (s *session) authenticate(user string) error {
 }
 
 func (s *session) readAuthMessage() ([]byte, error) {
-	typ, body, err := s.r.next(false)
+	typ, body, err := s.r.next()
 	if err != nil {
 		return nil, err
 	}

@@ -37,9 +37,9 @@ func putBuf(b *[]byte) {
 // FATAL 08P01 and closes only that client.
 var ErrProtocol = errors.New("protocol violation")
 
-// msgReader frames client messages. While the client is busy it reads through an 8 KiB pooled
-// buffer; when the buffer is drained and the session is idle the buffer goes back to the pool
-// and the next header is read straight into a 5-byte array.
+// msgReader frames client messages. While messages are pipelined it reads through an 8 KiB
+// pooled buffer; whenever the buffer is drained it goes back to the pool and the next header
+// is read straight into a 5-byte array, so a waiting client holds no buffer.
 type msgReader struct {
 	conn    net.Conn
 	buf     *[]byte // nil while idle
@@ -48,6 +48,20 @@ type msgReader struct {
 	hdr     [5]byte
 	maxBody int
 	bytesIn int64
+
+	hdrReady bool  // hdr holds a header read by readHeader
+	hdrErr   error // the error readHeader got, returned by next
+}
+
+// readHeader blocks for the next message header with no buffer held; next picks it up.
+func (m *msgReader) readHeader() {
+	_, err := io.ReadFull(m.conn, m.hdr[:])
+	if err != nil {
+		m.hdrErr = err
+		return
+	}
+	m.bytesIn += 5
+	m.hdrReady = true
 }
 
 // buffered reports whether unread bytes are waiting (more pipelined messages).
@@ -67,25 +81,35 @@ func (m *msgReader) release() {
 }
 
 // next returns the next message type and body. The body is valid until the next call.
-func (m *msgReader) next(idle bool) (byte, []byte, error) {
+func (m *msgReader) next() (byte, []byte, error) {
 	if m.big != nil {
 		putBig(m.big)
 		m.big = nil
 	}
 	if m.r == m.w {
+		// Nothing buffered: never block holding a buffer. The header goes into a 5-byte array;
+		// the buffer comes back once there is a body to read.
 		m.r, m.w = 0, 0
-		if idle && m.buf != nil {
+		if m.buf != nil {
 			putBuf(m.buf)
 			m.buf = nil
 		}
 	}
+	if err := m.hdrErr; err != nil {
+		m.hdrErr = nil
+		return 0, nil, err
+	}
 	var typ byte
 	var n int
 	if m.buf == nil {
-		if _, err := io.ReadFull(m.conn, m.hdr[:]); err != nil {
-			return 0, nil, err
+		if m.hdrReady {
+			m.hdrReady = false
+		} else {
+			if _, err := io.ReadFull(m.conn, m.hdr[:]); err != nil {
+				return 0, nil, err
+			}
+			m.bytesIn += 5
 		}
-		m.bytesIn += 5
 		typ = m.hdr[0]
 		n = int(int32(binary.BigEndian.Uint32(m.hdr[1:]))) - 4
 		m.buf = getBuf()
