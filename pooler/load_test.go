@@ -31,7 +31,10 @@ func stressDuration(t *testing.T) time.Duration {
 // 200 pgx clients with the default statement cache share 10 upstream connections in
 // transaction mode and run mixed prepared queries; every result is checked.
 func TestPgxStatementCache200ClientsOver10Connections(t *testing.T) {
-	h := startPooler(t, func(c *config.Config) { c.Pool.Size = 10; c.Pool.QueryWaitTimeout = config.Duration{Duration: 20 * time.Second} })
+	h := startPooler(t, func(c *config.Config) {
+		c.Pool.Size = 10
+		c.Pool.QueryWaitTimeout = config.Duration{Duration: 20 * time.Second}
+	})
 	const clients = 200
 	duration := stressDuration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), duration+60*time.Second)
@@ -142,7 +145,10 @@ func TestPgbenchAllModes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pgbench not found: %v", err)
 	}
-	h := startPooler(t, func(c *config.Config) { c.Pool.Size = 10; c.Pool.QueryWaitTimeout = config.Duration{Duration: 30 * time.Second} })
+	h := startPooler(t, func(c *config.Config) {
+		c.Pool.Size = 10
+		c.Pool.QueryWaitTimeout = config.Duration{Duration: 30 * time.Second}
+	})
 	run := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(pgbench, args...)

@@ -214,9 +214,9 @@ func TestMalformedClientClosesOnlyThatClient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	garbage := [][]byte{
-		{0, 0, 0, 3},                     // startup length below the minimum
-		{0x7f, 0xff, 0xff, 0xff, 0, 3},   // startup length far above 10,000
-		{0, 0, 0, 8, 0, 9, 0, 0},         // protocol 9.0
+		{0, 0, 0, 3},                      // startup length below the minimum
+		{0x7f, 0xff, 0xff, 0xff, 0, 3},    // startup length far above 10,000
+		{0, 0, 0, 8, 0, 9, 0, 0},          // protocol 9.0
 		{0, 0, 0, 10, 0, 3, 0, 0, 'u', 0}, // parameter name without a value
 		{0, 0, 0, 12, 0, 3},               // incomplete packet: closed at the auth timeout
 	}

@@ -56,10 +56,10 @@ const (
 
 type ack struct {
 	kind       ackKind
-	batch      uint64 // number of Syncs sent before it
+	batch      uint64   // number of Syncs sent before it
 	serverName string   // statement created by this Parse (unmarked if the batch fails)
 	def        *stmtDef // marked verified when its ParseComplete arrives
-	clientName string // client's name for it (forgotten if the Parse fails)
+	clientName string   // client's name for it (forgotten if the Parse fails)
 }
 
 type session struct {
