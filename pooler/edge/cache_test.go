@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func TestParseCachePolicy(t *testing.T) {
@@ -42,6 +45,12 @@ func TestCacheLRUByBytes(t *testing.T) {
 	if c.bytes > c.maxBytes {
 		t.Fatalf("cache holds %d bytes, budget %d", c.bytes, c.maxBytes)
 	}
+	if got := metricValue(t, m.cacheEvictions); got != 2 {
+		t.Errorf("evictions metric = %v, want 2", got)
+	}
+	if got := metricValue(t, m.cacheEntries); got != 10 {
+		t.Errorf("entries metric = %v, want 10", got)
+	}
 	if _, st, _ := c.lookup("a", p); st != cacheMiss {
 		t.Errorf("oldest entry should be evicted, got %s", st)
 	}
@@ -52,6 +61,19 @@ func TestCacheLRUByBytes(t *testing.T) {
 	if _, st, _ := c.lookup("huge", p); st != cacheMiss {
 		t.Errorf("an entry over an eighth of the budget must not be cached")
 	}
+}
+
+// metricValue reads a counter or gauge.
+func metricValue(t *testing.T, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
 }
 
 func TestCacheAging(t *testing.T) {
