@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-row select through one edgepool pooler, same machine, same pool: POST /sql (bench/http) at
-# C concurrent requests next to TCP pgbench with C clients (simple and extended protocol).
+# C concurrent requests (uncached, then served by the query cache) next to TCP pgbench with C
+# clients (simple and extended protocol).
 # Starts a throwaway PostgreSQL and the real pooler via test/node/harness; stops both after.
 #
 # Usage: bench/http/run.sh      Env: C=50 SECONDS_EACH=15 POOL_SIZE=10 OUT=bench/results/http.md
@@ -34,6 +35,8 @@ export EDGEPOOL_CONN="postgres://$user:$key@localhost/$db"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 http_line="$(bin/bench-http -url "http://$http_addr/sql" -c "$C" -d "${SECONDS_EACH}s" -json)"
 echo "$http_line" >&2
+cached_line="$(bin/bench-http -url "http://$http_addr/sql" -c "$C" -d "${SECONDS_EACH}s" -cache-control max-age=3600 -json)"
+echo "$cached_line" >&2
 
 echo 'select 1 as one;' >"$tmp/select.sql"
 pgbench_run() {
@@ -46,7 +49,7 @@ simple="$(pgbench_run simple)"; echo "$simple" | tail -4 >&2
 extended="$(pgbench_run extended)"; echo "$extended" | tail -4 >&2
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-py() { python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(r['$1'])" "$http_line"; }
+py() { python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(r['$1'])" "${2:-$http_line}"; }
 mkdir -p "$(dirname "$OUT")"
 {
 	echo "# POST /sql vs TCP: one-row select through one pooler"
@@ -59,6 +62,8 @@ mkdir -p "$(dirname "$OUT")"
 	echo "|---|---|---|---|---|---|"
 	printf '| HTTP `POST /sql` (bench/http, keep-alive) | %.0f | %.2f | %.2f | | %s |\n' \
 		"$(py requestsPerSec)" "$(py p50ms)" "$(py p99ms)" "$(py errors)"
+	printf '| HTTP `POST /sql`, query cache hits (`Cache-Control: max-age=3600`) | %.0f | %.2f | %.2f | | %s |\n' \
+		"$(py requestsPerSec "$cached_line")" "$(py p50ms "$cached_line")" "$(py p99ms "$cached_line")" "$(py errors "$cached_line")"
 	printf '| TCP pgbench `-M simple` | %.0f | | | %s | |\n' "$(echo "$simple" | tps)" "$(echo "$simple" | lat)"
 	printf '| TCP pgbench `-M extended` | %.0f | | | %s | |\n' "$(echo "$extended" | tps)" "$(echo "$extended" | lat)"
 	echo
