@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -171,7 +172,7 @@ func secretDataDrifted(live, desired client.Object) bool {
 		return true
 	}
 	for k, v := range d.Data {
-		if string(l.Data[k]) != string(v) {
+		if !bytes.Equal(l.Data[k], v) {
 			return true
 		}
 	}

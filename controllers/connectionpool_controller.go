@@ -80,7 +80,7 @@ func (r *run) due(t time.Time) {
 
 func (r *run) problem(p problem) { r.obs.Problems = append(r.obs.Problems, p) }
 
-// Reconcile: get → read inputs → ensure TLS → ensure keys → ensure config → ensure workload →
+// Reconcile runs the steps: get → read inputs → ensure TLS → ensure keys → ensure config → ensure workload →
 // check upstream → write status (once, only when changed) → requeue when something is due.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	logger := log.FromContext(ctx)

@@ -92,7 +92,7 @@ func waitCondition(t *testing.T, ns, name, typ string, status metav1.ConditionSt
 func TestPoolCreatesChildrenAndTurnsReady(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	pool := createPool(t, testPool(ns, "shop"))
+	createPool(t, testPool(ns, "shop"))
 
 	// Every child exists, controlled by the pool, labelled.
 	children := map[string]client.Object{
@@ -114,7 +114,7 @@ func TestPoolCreatesChildrenAndTurnsReady(t *testing.T) {
 		}
 		return suite.client.Get(ctx, key(ns, "shop-pooler"), pdb)
 	})
-	pool = getPool(t, ns, "shop")
+	pool := getPool(t, ns, "shop")
 	all := []client.Object{svc, pdb}
 	for _, o := range children {
 		all = append(all, o)
@@ -243,7 +243,7 @@ func TestScaleSubresourceRerendersPoolSize(t *testing.T) {
 			}
 			err = suite.client.Get(ctx, key(ns, "scaled-pooler"), &policyv1.PodDisruptionBudget{})
 			if tt.pdb != (err == nil) {
-				return fmt.Errorf("pdb present=%v, want %v (%v)", err == nil, tt.pdb, err)
+				return fmt.Errorf("pdb present=%v, want %v (%w)", err == nil, tt.pdb, err)
 			}
 			p := getPool(t, ns, "scaled")
 			if p.Status.Replicas != tt.replicas || p.Status.PoolSizePerReplica != int32(tt.size) {
@@ -368,7 +368,7 @@ func TestKeyRotationGraceAndDisable(t *testing.T) {
 	eventually(t, waitFor, "removed key's Secret deleted", func() error {
 		err := suite.client.Get(ctx, key(ns, "rot-default"), &corev1.Secret{})
 		if !apierrors.IsNotFound(err) {
-			return fmt.Errorf("still there: %v", err)
+			return fmt.Errorf("still there: %w", err)
 		}
 		return nil
 	})

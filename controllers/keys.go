@@ -139,8 +139,9 @@ func keyAnnotations(km keyMaterial) map[string]string {
 		annotationSCRAMIters:   strconv.Itoa(km.Iterations),
 	}
 	if km.Previous != nil {
-		raw, _ := json.Marshal(km.Previous) // a struct of strings and a time: cannot fail
-		a[annotationPreviousKey] = string(raw)
+		if raw, err := json.Marshal(km.Previous); err == nil { // strings and a time: cannot fail
+			a[annotationPreviousKey] = string(raw)
+		}
 	}
 	return a
 }

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -67,7 +68,7 @@ func TestPlanKeysLifecycle(t *testing.T) {
 				if want := t0.Add(time.Hour + 10*time.Minute); !ci.Previous.NotAfter.Equal(want) {
 					t.Fatalf("NotAfter = %v, want %v", ci.Previous.NotAfter, want)
 				}
-				if string(ci.Salt) != string(first[1].Salt) || ci.Iterations != first[1].Iterations {
+				if !bytes.Equal(ci.Salt, first[1].Salt) || ci.Iterations != first[1].Iterations {
 					t.Fatal("old and new key must share salt and iterations")
 				}
 				if got[0].Key != first[0].Key {

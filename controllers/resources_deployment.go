@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"path"
 
@@ -54,7 +55,10 @@ func restartHash(pool *poolingv1alpha1.ConnectionPool, in deploymentInputs) stri
 	}{in.Image, pool.TLSMode(), pool.Spec.TLS.SecretName, in.CertSerial, pool.HTTPEnabled(),
 		pool.Spec.Upstream.CASecret, pool.PoolMode(), [3]int{PostgresPort, HTTPPort, AdminPort},
 		pool.Spec.Template, pool.RegionAffinity()}
-	raw, _ := json.Marshal(inputs) // plain data: cannot fail
+	raw, err := json.Marshal(inputs)
+	if err != nil {
+		panic(fmt.Sprintf("restartHash: %v", err)) // plain API data always marshals
+	}
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:8])
 }

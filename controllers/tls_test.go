@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"slices"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func TestTLSSecretRoundTrip(t *testing.T) {
 	}
 	// Reading the Secret back and ensuring again reuses everything: no rollout from renewals.
 	again, _, reissued, err := certs.Ensure(bundleFromSecret(s), "apps/shop", serverDNSNames(p), time.Now())
-	if err != nil || reissued || string(again.ServerCert) != string(b.ServerCert) {
+	if err != nil || reissued || !bytes.Equal(again.ServerCert, b.ServerCert) {
 		t.Fatalf("reissued=%v err=%v", reissued, err)
 	}
 }

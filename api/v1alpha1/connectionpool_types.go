@@ -416,15 +416,15 @@ type PodOverrides struct {
 type Phase string
 
 const (
-	// PhasePending: children are being created or rolled out.
+	// PhasePending means children are being created or rolled out.
 	PhasePending Phase = "Pending"
-	// PhaseReady: all replicas available and the upstream reachable.
+	// PhaseReady means all replicas are available and the upstream is reachable.
 	PhaseReady Phase = "Ready"
-	// PhaseDegraded: something needs attention (see conditions).
+	// PhaseDegraded means something needs attention (see conditions).
 	PhaseDegraded Phase = "Degraded"
-	// PhasePaused: spec.paused is set.
+	// PhasePaused means spec.paused is set.
 	PhasePaused Phase = "Paused"
-	// PhaseFailed: the spec cannot be realised without a change.
+	// PhaseFailed means the spec cannot be realised without a change.
 	PhaseFailed Phase = "Failed"
 )
 
