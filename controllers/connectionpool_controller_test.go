@@ -216,6 +216,14 @@ func TestScaleSubresourceRerendersPoolSize(t *testing.T) {
 	eventually(t, waitFor, "PDB at 2 replicas", func() error {
 		return suite.client.Get(ctx, key(ns, "scaled-pooler"), &policyv1.PodDisruptionBudget{})
 	})
+	podTemplateHash := func() string {
+		d := &appsv1.Deployment{}
+		if err := suite.client.Get(ctx, key(ns, "scaled-pooler"), d); err != nil {
+			t.Fatal(err)
+		}
+		return d.Spec.Template.Annotations[annotationRestartHash]
+	}
+	hashBefore := podTemplateHash()
 
 	for _, tt := range []struct {
 		replicas int32
@@ -251,6 +259,10 @@ func TestScaleSubresourceRerendersPoolSize(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	// Scaling is live-reloadable: the pod template (and so the pods) did not change.
+	if got := podTemplateHash(); got != hashBefore {
+		t.Fatalf("scaling changed the pod template's restart hash: %s -> %s", hashBefore, got)
 	}
 	// The scale subresource reads back through status.selector.
 	got := &autoscalingv1.Scale{}
@@ -559,4 +571,50 @@ func TestNoNodeInRegionIsReported(t *testing.T) {
 		return suite.client.Update(context.Background(), cur)
 	})
 	waitCondition(t, ns, "far", poolingv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonDeploymentNotAvailable)
+}
+
+func TestUserTLSSecretIsWatched(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	p := testPool(ns, "ownca")
+	p.Spec.TLS = poolingv1alpha1.TLSSettings{Mode: poolingv1alpha1.TLSSecret, SecretName: "ownca-cert"}
+	createPool(t, p)
+	got := waitCondition(t, ns, "ownca", poolingv1alpha1.ConditionDegraded, metav1.ConditionTrue, ReasonSecretMissing)
+	if msg := condition(got, poolingv1alpha1.ConditionDegraded).Message; !strings.Contains(msg, "spec.tls.secretName") {
+		t.Fatalf("message %q", msg)
+	}
+	if err := suite.client.Get(ctx, key(ns, "ownca-tls"), &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("generated TLS Secret in mode Secret: %v", err)
+	}
+
+	// Creating the user's Secret heals the pool; its ca.crt reaches the app Secrets and the
+	// pods mount it.
+	cert := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "ownca-cert", Namespace: ns},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{"tls.crt": []byte("CERT"), "tls.key": []byte("KEY"), "ca.crt": []byte("USER CA")},
+	}
+	if err := suite.client.Create(ctx, cert); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, ns, "ownca", poolingv1alpha1.ConditionDegraded, metav1.ConditionFalse, "")
+	eventually(t, waitFor, "user CA in app Secret", func() error {
+		s := &corev1.Secret{}
+		if err := suite.client.Get(ctx, key(ns, "ownca-default"), s); err != nil {
+			return err
+		}
+		if string(s.Data["ca.crt"]) != "USER CA" {
+			return fmt.Errorf("ca.crt %q", s.Data["ca.crt"])
+		}
+		return nil
+	})
+	d := &appsv1.Deployment{}
+	if err := suite.client.Get(ctx, key(ns, "ownca-pooler"), d); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name == "tls" && v.Secret.SecretName != "ownca-cert" {
+			t.Fatalf("tls volume from %s", v.Secret.SecretName)
+		}
+	}
 }
