@@ -3,7 +3,6 @@ package pooler_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -103,7 +102,7 @@ func startPooler(t testing.TB, mutate func(*config.Config)) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	started := make(chan *pooler.Server, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("EDGEPOOL_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -125,7 +124,10 @@ func startPooler(t testing.TB, mutate func(*config.Config)) *harness {
 func (h *harness) stop() {
 	h.cancel()
 	select {
-	case <-h.done:
+	case err := <-h.done:
+		if err != nil {
+			h.t.Logf("pooler exited with: %v", err)
+		}
 	case <-time.After(15 * time.Second):
 		h.t.Error("pooler did not stop")
 	}

@@ -176,7 +176,7 @@ func (s *Server) loadCert(cfg *config.Config) error {
 func (s *Server) Start() error {
 	cfg := s.Config()
 	if cfg.Listen.Admin != "" {
-		l, err := net.Listen("tcp", cfg.Listen.Admin)
+		l, err := new(net.ListenConfig).Listen(context.Background(), "tcp", cfg.Listen.Admin)
 		if err != nil {
 			return fmt.Errorf("listen admin %s: %w", cfg.Listen.Admin, err)
 		}
@@ -185,7 +185,7 @@ func (s *Server) Start() error {
 		go func() { _ = s.adminServer.Serve(l) }()
 	}
 	if cfg.Listen.Postgres != "" {
-		l, err := net.Listen("tcp", cfg.Listen.Postgres)
+		l, err := new(net.ListenConfig).Listen(context.Background(), "tcp", cfg.Listen.Postgres)
 		if err != nil {
 			s.closeAdmin()
 			return fmt.Errorf("listen postgres %s: %w", cfg.Listen.Postgres, err)

@@ -306,7 +306,7 @@ func (s *Server) start() error {
 		} else if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-done
-			return fmt.Errorf("postgres not ready after 30s: %v", err)
+			return fmt.Errorf("postgres not ready after 30s: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -311,7 +311,8 @@ func IsWaitTimeout(err error) bool {
 }
 
 func (p *Pool) connect(ctx context.Context, timeout time.Duration, deadline time.Time) (*Conn, error) {
-	cctx, cancel := context.WithDeadline(ctx, minTime(time.Now().Add(timeout), deadline.Add(timeout)))
+	// Never past the query-wait deadline: a client must get its answer on time.
+	cctx, cancel := context.WithDeadline(ctx, minTime(time.Now().Add(timeout), deadline))
 	defer cancel()
 	p.connects.Add(1)
 	pg, err := p.opts.Connect(cctx)

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgepool/edgepool/internal/testpg"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/edgepool/edgepool/internal/testpg"
 )
 
 var pg *testpg.Server

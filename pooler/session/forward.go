@@ -64,8 +64,8 @@ func (s *session) syncSent() {
 	s.inFlight = false
 }
 
-func (s *session) pushAck(kind ackKind, serverName, clientName string) {
-	s.acks = append(s.acks, ack{kind: kind, batch: s.sentSyncs, serverName: serverName, clientName: clientName})
+func (s *session) pushAck(kind ackKind) {
+	s.acks = append(s.acks, ack{kind: kind, batch: s.sentSyncs})
 }
 
 func (s *session) pushParseAck(kind ackKind, def *stmtDef, clientName string) {
@@ -80,8 +80,8 @@ func (s *session) ensurePrepared(c *pool.Conn, def *stmtDef) {
 		return
 	}
 	for _, old := range set.Add(def.serverName, s.rt.PreparedPerConn) {
-		s.out = appendClose(s.out, 'S', old)
-		s.pushAck(ackCloseInjected, "", "")
+		s.out = appendClose(s.out, old)
+		s.pushAck(ackCloseInjected)
 	}
 	s.out = appendParse(s.out, def.serverName, def.query, def.paramOIDs)
 	s.pushParseAck(ackParseInjected, def, "")
@@ -97,7 +97,7 @@ func (s *session) forwardParse(c *pool.Conn, body []byte) error {
 	if len(name) == 0 {
 		// The unnamed statement lives only until the next Parse; pass it through.
 		s.out = appendMsg(s.out, 'P', body)
-		s.pushAck(ackForward, "", "")
+		s.pushAck(ackForward)
 		return nil
 	}
 	def := s.proxy.stmts.lookup(query, oids)
@@ -107,13 +107,13 @@ func (s *session) forwardParse(c *pool.Conn, body []byte) error {
 	set := c.Statements()
 	if set.Has(def.serverName) {
 		// Already prepared on this connection: answer in order via a harmless Close.
-		s.out = appendClose(s.out, 'S', noopStatement)
-		s.pushAck(ackCloseAsParse, "", "")
+		s.out = appendClose(s.out, noopStatement)
+		s.pushAck(ackCloseAsParse)
 		return nil
 	}
 	for _, old := range set.Add(def.serverName, s.rt.PreparedPerConn) {
-		s.out = appendClose(s.out, 'S', old)
-		s.pushAck(ackCloseInjected, "", "")
+		s.out = appendClose(s.out, old)
+		s.pushAck(ackCloseInjected)
 	}
 	s.out = appendParse(s.out, def.serverName, def.query, def.paramOIDs)
 	s.pushParseAck(ackForward, def, string(name))
@@ -178,13 +178,13 @@ func (s *session) forwardClose(body []byte) error {
 		if _, known := s.stmts[string(name)]; known {
 			// Other clients may share the server statement; forget only the client's name.
 			delete(s.stmts, string(name))
-			s.out = appendClose(s.out, 'S', noopStatement)
-			s.pushAck(ackForward, "", "")
+			s.out = appendClose(s.out, noopStatement)
+			s.pushAck(ackForward)
 			return nil
 		}
 	}
 	s.out = appendMsg(s.out, 'C', body)
-	s.pushAck(ackForward, "", "")
+	s.pushAck(ackForward)
 	return nil
 }
 
@@ -269,10 +269,11 @@ func appendParse(dst []byte, name, query string, oids []uint32) []byte {
 	return dst
 }
 
-func appendClose(dst []byte, kind byte, name string) []byte {
+// appendClose frames a Close of prepared statement name.
+func appendClose(dst []byte, name string) []byte {
 	dst = append(dst, 'C')
 	dst = binary.BigEndian.AppendUint32(dst, uint32(4+1+len(name)+1))
-	dst = append(dst, kind)
+	dst = append(dst, 'S')
 	dst = append(dst, name...)
 	return append(dst, 0)
 }

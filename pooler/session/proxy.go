@@ -11,7 +11,6 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,13 +222,4 @@ func (p *Proxy) serverParams(ctx context.Context) ([]serverParam, error) {
 	}
 	p.params.Store(&ps)
 	return ps, nil
-}
-
-// isLoopback reports whether addr is a loopback address.
-func isLoopback(addr net.Addr) bool {
-	if tcp, ok := addr.(*net.TCPAddr); ok {
-		return tcp.IP.IsLoopback()
-	}
-	_, isUnix := addr.(*net.UnixAddr)
-	return isUnix
 }

@@ -25,6 +25,7 @@ import (
 // and anything → Closed.
 type State int32
 
+// Session states.
 const (
 	StateStartup State = iota
 	StateAuth
@@ -162,7 +163,11 @@ func (s *session) loop(ctx context.Context) {
 // resume waits, on a fresh small stack, for the next message header of an idle session, then
 // carries on with the client loop.
 func (s *session) resume(ctx context.Context) {
-	defer s.recoverPanic()
+	defer func() {
+		if r := recover(); r != nil {
+			s.onPanic(r)
+		}
+	}()
 	s.r.readHeader()
 	s.loop(ctx)
 }
@@ -339,7 +344,8 @@ func (s *session) attach(ctx context.Context) error {
 	s.mu.Unlock()
 	s.proxy.active.Add(1)
 	s.setState(StateActive)
-	go s.pump(c, done)
+	go s.pump(c, done) //nolint:gosec // the pump lives as long as the borrowed connection, not a request
+
 	return nil
 }
 

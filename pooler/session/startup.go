@@ -42,7 +42,11 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, park boo
 	s.r = msgReader{conn: conn, maxBody: maxAuthMessageBytes}
 	s.w = msgWriter{conn: conn}
 	s.setState(stateStartup)
-	defer s.recoverPanic()
+	defer func() {
+		if r := recover(); r != nil {
+			s.onPanic(r)
+		}
+	}()
 	_ = conn.SetDeadline(time.Now().Add(rt.AuthTimeout))
 	if err := s.startup(ctx); err != nil {
 		if !errors.Is(err, errCancelRequest) {
@@ -75,14 +79,12 @@ func (s *session) end(err error, registered bool) {
 	s.done(err)
 }
 
-// recoverPanic keeps a bug triggered by one client from taking the process down with every
-// other client.
-func (s *session) recoverPanic() {
-	if r := recover(); r != nil {
-		s.proxy.Log.Error("client session panicked", "remote", s.conn.RemoteAddr().String(), "panic", r,
-			"stack", string(debug.Stack()))
-		s.end(fmt.Errorf("session panic: %v", r), s.pid != 0)
-	}
+// onPanic ends a session whose goroutine panicked (recovered by the caller), so a bug
+// triggered by one client does not take the process down with every other client.
+func (s *session) onPanic(r any) {
+	s.proxy.Log.Error("client session panicked", "remote", s.conn.RemoteAddr().String(), "panic", r,
+		"stack", string(debug.Stack()))
+	s.end(fmt.Errorf("session panic: %v", r), s.pid != 0)
 }
 
 var errCancelRequest = errors.New("cancel request handled")

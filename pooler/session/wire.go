@@ -164,7 +164,7 @@ func (m *msgReader) fill(n int) error {
 			if m.w-m.r >= n {
 				return nil
 			}
-			if err == io.EOF && m.w > m.r {
+			if errors.Is(err, io.EOF) && m.w > m.r {
 				return io.ErrUnexpectedEOF
 			}
 			return err
@@ -213,15 +213,6 @@ func (w *msgWriter) encode(msg pgproto3.BackendMessage) error {
 	var err error
 	w.out, err = msg.Encode(w.out)
 	return err
-}
-
-// appendRaw appends an already framed message. Callers hold mu.
-func (w *msgWriter) appendRaw(b []byte) {
-	if w.buf == nil {
-		w.buf = getBuf()
-		w.out = (*w.buf)[:0]
-	}
-	w.out = append(w.out, b...)
 }
 
 func (w *msgWriter) pending() int { return len(w.out) }

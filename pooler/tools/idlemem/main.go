@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	_ "net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,9 +41,6 @@ func main() {
 	flag.Parse()
 	raiseFileLimit()
 	if *serve != "" {
-		if addr := os.Getenv("IDLEMEM_PPROF"); addr != "" {
-			go func() { _ = http.ListenAndServe(addr, nil) }() // net/http/pprof on the default mux
-		}
 		if os.Getenv("IDLEMEM_FORCE_GC") != "" {
 			// Measurement aid: collect often so RSS shows live memory rather than GC slack.
 			go func() {
@@ -100,7 +96,7 @@ func measure(n int, settle time.Duration) error {
 		return err
 	}
 	self, _ := os.Executable()
-	child := exec.Command(self, "-serve", path)
+	child := exec.CommandContext(context.Background(), self, "-serve", path)
 	child.Stderr = os.Stderr
 	child.Env = os.Environ()
 	if g := os.Getenv("IDLEMEM_CHILD_GODEBUG"); g != "" {
@@ -145,7 +141,8 @@ func measure(n int, settle time.Duration) error {
 	perClient := float64(after-before) * 1024 / float64(n)
 	fmt.Printf("idle clients: %d (opened in %v)\nRSS before: %d KiB\nRSS after:  %d KiB\nper idle client: %.0f bytes (%.2f KiB)\n",
 		n, connectTime.Round(time.Millisecond), before, after, perClient, perClient/1024)
-	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port+1)); err == nil {
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", port+1), nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		for _, line := range strings.Split(string(body), "\n") {
@@ -166,7 +163,7 @@ func measure(n int, settle time.Duration) error {
 // connect authenticates with a cleartext password, optionally runs one query, and leaves the
 // connection idle.
 func connect(addr, key string, query bool) (net.Conn, error) {
-	c, err := net.Dial("tcp", addr)
+	c, err := new(net.Dialer).DialContext(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +231,7 @@ func rssKB(pid int) int {
 
 func freePort() int {
 	for p := 20000; p < 32000; p += 7 {
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+os.Getpid()%1000)); err == nil {
+		if l, err := new(net.ListenConfig).Listen(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", p+os.Getpid()%1000)); err == nil {
 			l.Close()
 			return p + os.Getpid()%1000
 		}
