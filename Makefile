@@ -50,6 +50,28 @@ test-node: ## End-to-end tests of POST /sql, WebSocket and the cache with the re
 	$(GO) build -o $(BIN)/edgepool-node-harness ./test/node/harness
 	cd test/node && EDGEPOOL_HARNESS=$(BIN)/edgepool-node-harness node --test --test-concurrency=1 --test-timeout=120000
 
+##@ Demo and end to end (local kubelet harness: internal/localkubelet; docs/e2e.md)
+
+E2E_FLAGS ?= -count=1 -timeout 15m -v
+
+.PHONY: demo
+demo: build ## Run edgepool locally (PostgreSQL, control plane, operator, config/samples, poolers) and print how to connect. Ctrl-C stops everything.
+	./hack/install-test-deps.sh
+	$(GO) build -o $(BIN)/edgepool-demo ./hack/demo
+	$(BIN)/edgepool-demo -repo $(CURDIR)
+
+.PHONY: test-e2e
+test-e2e: build ## The user's path end to end: apply, Ready, pgx/psql/HTTP, scale, rotate, disable, credentials, delete; and the Cloudflare Worker.
+	./hack/install-test-deps.sh
+	./hack/install-worker-deps.sh
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -tags e2e $(E2E_FLAGS) ./test/e2e/
+
+.PHONY: test-worker
+test-worker: build ## Only the Cloudflare Worker example under wrangler dev against a local pool (pg over TCP, neon() over HTTP).
+	./hack/install-test-deps.sh
+	./hack/install-worker-deps.sh
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -tags e2e $(E2E_FLAGS) -run TestCloudflareWorker ./test/e2e/
+
 ##@ Benchmarks
 
 .PHONY: bench
