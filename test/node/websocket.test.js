@@ -11,7 +11,7 @@ let pool;
 let sql;
 
 before(async () => {
-  h = await startHarness(['-pool-size', '2', '-query-wait', '1s']);
+  h = await startHarness(['-pool-size', '2', '-query-wait', '2s']);
   neonConfig.webSocketConstructor = ws;
   neonConfig.useSecureWebSocket = false; // loopback; in production wss:// carries TLS
   neonConfig.pipelineConnect = 'password';
