@@ -104,16 +104,18 @@ func (s *Server) serveSQL(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	kind := "single"
-	var code int
-	if n := s.inFlight.Add(1); s.opts.MaxInFlight > 0 && n > int64(s.opts.MaxInFlight) {
+	kind, code := "single", http.StatusInternalServerError // what a panic below would have cost
+	n := s.inFlight.Add(1)
+	defer func() {
+		s.inFlight.Add(-1)
+		s.opts.Metrics.observeRequest(kind, code, time.Since(start))
+	}()
+	if s.opts.MaxInFlight > 0 && n > int64(s.opts.MaxInFlight) {
 		h.Set("Retry-After", "1")
 		code = writeMessage(w, http.StatusTooManyRequests, "too many concurrent requests", "53300")
-	} else {
-		code = s.handleSQL(w, r, reqID, &kind)
+		return
 	}
-	s.inFlight.Add(-1)
-	s.opts.Metrics.observeRequest(kind, code, time.Since(start))
+	code = s.handleSQL(w, r, reqID, &kind)
 }
 
 // handleSQL answers one POST /sql and returns the status code it wrote.
