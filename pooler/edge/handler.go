@@ -307,7 +307,7 @@ func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, reqID st
 	case ctx.Err() != nil: // the client went away; nobody reads the answer
 		return 499
 	default:
-		s.log.Error("http sql request failed", "request_id", reqID, "err", err)
+		s.log.Error("http sql request failed", "requestId", reqID, "err", err)
 		return writeMessage(w, http.StatusInternalServerError, "internal error (request id "+reqID+")", "XX000")
 	}
 }
