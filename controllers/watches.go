@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -52,6 +53,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			// annotations, managedFields) would just cost reconciles.
 			builder.WithPredicates(secretDataChanged())).
 		Named("connectionpool").
+		// The upstream check can wait for its timeout; other pools should not queue behind it.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
 }
 
