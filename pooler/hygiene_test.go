@@ -306,3 +306,62 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		t.Fatalf("a client waited %v, more than the query-wait timeout %v", d, wait)
 	}
 }
+
+// Startup parameters reach whichever upstream connection a client lands on, a client's own
+// SET follows it, and neither leaks to other clients in transaction mode.
+func TestSessionParametersFollowClientsNotConnections(t *testing.T) {
+	h := startPooler(t, func(c *config.Config) { c.Pool.Size = 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	plain := h.connect(ctx, t)
+	defaultTZ := exec1(ctx, t, plain, "show timezone")
+	defaultDate := exec1(ctx, t, plain, "show datestyle")
+
+	cfg, err := pgconn.ParseConfig(h.dsn(h.key, "&application_name=alpha&options=-c%20TimeZone%3DAsia/Tokyo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alpha, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alpha.Close(ctx)
+	if got := alpha.ParameterStatus("TimeZone"); got != "Asia/Tokyo" {
+		t.Fatalf("startup ParameterStatus TimeZone = %q", got)
+	}
+	if got := exec1(ctx, t, alpha, "show timezone"); got != "Asia/Tokyo" {
+		t.Fatalf("timezone = %q", got)
+	}
+	if got := exec1(ctx, t, alpha, "select current_setting('application_name')"); got != "alpha" {
+		t.Fatalf("application_name = %q", got)
+	}
+	exec1(ctx, t, alpha, "set datestyle = 'German'")
+
+	// Same single upstream connection, other client: defaults.
+	if got := exec1(ctx, t, plain, "show timezone"); got != defaultTZ {
+		t.Fatalf("timezone leaked: %q, want %q", got, defaultTZ)
+	}
+	if got := exec1(ctx, t, plain, "show datestyle"); got != defaultDate {
+		t.Fatalf("datestyle leaked: %q, want %q", got, defaultDate)
+	}
+	if got := exec1(ctx, t, plain, "select current_setting('application_name')"); got != "" {
+		t.Fatalf("application_name leaked: %q", got)
+	}
+	// The first client keeps its own settings.
+	if got := exec1(ctx, t, alpha, "show datestyle"); got != "German, DMY" {
+		t.Fatalf("client's SET lost: %q", got)
+	}
+	if got := exec1(ctx, t, alpha, "show timezone"); got != "Asia/Tokyo" {
+		t.Fatalf("client's timezone lost: %q", got)
+	}
+	// A bad startup value ends that client like PostgreSQL refusing it.
+	bad, err := pgconn.Connect(ctx, h.dsn(h.key, "&options=-c%20TimeZone%3DMars/Olympus"))
+	if err == nil {
+		_, err = bad.Exec(ctx, "select 1").ReadAll()
+		bad.Close(ctx)
+	}
+	if err == nil {
+		t.Fatal("bad TimeZone accepted")
+	}
+	exec1(ctx, t, plain, "select 1")
+}

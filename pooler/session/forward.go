@@ -27,6 +27,10 @@ func (s *session) forward(typ byte, body []byte) error {
 		s.sbuf = getBuf()
 		s.out = (*s.sbuf)[:0]
 	}
+	if !s.paramsSynced {
+		s.paramsSynced = true
+		s.appendParamSync(c)
+	}
 	switch typ {
 	case 'P':
 		return s.forwardParse(c, body)

@@ -78,10 +78,10 @@ type session struct {
 	secret [4]byte
 	user   string
 
-	appName string
-	park    bool        // hand idle waits to a fresh goroutine (ServeConnAsync)
-	done    func(error) // told once when the session ends
-	ended   bool
+	wanted map[string]string // tracked parameters the client should see (params.go); guarded by mu
+	park   bool              // hand idle waits to a fresh goroutine (ServeConnAsync)
+	done   func(error)       // told once when the session ends
+	ended  bool
 
 	// Client-loop only.
 	stmts         map[string]*stmtDef // client statement name → shared definition
@@ -106,6 +106,8 @@ type session struct {
 	attachedAt   time.Time
 	upstreamLost bool
 	failedNames  []string // client statement names whose Parse failed, forgotten by the client loop
+	paramsSynced bool     // tracked parameters checked on this attachment
+	injected     int      // pooler-injected simple queries (parameter SETs) whose responses are swallowed
 }
 
 func (s *session) setState(st State) { s.state.Store(int32(st)) }
@@ -337,6 +339,8 @@ func (s *session) attach(ctx context.Context) error {
 	s.sconn = c.PgConn().Conn()
 	s.pending, s.inFlight, s.sentSyncs, s.respBatch = 0, false, 0, 0
 	s.acks = s.acks[:0]
+	s.injected = 0
+	s.paramsSynced = false
 	s.txStatus = 'I'
 	s.stopping, s.pumpFailed = false, false
 	s.pumpDone = done
@@ -460,9 +464,25 @@ func (s *session) pump(c *pool.Conn, done chan struct{}) {
 			s.pumpError(c, err)
 			return
 		}
+		s.mu.Lock()
+		injected := s.injected > 0
+		s.mu.Unlock()
+		if injected {
+			if !s.swallowInjected(msg) {
+				return
+			}
+			continue
+		}
 		s.w.mu.Lock()
 		flush := false
 		switch m := msg.(type) {
+		case *pgproto3.ParameterStatus:
+			if name, ok := trackedName(m.Name); ok {
+				s.mu.Lock()
+				s.wanted[name] = m.Value // the client's own SET follows it to later connections
+				s.mu.Unlock()
+			}
+			_ = s.w.encode(m)
 		case *pgproto3.ReadyForQuery:
 			_ = s.w.encode(m)
 			s.mu.Lock()
@@ -543,6 +563,28 @@ func (s *session) pump(c *pool.Conn, done chan struct{}) {
 		}
 		s.w.mu.Unlock()
 	}
+}
+
+// swallowInjected consumes the responses to a pooler-injected parameter SET. An error there
+// (a bad value the client asked for at startup) ends the session, as PostgreSQL would have
+// refused the connection. It reports whether the pump should go on.
+func (s *session) swallowInjected(msg pgproto3.BackendMessage) bool {
+	switch m := msg.(type) {
+	case *pgproto3.ReadyForQuery:
+		s.mu.Lock()
+		s.injected--
+		s.pending--
+		s.respBatch++
+		s.txStatus = m.TxStatus
+		s.mu.Unlock()
+	case *pgproto3.ErrorResponse:
+		s.mu.Lock()
+		s.upstreamLost = true
+		s.mu.Unlock()
+		s.fatal(m.Code, m.Message)
+		_ = s.conn.Close()
+	}
+	return true
 }
 
 // pumpError handles an upstream read failure: a requested stop hands the connection back;

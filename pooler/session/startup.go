@@ -172,7 +172,6 @@ func (s *session) startup(ctx context.Context) error {
 		database = user
 	}
 	s.user = user
-	s.appName = sp.params["application_name"]
 
 	if err := s.authenticate(user); err != nil {
 		return err
@@ -190,11 +189,15 @@ func (s *session) startup(ctx context.Context) error {
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
 	_ = s.w.encode(&pgproto3.AuthenticationOk{})
+	s.wanted = wantedParams(params, sp.params)
 	for _, p := range params {
 		v := p.value
+		if name, ok := trackedName(p.name); ok {
+			v = s.wanted[name]
+		}
 		_ = s.w.encode(&pgproto3.ParameterStatus{Name: p.name, Value: v})
 	}
-	_ = s.w.encode(&pgproto3.ParameterStatus{Name: "application_name", Value: s.appName})
+	_ = s.w.encode(&pgproto3.ParameterStatus{Name: "application_name", Value: s.wanted["application_name"]})
 	_ = s.w.encode(&pgproto3.ParameterStatus{Name: "session_authorization", Value: user})
 	_ = s.w.encode(&pgproto3.BackendKeyData{ProcessID: s.pid, SecretKey: s.secret[:]})
 	_ = s.w.encode(&pgproto3.ReadyForQuery{TxStatus: 'I'})

@@ -1,0 +1,121 @@
+package session
+
+import (
+	"strings"
+
+	"github.com/edgepool/edgepool/pooler/pool"
+)
+
+// trackedParams are the session settings the pooler carries between upstream connections:
+// the ones PostgreSQL reports with ParameterStatus, so the pooler always knows the value on
+// both sides. A client's startup values (and "-c name=value" options) for them are applied
+// with SET on whichever connection it lands on, a client's own SET of them follows it into
+// later transactions, and another client's SET never leaks into its session. Other startup
+// parameters are not passed upstream: on a shared connection they would leak.
+var trackedParams = []string{"application_name", "client_encoding", "DateStyle", "IntervalStyle", "TimeZone"}
+
+func trackedName(name string) (string, bool) {
+	for _, t := range trackedParams {
+		if strings.EqualFold(t, name) {
+			return t, true
+		}
+	}
+	return "", false
+}
+
+// wantedParams computes a new client's settings: the upstream's defaults, overridden by the
+// startup parameters and options the client sent.
+func wantedParams(defaults []serverParam, startup map[string]string) map[string]string {
+	want := make(map[string]string, len(trackedParams))
+	for _, p := range defaults {
+		if name, ok := trackedName(p.name); ok {
+			want[name] = p.value
+		}
+	}
+	if _, ok := want["application_name"]; !ok {
+		want["application_name"] = ""
+	}
+	for k, v := range parseOptions(startup["options"]) {
+		if name, ok := trackedName(k); ok {
+			want[name] = v
+		}
+	}
+	for k, v := range startup {
+		if name, ok := trackedName(k); ok {
+			want[name] = v
+		}
+	}
+	return want
+}
+
+// parseOptions reads the "-c name=value" and "--name=value" settings of a startup "options"
+// string (space separated, backslash escapes a space or a backslash).
+func parseOptions(opts string) map[string]string {
+	var words []string
+	var cur strings.Builder
+	escaped := false
+	for _, r := range opts {
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case r == '\\':
+			escaped = true
+		case r == ' ' || r == '\t':
+			if cur.Len() > 0 {
+				words = append(words, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		words = append(words, cur.String())
+	}
+	out := map[string]string{}
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		switch {
+		case w == "-c" && i+1 < len(words):
+			i++
+			w = words[i]
+		case strings.HasPrefix(w, "-c"):
+			w = w[2:]
+		case strings.HasPrefix(w, "--"):
+			w = w[2:]
+		default:
+			continue
+		}
+		if k, v, ok := strings.Cut(w, "="); ok {
+			out[strings.ReplaceAll(k, "-", "_")] = v
+		}
+	}
+	return out
+}
+
+// appendParamSync appends a simple query that SETs every tracked parameter whose value on c
+// differs from what the client wants, or nothing. Callers hold s.mu.
+func (s *session) appendParamSync(c *pool.Conn) bool {
+	pg := c.PgConn()
+	var q strings.Builder
+	for _, name := range trackedParams {
+		want, ok := s.wanted[name]
+		if !ok || pg.ParameterStatus(name) == want {
+			continue
+		}
+		q.WriteString("SET ")
+		q.WriteString(name)
+		q.WriteString(" TO '")
+		q.WriteString(strings.ReplaceAll(want, "'", "''"))
+		q.WriteString("';")
+	}
+	if q.Len() == 0 {
+		return false
+	}
+	s.out = appendMsg(s.out, 'Q', []byte(q.String()), zero)
+	s.pending++
+	s.sentSyncs++
+	s.injected++
+	return true
+}
