@@ -618,3 +618,37 @@ func TestUserTLSSecretIsWatched(t *testing.T) {
 		}
 	}
 }
+
+func TestHandEditedConfigIsReverted(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createPool(t, testPool(ns, "drift"))
+	var original []byte
+	eventually(t, waitFor, "config Secret", func() error {
+		s := &corev1.Secret{}
+		if err := suite.client.Get(ctx, key(ns, "drift-pooler-config"), s); err != nil {
+			return err
+		}
+		original = s.Data[config.FileName]
+		return nil
+	})
+	// Someone slips a key of their own into the pooler config.
+	eventually(t, waitFor, "edit config", func() error {
+		s := &corev1.Secret{}
+		if err := suite.client.Get(ctx, key(ns, "drift-pooler-config"), s); err != nil {
+			return err
+		}
+		s.Data[config.FileName] = []byte(`{"keys":[{"name":"intruder"}]}`)
+		return suite.client.Update(ctx, s)
+	})
+	eventually(t, waitFor, "config restored", func() error {
+		s := &corev1.Secret{}
+		if err := suite.client.Get(ctx, key(ns, "drift-pooler-config"), s); err != nil {
+			return err
+		}
+		if string(s.Data[config.FileName]) != string(original) {
+			return errors.New("still edited")
+		}
+		return nil
+	})
+}
