@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -646,7 +647,7 @@ func TestHandEditedConfigIsReverted(t *testing.T) {
 		if err := suite.client.Get(ctx, key(ns, "drift-pooler-config"), s); err != nil {
 			return err
 		}
-		if string(s.Data[config.FileName]) != string(original) {
+		if !bytes.Equal(s.Data[config.FileName], original) {
 			return errors.New("still edited")
 		}
 		return nil
