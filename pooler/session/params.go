@@ -23,8 +23,9 @@ func trackedName(name string) (string, bool) {
 	return "", false
 }
 
-// wantedParams computes a new client's settings: the upstream's defaults, overridden by the
-// startup parameters and options the client sent.
+// wantedParams computes a new client's settings: the upstream connections' own values (so a
+// client that asks for nothing keeps, e.g., the pooler's application_name as the database
+// operator sees it), overridden by the startup parameters and options the client sent.
 func wantedParams(defaults []serverParam, startup map[string]string) map[string]string {
 	want := make(map[string]string, len(trackedParams))
 	for _, p := range defaults {

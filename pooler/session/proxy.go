@@ -215,7 +215,7 @@ func (p *Proxy) serverParams(ctx context.Context) ([]serverParam, error) {
 	var ps []serverParam
 	for _, name := range []string{"server_version", "server_encoding", "client_encoding", "DateStyle",
 		"IntervalStyle", "TimeZone", "integer_datetimes", "standard_conforming_strings",
-		"default_transaction_read_only", "in_hot_standby"} {
+		"default_transaction_read_only", "in_hot_standby", "application_name"} {
 		if v := c.PgConn().ParameterStatus(name); v != "" {
 			ps = append(ps, serverParam{name, v})
 		}

@@ -190,14 +190,18 @@ func (s *session) startup(ctx context.Context) error {
 	defer s.w.mu.Unlock()
 	_ = s.w.encode(&pgproto3.AuthenticationOk{})
 	s.wanted = wantedParams(params, sp.params)
+	sentAppName := false
 	for _, p := range params {
 		v := p.value
 		if name, ok := trackedName(p.name); ok {
 			v = s.wanted[name]
 		}
+		sentAppName = sentAppName || p.name == "application_name"
 		_ = s.w.encode(&pgproto3.ParameterStatus{Name: p.name, Value: v})
 	}
-	_ = s.w.encode(&pgproto3.ParameterStatus{Name: "application_name", Value: s.wanted["application_name"]})
+	if !sentAppName {
+		_ = s.w.encode(&pgproto3.ParameterStatus{Name: "application_name", Value: s.wanted["application_name"]})
+	}
 	_ = s.w.encode(&pgproto3.ParameterStatus{Name: "session_authorization", Value: user})
 	_ = s.w.encode(&pgproto3.BackendKeyData{ProcessID: s.pid, SecretKey: s.secret[:]})
 	_ = s.w.encode(&pgproto3.ReadyForQuery{TxStatus: 'I'})
