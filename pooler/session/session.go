@@ -500,13 +500,17 @@ func (s *session) pump(c *pool.Conn, done chan struct{}) {
 			attachedAt := s.attachedAt
 			quiet := s.pending <= 0
 			s.mu.Unlock()
-			_ = s.w.flush(detach || quiet)
-			s.w.mu.Unlock()
 			if detach {
+				// Nothing more is read from the connection: hand it on before the client even
+				// sees its ReadyForQuery.
 				s.proxy.Observer.Transaction(time.Since(attachedAt))
 				s.proxy.active.Add(-1)
 				s.setState(StateIdle)
 				c.Release()
+			}
+			_ = s.w.flush(detach || quiet)
+			s.w.mu.Unlock()
+			if detach {
 				return
 			}
 			continue
