@@ -117,7 +117,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 				continue
 			}
 			stepErr = fmt.Errorf("%s: %w", s.name, err)
-			if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
+			if !isCacheLag(err) {
 				st.problem(problem{Reason: ReasonReconcileError, Message: stepErr.Error(), Terminal: errors.Is(err, reconcile.TerminalError(nil))})
 			}
 			break
@@ -125,7 +125,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 
 	if err := r.writeStatus(ctx, pool, computeStatus(pool, st.obs)); err != nil {
-		return reconcile.Result{}, errors.Join(stepErr, fmt.Errorf("write status: %w", err))
+		stepErr = errors.Join(stepErr, fmt.Errorf("write status: %w", err))
+	}
+	if stepErr != nil && isCacheLag(stepErr) {
+		// The cache was behind the API server (the pool or a child changed meanwhile): the
+		// event that changed it queues another reconcile; look again shortly in any case.
+		logger.V(1).Info("cache behind the API server; retrying", "error", stepErr.Error())
+		return reconcile.Result{RequeueAfter: time.Second}, nil
 	}
 	if stepErr != nil {
 		logger.V(1).Info("reconcile step failed", "error", stepErr.Error())
@@ -139,6 +145,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, nil
 	}
 	return reconcile.Result{RequeueAfter: max(time.Second, st.requeueAt.Sub(r.Now()))}, nil
+}
+
+// isCacheLag reports errors that only mean a read came from a stale cache: optimistic
+// concurrency conflicts and creates of objects the cache has not seen yet.
+func isCacheLag(err error) bool {
+	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
 }
 
 // readInputs reads the user's Secrets the pool references and the nodes of its region.
