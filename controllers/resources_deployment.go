@@ -39,7 +39,8 @@ type deploymentInputs struct {
 
 // restartHash covers exactly the inputs the pooler cannot apply by reloading its config file.
 // Everything live-reloadable (keys, pool size, timeouts, paused, upstream credentials) is left
-// out so changing it never rolls pods.
+// out so changing it never rolls pods; the upstream address is in, as the pooler only takes a
+// new one on restart.
 func restartHash(pool *poolingv1alpha1.ConnectionPool, in deploymentInputs) string {
 	inputs := struct {
 		Image      string
@@ -52,9 +53,13 @@ func restartHash(pool *poolingv1alpha1.ConnectionPool, in deploymentInputs) stri
 		Ports      [3]int
 		Template   poolingv1alpha1.PodOverrides
 		Affinity   poolingv1alpha1.RegionAffinity
+		// The pooler applies new upstream credentials live but keeps its upstream address,
+		// database and sslmode until it restarts.
+		Upstream [4]string
 	}{in.Image, pool.TLSMode(), pool.Spec.TLS.SecretName, in.CertSerial, pool.HTTPEnabled(),
 		pool.Spec.Upstream.CASecret, pool.PoolMode(), [3]int{PostgresPort, HTTPPort, AdminPort},
-		pool.Spec.Template, pool.RegionAffinity()}
+		pool.Spec.Template, pool.RegionAffinity(),
+		[4]string{pool.Spec.Upstream.Host, fmt.Sprint(pool.UpstreamPort()), pool.Spec.Upstream.Database, string(pool.UpstreamSSLMode())}}
 	raw, err := json.Marshal(inputs)
 	if err != nil {
 		panic(fmt.Sprintf("restartHash: %v", err)) // plain API data always marshals

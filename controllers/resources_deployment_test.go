@@ -171,6 +171,8 @@ func TestRestartHashOnlyCoversRestartInputs(t *testing.T) {
 			p.Spec.TLS.Mode = poolingv1alpha1.TLSDisabled
 		},
 		func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.HTTP.Enabled = ptr.To(false) },
+		func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.Upstream.Host = "other-db" },
+		func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.Upstream.Database = "other" },
 	}
 	for i, m := range restart {
 		p, in2 := samplePool(), in
