@@ -23,30 +23,59 @@ func trackedName(name string) (string, bool) {
 	return "", false
 }
 
-// wantedParams computes a new client's settings: the upstream connections' own values (so a
-// client that asks for nothing keeps, e.g., the pooler's application_name as the database
-// operator sees it), overridden by the startup parameters and options the client sent.
-func wantedParams(defaults []serverParam, startup map[string]string) map[string]string {
-	want := make(map[string]string, len(trackedParams))
-	for _, p := range defaults {
+// paramDefaults are the tracked parameters' values on fresh upstream connections (so a client
+// that asks for nothing keeps, e.g., the pooler's application_name as the database operator sees
+// it). Shared by all sessions, never modified.
+func paramDefaults(params []serverParam) map[string]string {
+	d := map[string]string{"application_name": ""}
+	for _, p := range params {
 		if name, ok := trackedName(p.name); ok {
-			want[name] = p.value
+			d[name] = p.value
 		}
 	}
-	if _, ok := want["application_name"]; !ok {
-		want["application_name"] = ""
+	return d
+}
+
+// clientOverrides returns the tracked parameters a new client asks for that differ from the
+// defaults (startup parameters and "-c" options), or nil: most clients cost no map.
+func clientOverrides(defaults, startup map[string]string) map[string]string {
+	var over map[string]string
+	set := func(k, v string) {
+		if name, ok := trackedName(k); ok && defaults[name] != v {
+			if over == nil {
+				over = map[string]string{}
+			}
+			over[name] = v
+		}
 	}
 	for k, v := range parseOptions(startup["options"]) {
-		if name, ok := trackedName(k); ok {
-			want[name] = v
-		}
+		set(k, v)
 	}
 	for k, v := range startup {
-		if name, ok := trackedName(k); ok {
-			want[name] = v
-		}
+		set(k, v)
 	}
-	return want
+	return over
+}
+
+// want is the value of tracked parameter name the client should see. Callers hold s.mu (or
+// run before the pump starts).
+func (s *session) want(name string) string {
+	if v, ok := s.overrides[name]; ok {
+		return v
+	}
+	return s.defaults[name]
+}
+
+// track records a tracked parameter the client changed itself. Callers hold s.mu.
+func (s *session) track(name, value string) {
+	if s.defaults[name] == value {
+		delete(s.overrides, name)
+		return
+	}
+	if s.overrides == nil {
+		s.overrides = map[string]string{}
+	}
+	s.overrides[name] = value
 }
 
 // parseOptions reads the "-c name=value" and "--name=value" settings of a startup "options"
@@ -101,8 +130,8 @@ func (s *session) appendParamSync(c *pool.Conn) bool {
 	pg := c.PgConn()
 	var q strings.Builder
 	for _, name := range trackedParams {
-		want, ok := s.wanted[name]
-		if !ok || pg.ParameterStatus(name) == want {
+		want := s.want(name)
+		if pg.ParameterStatus(name) == want {
 			continue
 		}
 		q.WriteString("SET ")

@@ -78,6 +78,7 @@ type Proxy struct {
 	draining atomic.Bool
 
 	params     atomic.Pointer[[]serverParam]
+	defaults   atomic.Pointer[map[string]string]
 	paramsOnce sync.Mutex
 
 	mu       sync.Mutex
@@ -194,6 +195,16 @@ func (p *Proxy) cancel(pid uint32, secret []byte) {
 		return
 	}
 	s.cancelUpstream()
+}
+
+// paramDefaults returns the shared defaults of the tracked parameters for params.
+func (p *Proxy) paramDefaults(params []serverParam) map[string]string {
+	if d := p.defaults.Load(); d != nil {
+		return *d
+	}
+	d := paramDefaults(params)
+	p.defaults.CompareAndSwap(nil, &d)
+	return *p.defaults.Load()
 }
 
 // serverParams returns the ParameterStatus values clients see, learned from an upstream

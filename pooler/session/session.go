@@ -78,10 +78,11 @@ type session struct {
 	secret [4]byte
 	user   string
 
-	wanted map[string]string // tracked parameters the client should see (params.go); guarded by mu
-	park   bool              // hand idle waits to a fresh goroutine (ServeConnAsync)
-	done   func(error)       // told once when the session ends
-	ended  bool
+	defaults  map[string]string // tracked parameters' values on fresh connections (shared, read-only)
+	overrides map[string]string // where this client wants others (params.go); guarded by mu
+	park      bool              // hand idle waits to a fresh goroutine (ServeConnAsync)
+	done      func(error)       // told once when the session ends
+	ended     bool
 
 	// Client-loop only.
 	stmts         map[string]*stmtDef // client statement name → shared definition
@@ -479,7 +480,7 @@ func (s *session) pump(c *pool.Conn, done chan struct{}) {
 		case *pgproto3.ParameterStatus:
 			if name, ok := trackedName(m.Name); ok {
 				s.mu.Lock()
-				s.wanted[name] = m.Value // the client's own SET follows it to later connections
+				s.track(name, m.Value) // the client's own SET follows it to later connections
 				s.mu.Unlock()
 			}
 			_ = s.w.encode(m)

@@ -189,18 +189,19 @@ func (s *session) startup(ctx context.Context) error {
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
 	_ = s.w.encode(&pgproto3.AuthenticationOk{})
-	s.wanted = wantedParams(params, sp.params)
+	s.defaults = s.proxy.paramDefaults(params)
+	s.overrides = clientOverrides(s.defaults, sp.params)
 	sentAppName := false
 	for _, p := range params {
 		v := p.value
 		if name, ok := trackedName(p.name); ok {
-			v = s.wanted[name]
+			v = s.want(name)
 		}
 		sentAppName = sentAppName || p.name == "application_name"
 		_ = s.w.encode(&pgproto3.ParameterStatus{Name: p.name, Value: v})
 	}
 	if !sentAppName {
-		_ = s.w.encode(&pgproto3.ParameterStatus{Name: "application_name", Value: s.wanted["application_name"]})
+		_ = s.w.encode(&pgproto3.ParameterStatus{Name: "application_name", Value: s.want("application_name")})
 	}
 	_ = s.w.encode(&pgproto3.ParameterStatus{Name: "session_authorization", Value: user})
 	_ = s.w.encode(&pgproto3.BackendKeyData{ProcessID: s.pid, SecretKey: s.secret[:]})
