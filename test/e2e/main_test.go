@@ -52,8 +52,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer logFile.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	// The context lives as long as the suite: the harness and its processes run under it.
+	ctx := context.Background()
 	start := time.Now()
 	env, err = localenv.Start(ctx, localenv.Options{RepoRoot: root, Region: region, Dir: dir,
 		Log: slog.New(slog.NewTextHandler(logFile, nil))})
