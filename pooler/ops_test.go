@@ -248,3 +248,61 @@ func TestMalformedClientClosesOnlyThatClient(t *testing.T) {
 		t.Fatal("pooler broken after malformed clients")
 	}
 }
+
+// The operator delivers new upstream credentials by rewriting the config file: the pooler
+// applies them without a restart. A password change keeps the open upstream sessions; a
+// different role retires them, so later work runs as the new role.
+func TestReloadUpstreamCredentials(t *testing.T) {
+	pg.Exec(t, "create role reload_a login password 'first'")
+	pg.Exec(t, "create role reload_b login password 'other'")
+	t.Cleanup(func() {
+		_ = pg.ExecErr("select pg_terminate_backend(pid) from pg_stat_activity where usename in ('reload_a', 'reload_b')")
+		_ = pg.ExecErr("drop role if exists reload_a")
+		_ = pg.ExecErr("drop role if exists reload_b")
+	})
+	h := startPooler(t, func(c *config.Config) {
+		c.Upstream.User, c.Upstream.Password = "reload_a", "first"
+		c.Pool.QueryWaitTimeout = config.Duration{Duration: time.Second}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := h.connect(ctx, t)
+	if got := exec1(ctx, t, c, "select current_user"); got != "reload_a" {
+		t.Fatalf("current_user = %q", got)
+	}
+
+	// New password in PostgreSQL, every upstream session cut (a client whose upstream
+	// connection dies is closed, as in PgBouncer): the old password no longer works.
+	pg.Exec(t, "alter role reload_a password 'second'")
+	pg.Exec(t, "select pg_terminate_backend(pid) from pg_stat_activity where usename = 'reload_a'")
+	waitFor(t, "the old password refused", 5*time.Second, func() bool {
+		probe := h.connect(ctx, t)
+		defer probe.Close(ctx)
+		_, err := probe.Exec(ctx, "select 1").ReadAll()
+		return pgCode(err) == "53300"
+	})
+	cfg := *h.cfg
+	cfg.Upstream.Password = "second"
+	h.writeConfig(&cfg) // picked up by the file watch, not at once
+	waitFor(t, "queries with the new password", 5*time.Second, func() bool {
+		probe := h.connect(ctx, t)
+		defer probe.Close(ctx)
+		_, err := probe.Exec(ctx, "select 1").ReadAll()
+		return err == nil
+	})
+	c = h.connect(ctx, t)
+	exec1(ctx, t, c, "select 1")
+
+	// A different role: idle connections of the old role are retired, not reused.
+	cfg.Upstream.User, cfg.Upstream.Password = "reload_b", "other"
+	h.writeConfig(&cfg)
+	waitFor(t, "queries as the new role", 5*time.Second, func() bool {
+		res, err := c.Exec(ctx, "select current_user").ReadAll()
+		return err == nil && len(res) == 1 && len(res[0].Rows) == 1 && string(res[0].Rows[0][0]) == "reload_b"
+	})
+	for range 5 {
+		if got := exec1(ctx, t, c, "select current_user"); got != "reload_b" {
+			t.Fatalf("after the role change a query ran as %q", got)
+		}
+	}
+}

@@ -8,21 +8,31 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
 // Reload applies the live-tunable parts of cfg: keys, pool size and timeouts, pause, auth
-// method, TLS certificate files. Listen addresses, the upstream and the pool mode need a
-// restart (the operator rolls the pods for those); changes to them are logged and ignored.
+// method, TLS certificate files, and the upstream settings (new upstream connections use them;
+// when more than the password changed, idle connections are retired and lent ones are closed
+// when their transaction ends). Listen addresses, the client-facing database and the pool mode
+// need a restart (the operator rolls the pods for those); changes to them are logged and ignored.
 func (s *Server) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	old := s.Config()
-	if old.Listen != cfg.Listen || old.Upstream != cfg.Upstream || old.Database != cfg.Database ||
-		old.Pool.Mode != cfg.Pool.Mode {
-		s.log.Warn("config change to listen, upstream, database or pool.mode needs a restart; keeping the old values")
-		cfg.Listen, cfg.Upstream, cfg.Database, cfg.Pool.Mode = old.Listen, old.Upstream, old.Database, old.Pool.Mode
+	if old.Listen != cfg.Listen || old.Database != cfg.Database || old.Pool.Mode != cfg.Pool.Mode {
+		s.log.Warn("config change to listen, database or pool.mode needs a restart; keeping the old values")
+		cfg.Listen, cfg.Database, cfg.Pool.Mode = old.Listen, old.Database, old.Pool.Mode
+	}
+	upstreamChanged := old.Upstream != cfg.Upstream || old.Pool.ConnectTimeout != cfg.Pool.ConnectTimeout
+	var upstream *pgconn.Config
+	if upstreamChanged {
+		var err error
+		if upstream, err = upstreamConfig(cfg); err != nil {
+			return err
+		}
 	}
 	if (old.TLS == nil) != (cfg.TLS == nil) {
 		s.log.Warn("enabling or disabling tls needs a restart; keeping the old setting")
@@ -36,6 +46,18 @@ func (s *Server) Reload(cfg *config.Config) error {
 		return err
 	}
 	s.proxy.SetRuntime(rt)
+	if upstreamChanged {
+		s.upstream.Store(upstream)
+		// Same server and role with a new password: the open sessions stay valid. Anything else
+		// means the open connections talk to the wrong place or as the wrong role.
+		sameIdentity := old.Upstream
+		sameIdentity.Password = cfg.Upstream.Password
+		if sameIdentity != cfg.Upstream {
+			s.pool.RetireAll()
+		}
+		s.log.Info("upstream settings reloaded", "host", cfg.Upstream.Host, "port", cfg.Upstream.Port,
+			"user", cfg.Upstream.User, "retired", sameIdentity != cfg.Upstream)
+	}
 	s.pool.Update(poolSettings(cfg))
 	s.pool.SetPaused(cfg.Paused)
 	s.cfg.Store(cfg)

@@ -41,6 +41,7 @@ type Server struct {
 	adminServer   *http.Server
 	sessions      sync.WaitGroup
 
+	upstream   atomic.Pointer[pgconn.Config]
 	started    atomic.Bool
 	upstreamOK atomic.Bool
 	draining   atomic.Bool
@@ -53,20 +54,24 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		log = slog.Default()
 	}
 	s := &Server{log: log}
-	upstream, err := pgconn.ParseConfig(cfg.UpstreamDSN())
+	upstream, err := upstreamConfig(cfg)
 	if err != nil {
-		// pgconn's parse errors can quote the connection string; do not pass them on.
-		return nil, errors.New("upstream: invalid connection settings (host, port, sslMode, caFile)")
+		return nil, err
 	}
-	upstream.ConnectTimeout = cfg.Pool.ConnectTimeout.Duration
+	s.upstream.Store(upstream)
 	s.metrics = newMetrics()
 	s.pool = pool.New(poolSettings(cfg), pool.Options{
+		// Reload may swap the upstream settings (credentials); each new connection uses the latest.
 		Connect: func(ctx context.Context) (*pgconn.PgConn, error) {
-			return pgconn.ConnectConfig(ctx, upstream)
+			return pgconn.ConnectConfig(ctx, s.upstream.Load())
 		},
 		ObserveWait: s.metrics.observeWait,
 		OnConnectError: func(err error) {
-			log.Warn("upstream connection failed", "host", cfg.Upstream.Host, "port", cfg.Upstream.Port, "err", err)
+			var up config.Upstream
+			if c := s.Config(); c != nil {
+				up = c.Upstream
+			}
+			log.Warn("upstream connection failed", "host", up.Host, "port", up.Port, "err", err)
 		},
 	})
 	s.pool.SetPaused(cfg.Paused)
@@ -84,6 +89,17 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.metrics.register(s)
 	s.cfg.Store(cfg)
 	return s, nil
+}
+
+// upstreamConfig turns the config's upstream settings into a pgconn config.
+func upstreamConfig(cfg *config.Config) (*pgconn.Config, error) {
+	upstream, err := pgconn.ParseConfig(cfg.UpstreamDSN())
+	if err != nil {
+		// pgconn's parse errors can quote the connection string; do not pass them on.
+		return nil, errors.New("upstream: invalid connection settings (host, port, sslMode, caFile)")
+	}
+	upstream.ConnectTimeout = cfg.Pool.ConnectTimeout.Duration
+	return upstream, nil
 }
 
 // Pool is the process's upstream pool (for the HTTP and WebSocket transports).

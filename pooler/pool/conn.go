@@ -17,6 +17,7 @@ type Conn struct {
 	lastUsed   time.Time
 	borrowedAt time.Time
 	broken     bool
+	generation uint64 // Pool.generation when opened; an older one is retired on release
 	released   atomic.Bool
 	stmts      *StmtSet
 }

@@ -66,6 +66,8 @@ type Pool struct {
 	closed   bool
 	stopBG   chan struct{}
 	bgDone   chan struct{}
+	// generation is bumped by RetireAll; connections opened before it are not reused.
+	generation atomic.Uint64
 
 	// counters, read by Stats
 	acquires      atomic.Int64
@@ -123,6 +125,22 @@ func (p *Pool) Update(s Settings) {
 	p.wakeAllLocked()
 	p.mu.Unlock()
 	for _, c := range excess {
+		c.close()
+	}
+}
+
+// RetireAll closes every idle connection and makes the ones lent out close on release, so
+// that all later work runs on connections opened from now on (e.g. after the upstream user
+// or address changed). Clients holding a connection keep it until their transaction ends.
+func (p *Pool) RetireAll() {
+	p.mu.Lock()
+	p.generation.Add(1)
+	retired := p.idle
+	p.idle = nil
+	p.total -= len(retired)
+	p.wakeAllLocked()
+	p.mu.Unlock()
+	for _, c := range retired {
 		c.close()
 	}
 }
@@ -315,6 +333,7 @@ func (p *Pool) connect(ctx context.Context, timeout time.Duration, deadline time
 	cctx, cancel := context.WithDeadline(ctx, minTime(time.Now().Add(timeout), deadline))
 	defer cancel()
 	p.connects.Add(1)
+	gen := p.generation.Load()
 	pg, err := p.opts.Connect(cctx)
 	if err != nil {
 		p.connectErrors.Add(1)
@@ -326,7 +345,7 @@ func (p *Pool) connect(ctx context.Context, timeout time.Duration, deadline time
 		return nil, err
 	}
 	now := time.Now()
-	return &Conn{pool: p, pg: pg, createdAt: now, lastUsed: now, stmts: newStmtSet()}, nil
+	return &Conn{pool: p, pg: pg, createdAt: now, lastUsed: now, generation: gen, stmts: newStmtSet()}, nil
 }
 
 // release is called by Conn.Release.
@@ -335,7 +354,7 @@ func (p *Pool) release(c *Conn) {
 	c.lastUsed = now
 	p.mu.Lock()
 	healthy := !c.broken && !p.closed && !c.pg.IsClosed() && !c.pg.IsBusy() && c.pg.TxStatus() == 'I' &&
-		!c.expired(now, p.settings) && p.total <= p.settings.Size
+		!c.expired(now, p.settings) && p.total <= p.settings.Size && c.generation == p.generation.Load()
 	if !healthy {
 		p.total--
 		p.wakeOneLocked()
