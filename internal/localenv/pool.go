@@ -93,10 +93,10 @@ func (e *Env) PointSamplesAt(objs []*unstructured.Unstructured, db Database) {
 			_ = unstructured.SetNestedField(o.Object, int64(e.Postgres.Port), "spec", "upstream", "port")
 			_ = unstructured.SetNestedField(o.Object, "disable", "spec", "upstream", "sslMode")
 			_ = unstructured.SetNestedField(o.Object, db.Name, "spec", "upstream", "database")
-			e.log.Info("sample rewritten", "object", "ConnectionPool/"+o.GetName(),
-				"spec.upstream.host", fmt.Sprintf("%s → %s", host, e.Postgres.Host),
-				"spec.upstream.port", fmt.Sprintf("%d → %d", port, e.Postgres.Port),
-				"spec.upstream.sslMode", ssl+" → disable (the throwaway PostgreSQL serves no TLS)")
+			e.log.Info("sample rewritten: spec.upstream", "object", "ConnectionPool/"+o.GetName(),
+				"host", fmt.Sprintf("%s → %s", host, e.Postgres.Host),
+				"port", fmt.Sprintf("%d → %d", port, e.Postgres.Port),
+				"sslMode", ssl+" → disable (the throwaway PostgreSQL serves no TLS)")
 		}
 	}
 }

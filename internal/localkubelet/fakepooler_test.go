@@ -34,7 +34,8 @@ func runFakePooler() {
 			return nil, nil, err
 		}
 		var cfg map[string]any
-		return cfg, b, json.Unmarshal(b, &cfg)
+		err = json.Unmarshal(b, &cfg)
+		return cfg, b, err
 	}
 	cfg, _, err := read()
 	if err != nil {
@@ -69,7 +70,7 @@ func runFakePooler() {
 	mux.HandleFunc("/info", func(w http.ResponseWriter, _ *http.Request) {
 		_, raw, err := read()
 		if err != nil {
-			http.Error(w, err.Error(), 500)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		env := map[string]string{}

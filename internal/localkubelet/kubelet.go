@@ -308,7 +308,10 @@ func (k *Kubelet) manages(d *appsv1.Deployment) bool {
 
 // templateHash identifies a pod template version, as the pod-template-hash label does.
 func templateHash(t *corev1.PodTemplateSpec) string {
-	b, _ := json.Marshal(t)
+	b, err := json.Marshal(t)
+	if err != nil { // a PodTemplateSpec always marshals; keep a stable fallback all the same
+		b = fmt.Appendf(nil, "%#v", t)
+	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])[:10]
 }

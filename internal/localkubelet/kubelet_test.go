@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -328,7 +329,7 @@ func readLine(t *testing.T, addr string) string {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		t.Fatalf("read from %s: %v", addr, err)
 	}
 	return strings.TrimSpace(line)
@@ -543,7 +544,7 @@ func TestGarbageCollectionAndNode(t *testing.T) {
 		for _, o := range []client.Object{cfg, tlsSecret, dep, svc} {
 			err := k8s.Get(context.Background(), client.ObjectKeyFromObject(o), o)
 			if !apierrors.IsNotFound(err) {
-				return fmt.Errorf("%T %s still there (%v)", o, o.GetName(), err)
+				return fmt.Errorf("%T %s still there (%w)", o, o.GetName(), err)
 			}
 		}
 		if alive(p.PID) {

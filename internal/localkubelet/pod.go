@@ -229,8 +229,7 @@ func (p *pod) runOnce() error {
 	case <-livenessFailed:
 		p.log.Warn("liveness probe failed; killing the container")
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-		return errors.New("liveness probe failed")
+		return fmt.Errorf("liveness probe failed; killed: %w", <-exited)
 	case <-p.stopCh:
 		grace := 30 * time.Second
 		if g := p.spec.TerminationGracePeriodSeconds; g != nil {
@@ -239,12 +238,12 @@ func (p *pod) runOnce() error {
 		grace = min(grace, p.k.opts.MaxTerminationGrace)
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
-		case <-exited:
-			p.log.Info("container stopped", "pid", cmd.Process.Pid)
+		case err := <-exited:
+			p.log.Info("container stopped", "pid", cmd.Process.Pid, "exit", err)
 		case <-time.After(grace):
 			p.log.Warn("container did not stop within its grace period; killing", "grace", grace)
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
+			p.log.Info("container killed", "pid", cmd.Process.Pid, "exit", <-exited)
 		}
 		return nil
 	}
@@ -302,7 +301,7 @@ func (p *pod) containerPort(port intstr.IntOrString) (int32, bool) {
 			return cp.ContainerPort, true
 		}
 	}
-	if n, err := strconv.Atoi(port.StrVal); err == nil {
+	if n, err := strconv.ParseInt(port.StrVal, 10, 32); err == nil {
 		return int32(n), true
 	}
 	return 0, false

@@ -71,7 +71,7 @@ func (r *rewriter) listenAddr(s string) (string, bool) {
 	default:
 		return "", false
 	}
-	p, err := strconv.Atoi(port)
+	p, err := strconv.ParseInt(port, 10, 32)
 	if err != nil {
 		return "", false
 	}

@@ -320,7 +320,7 @@ func stepHTTP(t *testing.T, up *userPath) {
 	for _, tc := range []struct {
 		key  string
 		want int
-	}{{string(up.secret.Data["API_KEY"]), 200}, {"ep_wrong", 0}} {
+	}{{string(up.secret.Data["API_KEY"]), http.StatusOK}, {"ep_wrong", 0}} {
 		req, _ := http.NewRequest(http.MethodPost, httpURL, strings.NewReader(`{"query":"select 1 as one","params":[]}`))
 		u, _ := url.Parse(string(up.secret.Data["DATABASE_URL"]))
 		u.User = url.UserPassword("default", tc.key)
@@ -331,10 +331,10 @@ func stepHTTP(t *testing.T, up *userPath) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if tc.want == 200 && resp.StatusCode != 200 {
+		if tc.want == http.StatusOK && resp.StatusCode != http.StatusOK {
 			t.Errorf("bearer with the key: %s", resp.Status)
 		}
-		if tc.want == 0 && resp.StatusCode == 200 {
+		if tc.want == 0 && resp.StatusCode == http.StatusOK {
 			t.Errorf("wrong key accepted over HTTP")
 		}
 	}
@@ -431,7 +431,7 @@ func stepScale(ctx context.Context, t *testing.T, up *userPath) {
 			conn.Close(ctx)
 			if err == nil && len(res) == 1 && len(res[0].Rows) == 1 {
 				var n int
-				fmt.Sscan(string(res[0].Rows[0][0]), &n)
+				_, _ = fmt.Sscan(string(res[0].Rows[0][0]), &n)
 				peakMu.Lock()
 				peak = max(peak, n)
 				peakMu.Unlock()
@@ -527,7 +527,7 @@ func stepRotate(ctx context.Context, t *testing.T, up *userPath) {
 	eventually(t, time.Until(st.PreviousValidUntil.Time)+20*time.Second, "old key refused after the grace period", func() error {
 		for range len(runningPods()) {
 			if _, err := query(ctx, t, up, "ci", oldKey, "select 1::text"); !isAuthError(err) {
-				return fmt.Errorf("old key: %v", err)
+				return fmt.Errorf("old key: %w", err)
 			}
 		}
 		return nil
@@ -555,7 +555,7 @@ func stepDisable(ctx context.Context, t *testing.T, up *userPath) {
 	eventually(t, 20*time.Second, "disabled key refused by every replica", func() error {
 		for range len(runningPods()) {
 			if _, err := query(ctx, t, up, "old", key, "select 1::text"); !isAuthError(err) {
-				return fmt.Errorf("disabled key: %v", err)
+				return fmt.Errorf("disabled key: %w", err)
 			}
 		}
 		return nil
@@ -649,7 +649,7 @@ func stepDelete(ctx context.Context, t *testing.T) {
 		for i, obj := range children {
 			err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: names[i]}, obj)
 			if !apierrors.IsNotFound(err) {
-				return fmt.Errorf("%T %s still there (%v)", obj, names[i], err)
+				return fmt.Errorf("%T %s still there (%w)", obj, names[i], err)
 			}
 		}
 		return nil

@@ -117,7 +117,8 @@ func TestCloudflareWorker(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			return a, fmt.Errorf("%s: %s %s", path, resp.Status, body)
 		}
-		return a, json.Unmarshal(body, &a)
+		err = json.Unmarshal(body, &a)
+		return a, err
 	}
 	start := time.Now()
 	var tcp answer
