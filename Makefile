@@ -39,8 +39,16 @@ test-deps: ## Install PostgreSQL and build envtest binaries when missing.
 	./hack/envtest-binaries.sh >/dev/null
 
 .PHONY: test
-test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race detector.
+test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race detector, then a short fuzz run.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(GO_TEST_FLAGS) ./...
+	$(MAKE) fuzz FUZZTIME=20s
+
+FUZZTIME ?= 60s
+.PHONY: fuzz
+fuzz: ## Fuzz the client message decoder and the HTTP SQL request parsing (FUZZTIME each; corpus in testdata/fuzz).
+	$(GO) test ./pooler/session -run '^$$' -fuzz '^FuzzClientMessages$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pooler/edge -run '^$$' -fuzz '^FuzzParseBody$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pooler/edge -run '^$$' -fuzz '^FuzzArrayJSON$$' -fuzztime $(FUZZTIME)
 
 .PHONY: test-node
 test-node: ## End-to-end tests of POST /sql, WebSocket and the cache with the real @neondatabase/serverless (test/node).
