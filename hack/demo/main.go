@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -54,7 +55,7 @@ func run() error {
 	defer logFile.Close()
 	var handler slog.Handler = slog.NewTextHandler(logFile, nil)
 	if *verbose {
-		handler = slog.NewTextHandler(multiWriter{logFile, os.Stderr}, nil)
+		handler = slog.NewTextHandler(io.MultiWriter(logFile, os.Stderr), nil)
 	}
 	log := slog.New(handler)
 	say := func(format string, args ...any) {
@@ -228,13 +229,4 @@ func reportLeftovers(say func(string, ...any), pids []int) {
 	default:
 		say("WARNING: processes left behind: children %q, still alive %v", children, alive)
 	}
-}
-
-type multiWriter []interface{ Write([]byte) (int, error) }
-
-func (m multiWriter) Write(b []byte) (int, error) {
-	for _, w := range m {
-		_, _ = w.Write(b)
-	}
-	return len(b), nil
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -202,7 +203,7 @@ func (e *Env) writeKubeconfig() error {
 // startManager runs the operator as its own process, as it runs in a cluster, pointed at the
 // control plane through KUBECONFIG.
 func (e *Env) startManager() error {
-	probePort, err := freePort()
+	probePort, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -274,9 +275,11 @@ func (e *Env) Close() {
 	}
 }
 
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port below the kernel's ephemeral range (32768+) that is
+// free right now.
+func FreePort() (int, error) {
 	for range 100 {
-		port := 20000 + int(time.Now().UnixNano()%12000)
+		port := 20000 + rand.IntN(12000)
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err == nil {
 			l.Close()

@@ -67,20 +67,9 @@ func (e *Env) PointSamplesAt(objs []*unstructured.Unstructured, db Database) {
 	for _, o := range objs {
 		switch o.GetKind() {
 		case "Secret":
-			for _, field := range []string{"stringData", "data"} {
-				m, ok, _ := unstructured.NestedMap(o.Object, field)
-				if !ok {
-					continue
-				}
-				if _, has := m["password"]; has {
-					delete(m, "password")
-					_ = unstructured.SetNestedMap(o.Object, m, field)
-				}
-				if _, has := m["username"]; has {
-					delete(m, "username")
-					_ = unstructured.SetNestedMap(o.Object, m, field)
-				}
-			}
+			// stringData wins over data on write; drop data's copies so no stale value remains.
+			unstructured.RemoveNestedField(o.Object, "data", "username")
+			unstructured.RemoveNestedField(o.Object, "data", "password")
 			_ = unstructured.SetNestedField(o.Object, db.User, "stringData", "username")
 			_ = unstructured.SetNestedField(o.Object, db.Password, "stringData", "password")
 			e.log.Info("sample rewritten", "object", "Secret/"+o.GetName(), "field", "stringData.username, stringData.password",

@@ -60,6 +60,15 @@ func (k *Kubelet) newPod(d *appsv1.Deployment, hash string, index int) (*pod, er
 	for _, ic := range spec.InitContainers {
 		k.log.Warn("ignoring init container", "deployment", d.Name, "container", ic.Name)
 	}
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+		// The preStop sleep lets endpoint removal propagate; the local forwarder drops an
+		// unready or stopping replica at once.
+		k.log.Info("preStop hook not run: replicas leave the Service forwarder at once", "deployment", d.Name)
+	}
+	if spec.SecurityContext != nil || c.SecurityContext != nil {
+		k.log.Info("security context not applied: the process runs as the harness's user", "deployment", d.Name,
+			"uid", os.Getuid())
+	}
 	name := fmt.Sprintf("%s-%s-%d", d.Name, hash, index)
 	dir := filepath.Join(k.workDir, d.Namespace, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {

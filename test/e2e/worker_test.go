@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -67,7 +66,14 @@ func TestCloudflareWorker(t *testing.T) {
 	httpURL, _ := localenv.LocalURL(string(secret.Data["HTTP_URL"]), httpAddr)
 	t.Logf("worker secrets (host:port made local): DATABASE_URL=%s HTTP_URL=%s", localenv.Redact(dbURL), httpURL)
 
-	port, inspector := freePort(t), freePort(t)
+	port, err := localenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspector, err := localenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(wrangler, "dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--inspector-port", strconv.Itoa(inspector), "--show-interactive-dev-session=false",
 		"--var", "DATABASE_URL:"+dbURL, "--var", "HTTP_URL:"+httpURL)
@@ -148,18 +154,4 @@ func TestCloudflareWorker(t *testing.T) {
 	if !strings.Contains(readFile(logPath), "Ready on") {
 		t.Logf("wrangler log:\n%s", readFile(logPath))
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		port := 20000 + int(time.Now().UnixNano()%12000)
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
 }
