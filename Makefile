@@ -53,7 +53,7 @@ fuzz: ## Fuzz the client message decoder and the HTTP SQL request parsing (FUZZT
 .PHONY: test-node
 test-node: ## End-to-end tests of POST /sql, WebSocket and the cache with the real @neondatabase/serverless (test/node).
 	./hack/install-test-deps.sh
-	./hack/install-node-deps.sh
+	./hack/install-node-deps.sh test/node
 	$(GO) build -o $(BIN)/edgepool ./cmd/edgepool
 	$(GO) build -o $(BIN)/edgepool-node-harness ./test/node/harness
 	cd test/node && EDGEPOOL_HARNESS=$(BIN)/edgepool-node-harness node --test --test-concurrency=1 --test-timeout=120000
@@ -71,13 +71,13 @@ demo: build ## Run edgepool locally (PostgreSQL, control plane, operator, config
 .PHONY: test-e2e
 test-e2e: build ## The user's path end to end: apply, Ready, pgx/psql/HTTP, scale, rotate, disable, credentials, delete; and the Cloudflare Worker.
 	./hack/install-test-deps.sh
-	./hack/install-worker-deps.sh
+	./hack/install-node-deps.sh examples/cloudflare-worker
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -tags e2e $(E2E_FLAGS) ./test/e2e/
 
 .PHONY: test-worker
 test-worker: build ## Only the Cloudflare Worker example under wrangler dev against a local pool (pg over TCP, neon() over HTTP).
 	./hack/install-test-deps.sh
-	./hack/install-worker-deps.sh
+	./hack/install-node-deps.sh examples/cloudflare-worker
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -tags e2e $(E2E_FLAGS) -run TestCloudflareWorker ./test/e2e/
 
 ##@ Benchmarks

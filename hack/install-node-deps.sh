@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs the node test dependencies (test/node: @neondatabase/serverless, ws) exactly as
-# locked in package-lock.json. Neither package needs an install script, and npm 11 would skip
-# them anyway, so scripts are off. Installs Node.js from Debian when it is missing.
+# Installs a node project's dependencies exactly as locked in its package-lock.json:
+#   hack/install-node-deps.sh test/node                    (@neondatabase/serverless, ws)
+#   hack/install-node-deps.sh examples/cloudflare-worker   (hono, pg, neon, wrangler + workerd)
+# npm 11 skips install scripts unless approved; none is needed (workerd's binary comes in its
+# platform package, @cloudflare/workerd-linux-64, an optional dependency npm picks), so scripts
+# are off. Skips npm when node_modules already matches the lock file. Installs Node.js from
+# Debian when it is missing.
 set -euo pipefail
-cd "$(dirname "$0")/../test/node"
+dir=${1:?usage: install-node-deps.sh DIR}
+cd "$(dirname "$0")/../$dir"
 
 log() { printf 'install-node-deps: %s\n' "$*" >&2; }
 
@@ -21,12 +26,11 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   }
 fi
 
-# Skip the install when node_modules already matches the lock file.
 stamp=node_modules/.edgepool-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
   exit 0
 fi
-log "npm ci in test/node"
+log "npm ci in $dir"
 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2
 echo "$want" >"$stamp"

@@ -24,13 +24,13 @@ import (
 // against a pool, with DATABASE_URL and HTTP_URL taken from the pool's app Secret (host and port
 // made local), and checks both routes: pg over TCP and neon() over HTTP. The user "worker" in
 // those URLs is an API key name PostgreSQL does not know, so an answer can only come through
-// the pool. Node dependencies: hack/install-worker-deps.sh (make test-worker runs it).
+// the pool. Node dependencies: hack/install-node-deps.sh examples/cloudflare-worker (make test-worker runs it).
 func TestCloudflareWorker(t *testing.T) {
 	ctx := context.Background()
 	dir, _ := filepath.Abs("../../examples/cloudflare-worker")
 	wrangler := filepath.Join(dir, "node_modules", ".bin", "wrangler")
 	if _, err := os.Stat(wrangler); err != nil {
-		t.Fatalf("wrangler not installed (run hack/install-worker-deps.sh): %v", err)
+		t.Fatalf("wrangler not installed (run hack/install-node-deps.sh examples/cloudflare-worker): %v", err)
 	}
 
 	db, err := env.CreateDatabase(ctx, "edge", "edge_app", localenv.SampleSchema)
