@@ -91,6 +91,11 @@ var errCancelRequest = errors.New("cancel request handled")
 
 // startup negotiates TLS, reads the StartupMessage, authenticates and greets the client.
 func (s *session) startup(ctx context.Context) error {
+	// The auth timeout bounds the whole startup, not only reads from the client: the TLS
+	// handshake, and the wait for the upstream's parameters the first clients need (paramsOnce
+	// queues them, and each one's pool wait alone may be longer than the auth timeout).
+	ctx, cancel := context.WithTimeout(ctx, s.rt.AuthTimeout)
+	defer cancel()
 	triedSSL := false
 	var sp *startupPacket
 	for sp == nil {
