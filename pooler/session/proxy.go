@@ -153,6 +153,10 @@ func (p *Proxy) CloseAll() {
 	}
 	p.mu.Unlock()
 	for _, s := range list {
+		// A session parked in the reactor has no goroutine to notice the close: resume it
+		// first (its registration is removed while the fd is still open).
+		s.closeReq.Store(true)
+		s.wake()
 		s.conn.Close()
 	}
 }

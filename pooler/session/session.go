@@ -80,7 +80,12 @@ type session struct {
 
 	defaults  map[string]string // tracked parameters' values on fresh connections (shared, read-only)
 	overrides map[string]string // where this client wants others (params.go); guarded by mu
-	park      bool              // hand idle waits to a fresh goroutine (ServeConnAsync)
+	park      bool              // hand idle waits to the reactor or a fresh goroutine (ServeConnAsync)
+	ctx       context.Context   // the session's context, for resuming a parked session
+	parkTok   uint64            // reactor entry while parked; guarded by the reactor's mu
+	closeReq  atomic.Bool       // CloseAll is closing the connection
+	inHdrWait bool              // waitHeader is blocked; guarded by mu
+	kicked    bool              // the pump set a deadline to end that wait; guarded by mu
 	done      func(error)       // told once when the session ends
 	ended     bool
 
@@ -134,9 +139,14 @@ func (s *session) loop(ctx context.Context) {
 				s.end(s.finish(errors.New("draining")), true)
 				return
 			}
-			if idle && s.park && !s.r.hdrReady {
-				go s.resume(ctx)
-				return
+			if s.park && !s.r.hdrReady && s.r.hdrErr == nil {
+				if idle && s.r.hdrN == 0 {
+					s.parkIdle()
+					return
+				}
+				if !s.waitHeader() {
+					continue // detached meanwhile: park instead
+				}
 			}
 		}
 		typ, body, err := s.r.next()
@@ -163,16 +173,45 @@ func (s *session) loop(ctx context.Context) {
 	}
 }
 
+// waitHeader waits for the next header while attached (or with a partial header), where the
+// pump may detach meanwhile: it then kicks this read with a deadline so the loop parks
+// instead of idling on this goroutine's grown stack. It reports false, without reading, when
+// the session is already detached.
+func (s *session) waitHeader() bool {
+	s.mu.Lock()
+	if s.upstream == nil && s.r.hdrN == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	s.inHdrWait = true
+	s.mu.Unlock()
+	s.r.readHeader()
+	s.mu.Lock()
+	s.inHdrWait = false
+	if s.kicked {
+		s.kicked = false
+		if s.r.hdrReady && !s.proxy.draining.Load() {
+			// The header made it: the body must not hit the kick's deadline.
+			s.deadlineSet = false
+			_ = s.conn.SetReadDeadline(time.Time{})
+		}
+	}
+	s.mu.Unlock()
+	return true
+}
+
 // resume waits, on a fresh small stack, for the next message header of an idle session, then
-// carries on with the client loop.
-func (s *session) resume(ctx context.Context) {
+// carries on with the client loop. The reactor calls it once the socket is readable.
+func (s *session) resume() {
 	defer func() {
 		if r := recover(); r != nil {
 			s.onPanic(r)
 		}
 	}()
-	s.r.readHeader()
-	s.loop(ctx)
+	if !s.proxy.draining.Load() { // draining: the loop ends an idle session without reading
+		s.r.readHeader()
+	}
+	s.loop(s.ctx)
 }
 
 // prepareBlockingRead sets the read deadline for the coming wait and reports whether the
@@ -212,7 +251,10 @@ func (s *session) onReadTimeout() (retry bool) {
 	case idleInTx:
 		s.fatal("25P03", "terminating connection due to idle-in-transaction timeout")
 		return false
-	case attached:
+	case attached, s.r.hdrCut:
+		// A long query; or, detached, a kick after the pump let go or an idle-in-transaction
+		// deadline left from before: keep waiting, without a deadline. (Detached, only a cut
+		// header wait is resumable; a cut body is not.)
 		s.mu.Lock()
 		s.deadlineSet = false
 		_ = s.conn.SetReadDeadline(time.Time{})
@@ -222,13 +264,18 @@ func (s *session) onReadTimeout() (retry bool) {
 	return false
 }
 
-// kickIfIdle wakes an idle session's blocking read so it notices the drain.
+// kickIfIdle wakes an idle session's blocking read (or resumes it from the reactor) so it
+// notices the drain.
 func (s *session) kickIfIdle() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.upstream == nil {
+	idle := s.upstream == nil
+	if idle {
 		s.deadlineSet = true
 		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	s.mu.Unlock()
+	if idle {
+		s.wake()
 	}
 }
 
@@ -490,11 +537,16 @@ func (s *session) pump(c *pool.Conn, done chan struct{}) {
 			s.pending--
 			s.respBatch++
 			s.txStatus = m.TxStatus
-			detach := s.pending <= 0 && !s.inFlight && m.TxStatus == 'I' && !s.rt.SessionMode && !s.stopping
+			// Not when finish has taken the connection to cancel and destroy it (client gone
+			// with a request in flight): releasing it too would hand a dying connection on.
+			detach := s.pending <= 0 && !s.inFlight && m.TxStatus == 'I' && !s.rt.SessionMode && !s.stopping &&
+				s.upstream == c
 			if detach {
 				s.upstream, s.sconn = nil, nil
-				if s.proxy.draining.Load() {
+				if s.proxy.draining.Load() || (s.park && s.inHdrWait) {
+					// Wake the client loop: to end (draining) or to park its idle wait.
 					s.deadlineSet = true
+					s.kicked = s.inHdrWait
 					_ = s.conn.SetReadDeadline(time.Unix(1, 0))
 				}
 			}

@@ -28,9 +28,11 @@ func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) erro
 }
 
 // ServeConnAsync is ServeConn for listeners that accept many mostly idle clients: it returns
-// at once and calls done once when the session ends. Between transactions the session keeps
-// no goroutine of its own beyond a fresh one parked on the socket (a small stack instead of
-// one grown by startup and query work).
+// at once and calls done once when the session ends. Between transactions a plain
+// *net.TCPConn session keeps no goroutine at all: its socket waits in the idle-session reactor
+// (reactor_linux.go), which resumes it on a fresh goroutine when the client sends or hangs up.
+// Other conns (TLS, other platforms) wait on a fresh goroutine with a small stack instead of
+// one grown by startup and query work.
 func (p *Proxy) ServeConnAsync(ctx context.Context, conn net.Conn, opts Options, done func(error)) {
 	go p.serve(ctx, conn, opts, true, done)
 }
@@ -38,7 +40,7 @@ func (p *Proxy) ServeConnAsync(ctx context.Context, conn net.Conn, opts Options,
 func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, park bool, done func(error)) {
 	rt := p.Runtime()
 	p.accepted.Add(1)
-	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure, park: park, done: done}
+	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure, park: park, done: done, ctx: ctx}
 	s.r = msgReader{conn: conn, maxBody: maxAuthMessageBytes}
 	s.w = msgWriter{conn: conn}
 	s.setState(stateStartup)

@@ -49,18 +49,28 @@ type msgReader struct {
 	maxBody int
 	bytesIn int64
 
+	hdrN     int   // bytes of hdr read so far (a read cut short by a deadline resumes here)
 	hdrReady bool  // hdr holds a header read by readHeader
 	hdrErr   error // the error readHeader got, returned by next
+	hdrCut   bool  // next's last error came from the header read (resumable after a timeout)
 }
 
-// readHeader blocks for the next message header with no buffer held; next picks it up.
+// readHeader blocks for the next message header with no buffer held; next picks it up. A
+// read that fails part-way keeps the bytes it got, so a timeout (a kick) loses nothing.
 func (m *msgReader) readHeader() {
-	_, err := io.ReadFull(m.conn, m.hdr[:])
-	if err != nil {
-		m.hdrErr = err
-		return
+	for m.hdrN < len(m.hdr) {
+		k, err := m.conn.Read(m.hdr[m.hdrN:])
+		m.hdrN += k
+		m.bytesIn += int64(k)
+		if err != nil && m.hdrN < len(m.hdr) {
+			if errors.Is(err, io.EOF) && m.hdrN > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			m.hdrErr = err
+			return
+		}
 	}
-	m.bytesIn += 5
+	m.hdrN = 0
 	m.hdrReady = true
 }
 
@@ -95,21 +105,22 @@ func (m *msgReader) next() (byte, []byte, error) {
 			m.buf = nil
 		}
 	}
+	m.hdrCut = false
 	if err := m.hdrErr; err != nil {
-		m.hdrErr = nil
+		m.hdrErr, m.hdrCut = nil, true
 		return 0, nil, err
 	}
 	var typ byte
 	var n int
 	if m.buf == nil {
-		if m.hdrReady {
-			m.hdrReady = false
-		} else {
-			if _, err := io.ReadFull(m.conn, m.hdr[:]); err != nil {
+		if !m.hdrReady {
+			m.readHeader()
+			if err := m.hdrErr; err != nil {
+				m.hdrErr, m.hdrCut = nil, true
 				return 0, nil, err
 			}
-			m.bytesIn += 5
 		}
+		m.hdrReady = false
 		typ = m.hdr[0]
 		n = int(int32(binary.BigEndian.Uint32(m.hdr[1:]))) - 4
 		m.buf = getBuf()
