@@ -147,7 +147,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 	defer cancel()
 	waitFor(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
 	setup := h.connect(ctx, t)
-	exec1(ctx, t, setup, "create table if not exists drained (v int)")
+	exec1(ctx, t, setup, "create table if not exists drained (v int); truncate drained")
 	idle := h.connect(ctx, t)
 	exec1(ctx, t, idle, "select 1")
 
