@@ -2,18 +2,10 @@ package pooler_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,38 +14,6 @@ import (
 
 	"github.com/edgepool/edgepool/pooler/config"
 )
-
-// writeTestCert writes a self-signed certificate for 127.0.0.1 and returns the file paths.
-func writeTestCert(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "edgepool test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
 
 func psql(t *testing.T, env []string, args ...string) (string, error) {
 	t.Helper()
@@ -68,7 +28,7 @@ func psql(t *testing.T, env []string, args ...string) (string, error) {
 }
 
 func TestPsqlOverTLSWithSCRAM(t *testing.T) {
-	certFile, keyFile := writeTestCert(t)
+	certFile, keyFile, _ := selfSignedCert(t)
 	h := startPooler(t, func(c *config.Config) { c.TLS = &config.TLS{CertFile: certFile, KeyFile: keyFile} })
 	env := []string{"PGHOST=127.0.0.1", fmt.Sprintf("PGPORT=%d", h.port()), "PGUSER=" + h.key.name,
 		"PGDATABASE=app", "PGSSLMODE=verify-full", "PGSSLROOTCERT=" + certFile, "PGCHANNELBINDING=disable"}
