@@ -15,6 +15,11 @@ import (
 func (s *session) forward(typ byte, body []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.forwardLocked(typ, body)
+}
+
+// forwardLocked is forward with mu held.
+func (s *session) forwardLocked(typ byte, body []byte) error {
 	c := s.upstream
 	if c == nil {
 		return errors.New("upstream connection lost")

@@ -22,7 +22,10 @@ import (
 // connection. Active: holding one (inside a transaction or with requests in flight; in
 // session mode until the client leaves). Only the pump goroutine moves Active → Idle, on a
 // ReadyForQuery 'I' with nothing in flight; only the client loop moves Idle → Waiting → Active
-// and anything → Closed.
+// and anything → Closed. The client loop sees the session attached and marks its next message
+// in flight in one critical section of mu, so the pump never releases a connection a
+// pipelined message is about to be sent on: that message finds the session Idle instead and
+// attaches anew once the previous pump has written its last response.
 type State int32
 
 // Session states.
@@ -291,53 +294,57 @@ func (s *session) handle(ctx context.Context, typ byte, body []byte) error {
 		return nil
 	}
 	s.mu.Lock()
-	attached := s.upstream != nil
-	lost := s.upstreamLost
-	done := s.pumpDone
-	s.mu.Unlock()
-	if lost {
+	if s.upstreamLost {
+		s.mu.Unlock()
 		return errors.New("upstream connection lost")
 	}
-	if !attached {
-		if done != nil {
-			<-done // the previous pump has written its last response
-		}
-		switch typ {
-		case 'S':
-			return s.w.send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-		case 'H':
-			return nil
-		case 'C':
-			// Nothing is open between transactions but the client's statement names.
-			if len(body) > 1 && body[0] == 'S' {
-				if name, _, ok := cstringBytes(body[1:]); ok {
-					delete(s.stmts, string(name))
-				}
+	if s.upstream != nil {
+		// Attached: forward under the lock that saw the connection. The message counts as in
+		// flight before the pump can look again, so a pipelining client's next message never
+		// meets a connection the pump released after the previous transaction.
+		defer s.mu.Unlock()
+		return s.forwardLocked(typ, body)
+	}
+	done := s.pumpDone
+	s.mu.Unlock()
+	if done != nil {
+		<-done // the previous pump has written its last response
+	}
+	switch typ {
+	case 'S':
+		return s.w.send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	case 'H':
+		return nil
+	case 'C':
+		// Nothing is open between transactions but the client's statement names.
+		if len(body) > 1 && body[0] == 'S' {
+			if name, _, ok := cstringBytes(body[1:]); ok {
+				delete(s.stmts, string(name))
 			}
-			return s.w.send(&pgproto3.CloseComplete{})
-		case 'd', 'c', 'f':
-			return nil // PostgreSQL ignores COPY messages outside COPY, too
-		case 'P':
-			if done, err := s.parseLocally(body); done || err != nil {
-				return err
-			}
 		}
-		if !validFrontendType(typ) {
-			s.fatal("08P01", "invalid frontend message type "+string(rune(typ)))
-			return ErrProtocol
+		return s.w.send(&pgproto3.CloseComplete{})
+	case 'd', 'c', 'f':
+		return nil // PostgreSQL ignores COPY messages outside COPY, too
+	case 'P':
+		if done, err := s.parseLocally(body); done || err != nil {
+			return err
 		}
-		if err := s.attach(ctx); err != nil {
-			pgErr := errorFor(err, "08006", "cannot reach the upstream database")
-			if errors.Is(err, pool.ErrClosed) || ctx.Err() != nil {
-				s.sendError(pgErr, "FATAL")
-				return err
-			}
-			if typ == 'Q' || typ == 'F' {
-				return s.w.send(pgErrorResponse(pgErr, "ERROR"), &pgproto3.ReadyForQuery{TxStatus: 'I'})
-			}
-			s.skipUntilSync = true
-			return s.w.send(pgErrorResponse(pgErr, "ERROR"))
+	}
+	if !validFrontendType(typ) {
+		s.fatal("08P01", "invalid frontend message type "+string(rune(typ)))
+		return ErrProtocol
+	}
+	if err := s.attach(ctx); err != nil {
+		pgErr := errorFor(err, "08006", "cannot reach the upstream database")
+		if errors.Is(err, pool.ErrClosed) || ctx.Err() != nil {
+			s.sendError(pgErr, "FATAL")
+			return err
 		}
+		if typ == 'Q' || typ == 'F' {
+			return s.w.send(pgErrorResponse(pgErr, "ERROR"), &pgproto3.ReadyForQuery{TxStatus: 'I'})
+		}
+		s.skipUntilSync = true
+		return s.w.send(pgErrorResponse(pgErr, "ERROR"))
 	}
 	return s.forward(typ, body)
 }
