@@ -306,3 +306,51 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 		}
 	}
 }
+
+// A malformed message that arrives while the pump is still relaying a large result to a client
+// that is not reading: the session must answer FATAL 08P01 and close, and give its upstream
+// connection back, instead of deadlocking between the client writer and the session state.
+func TestMalformedMessageDuringRelayDoesNotDeadlock(t *testing.T) {
+	h := startPooler(t, func(c *config.Config) { c.Pool.Size = 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := h.connect(ctx, t)
+	exec1(ctx, t, c, "begin") // attached: every later message goes through forward
+	hj, err := c.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hj.Conn.Close()
+	// Tens of MB of rows fill the socket buffers while the client does not read, so the pump
+	// blocks in its write holding the client writer; then a Bind with no statement name
+	// terminator reaches the session, which holds its state lock while it handles it.
+	if _, err := hj.Conn.Write(appendMessage(nil, 'Q', []byte("select repeat('x', 1000) from generate_series(1, 50000)\x00"))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the query is upstream and the pump is stuck writing
+	if _, err := hj.Conn.Write(appendMessage(nil, 'B', []byte("portal-without-terminator"))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the session takes the Bind while the pump is stuck
+	_ = hj.Conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	data, err := io.ReadAll(hj.Conn)
+	if err != nil {
+		t.Fatalf("session did not close after the malformed Bind (%d bytes read): %v", len(data), err)
+	}
+	if !strings.Contains(string(data), "08P01") {
+		t.Fatalf("no FATAL 08P01 among %d bytes", len(data))
+	}
+	waitFor(t, "upstream connection back in the pool", 5*time.Second, func() bool {
+		return h.srv.Pool().Stats().Active == 0
+	})
+	other := h.connect(ctx, t)
+	if got := exec1(ctx, t, other, "select 1"); got != "1" {
+		t.Fatalf("pool unusable after the malformed client: %q", got)
+	}
+}
+
+// appendMessage frames one protocol message (type, int32 length, body).
+func appendMessage(dst []byte, typ byte, body []byte) []byte {
+	n := len(body) + 4
+	return append(append(dst, typ, byte(n>>24), byte(n>>16), byte(n>>8), byte(n)), body...)
+}

@@ -61,8 +61,7 @@ func (s *session) forwardLocked(typ byte, body []byte) error {
 	case 'd', 'c', 'f':
 		s.out = appendMsg(s.out, typ, body)
 	default:
-		s.fatal("08P01", fmt.Sprintf("invalid frontend message type %q", typ))
-		return ErrProtocol
+		return protocolError(fmt.Sprintf("invalid frontend message type %q", typ))
 	}
 	return nil
 }
@@ -99,7 +98,6 @@ func (s *session) ensurePrepared(c *pool.Conn, def *stmtDef) {
 func (s *session) forwardParse(c *pool.Conn, body []byte) error {
 	name, query, oids, err := decodeParse(body)
 	if err != nil {
-		s.fatal("08P01", err.Error())
 		return err
 	}
 	s.inFlight = true
@@ -133,13 +131,11 @@ func (s *session) forwardBind(c *pool.Conn, body []byte) error {
 	s.inFlight = true
 	portal, rest, ok := cstringBytes(body)
 	if !ok {
-		s.fatal("08P01", "invalid Bind message")
-		return ErrProtocol
+		return protocolError("invalid Bind message")
 	}
 	stmt, rest, ok := cstringBytes(rest)
 	if !ok {
-		s.fatal("08P01", "invalid Bind message")
-		return ErrProtocol
+		return protocolError("invalid Bind message")
 	}
 	def := s.stmts[string(stmt)]
 	if len(stmt) == 0 || def == nil {
@@ -154,13 +150,11 @@ func (s *session) forwardBind(c *pool.Conn, body []byte) error {
 func (s *session) forwardDescribe(c *pool.Conn, body []byte) error {
 	s.inFlight = true
 	if len(body) < 2 {
-		s.fatal("08P01", "invalid Describe message")
-		return ErrProtocol
+		return protocolError("invalid Describe message")
 	}
 	name, _, ok := cstringBytes(body[1:])
 	if !ok {
-		s.fatal("08P01", "invalid Describe message")
-		return ErrProtocol
+		return protocolError("invalid Describe message")
 	}
 	def := s.stmts[string(name)]
 	if body[0] != 'S' || len(name) == 0 || def == nil {
@@ -175,13 +169,11 @@ func (s *session) forwardDescribe(c *pool.Conn, body []byte) error {
 func (s *session) forwardClose(body []byte) error {
 	s.inFlight = true
 	if len(body) < 2 {
-		s.fatal("08P01", "invalid Close message")
-		return ErrProtocol
+		return protocolError("invalid Close message")
 	}
 	name, _, ok := cstringBytes(body[1:])
 	if !ok {
-		s.fatal("08P01", "invalid Close message")
-		return ErrProtocol
+		return protocolError("invalid Close message")
 	}
 	if body[0] == 'S' && len(name) > 0 {
 		if _, known := s.stmts[string(name)]; known {

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -126,6 +127,16 @@ func (s *session) State() State { return State(s.state.Load()) }
 
 var errTerminate = errors.New("client terminated")
 
+// endAfterError ends the session after a read or handling error. A protocol violation is
+// answered with FATAL 08P01 here, with no session lock held: the pump takes the client writer's
+// lock before s.mu, so writing to the client from under s.mu could deadlock.
+func (s *session) endAfterError(err error) {
+	if errors.Is(err, ErrProtocol) {
+		s.fatal("08P01", err.Error())
+	}
+	s.end(s.finish(err), true)
+}
+
 // loop is the client loop: read a message, make sure an upstream connection is attached when
 // the message needs one, forward it. In park mode it hands the wait for the next message to a
 // fresh goroutine whenever the session is idle and returns.
@@ -160,11 +171,11 @@ func (s *session) loop(ctx context.Context) {
 					continue
 				}
 			}
-			s.end(s.finish(err), true)
+			s.endAfterError(err)
 			return
 		}
 		if err := s.handle(ctx, typ, body); err != nil {
-			s.end(s.finish(err), true)
+			s.endAfterError(err)
 			return
 		}
 		if s.sbuf != nil && len(s.out) > 64<<10 {
@@ -331,8 +342,7 @@ func (s *session) handle(ctx context.Context, typ byte, body []byte) error {
 		}
 	}
 	if !validFrontendType(typ) {
-		s.fatal("08P01", "invalid frontend message type "+string(rune(typ)))
-		return ErrProtocol
+		return protocolError(fmt.Sprintf("invalid frontend message type %q", typ))
 	}
 	if err := s.attach(ctx); err != nil {
 		pgErr := errorFor(err, "08006", "cannot reach the upstream database")
@@ -354,7 +364,6 @@ func (s *session) handle(ctx context.Context, typ byte, body []byte) error {
 func (s *session) parseLocally(body []byte) (bool, error) {
 	name, query, oids, err := decodeParse(body)
 	if err != nil {
-		s.fatal("08P01", err.Error())
 		return false, err
 	}
 	if len(name) == 0 {

@@ -37,6 +37,9 @@ func putBuf(b *[]byte) {
 // FATAL 08P01 and closes only that client.
 var ErrProtocol = errors.New("protocol violation")
 
+// protocolError is an ErrProtocol naming what was wrong; the client loop sends it as the FATAL.
+func protocolError(msg string) error { return fmt.Errorf("%w: %s", ErrProtocol, msg) }
+
 // msgReader frames client messages. While messages are pipelined it reads through an 8 KiB
 // pooled buffer; whenever the buffer is drained it goes back to the pool and the next header
 // is read straight into a 5-byte array, so a waiting client holds no buffer.
