@@ -14,7 +14,13 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/util/csaupgrade"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
@@ -65,61 +71,35 @@ func desiredHash(obj client.Object) string {
 	return hex.EncodeToString(sum[:12])
 }
 
-// copyDesired moves the operator-owned parts of desired onto the live object, leaving fields
-// other actors own (Service clusterIP and nodePorts, foreign labels and annotations) alone.
-func copyDesired(live, desired client.Object) {
-	labels := live.GetLabels()
-	if labels == nil {
-		labels = map[string]string{}
+// copyDesired moves the operator-owned parts of a desired Secret onto the live one, leaving
+// labels and annotations other tools added alone. (The other children are applied server-side.)
+func copyDesired(live, desired *corev1.Secret) {
+	if live.Labels == nil {
+		live.Labels = map[string]string{}
 	}
-	maps.Copy(labels, desired.GetLabels())
-	live.SetLabels(labels)
-	annotations := live.GetAnnotations()
-	if annotations == nil {
-		annotations = map[string]string{}
+	maps.Copy(live.Labels, desired.Labels)
+	if live.Annotations == nil {
+		live.Annotations = map[string]string{}
 	}
-	maps.Copy(annotations, desired.GetAnnotations())
-	live.SetAnnotations(annotations)
-
-	switch l := live.(type) {
-	case *appsv1.Deployment:
-		l.Spec = desired.(*appsv1.Deployment).Spec
-	case *corev1.Service:
-		d := desired.(*corev1.Service)
-		l.Spec.Type = d.Spec.Type
-		l.Spec.Selector = d.Spec.Selector
-		l.Spec.LoadBalancerSourceRanges = d.Spec.LoadBalancerSourceRanges
-		nodePorts := map[string]int32{}
-		for _, p := range l.Spec.Ports {
-			nodePorts[p.Name] = p.NodePort
+	maps.Copy(live.Annotations, desired.Annotations)
+	live.Data = desired.Data
+	live.StringData = nil
+	// Keys the operator once wrote but no longer wants (e.g. the previous-key verifier after its
+	// grace period) are removed.
+	for _, k := range ownedAnnotationKeys {
+		if _, ok := desired.Annotations[k]; !ok {
+			delete(live.Annotations, k)
 		}
-		l.Spec.Ports = append([]corev1.ServicePort(nil), d.Spec.Ports...)
-		if d.Spec.Type != corev1.ServiceTypeClusterIP {
-			for i := range l.Spec.Ports {
-				l.Spec.Ports[i].NodePort = nodePorts[l.Spec.Ports[i].Name]
-			}
-		}
-	case *corev1.Secret:
-		d := desired.(*corev1.Secret)
-		l.Data = d.Data
-		l.StringData = nil
-		// Keys the operator once wrote but no longer wants (e.g. the previous-key verifier after
-		// its grace period) are removed.
-		for _, k := range ownedAnnotationKeys {
-			if _, ok := d.Annotations[k]; !ok {
-				delete(annotations, k)
-			}
-		}
-	case *policyv1.PodDisruptionBudget:
-		l.Spec = desired.(*policyv1.PodDisruptionBudget).Spec
 	}
 }
 
 // ownedAnnotationKeys are annotations the operator may drop from a child.
 var ownedAnnotationKeys = []string{annotationPreviousKey}
 
-// ensureChild creates desired when absent and updates it when its desired hash changed (or, for
-// Secrets, when someone edited the data). It never touches an object the pool does not control:
+// ensureChild creates desired when absent and otherwise brings the live object back to it: a
+// Deployment, Service or PodDisruptionBudget by server-side apply (applyChild), which also
+// reverts hand edits of the fields the operator owns; a Secret by an update when its desired hash
+// changed or someone edited its data. It never touches an object the pool does not control:
 // that is reported as *errNameConflict. It returns the live object after the call.
 func ensureChild(ctx context.Context, c client.Client, pool *poolingv1alpha1.ConnectionPool, desired client.Object) (client.Object, error) {
 	if err := controllerutil.SetControllerReference(pool, desired, c.Scheme()); err != nil {
@@ -150,29 +130,134 @@ func ensureChild(ctx context.Context, c client.Client, pool *poolingv1alpha1.Con
 	if !metav1.IsControlledBy(live, pool) {
 		return nil, &errNameConflict{Kind: kind, Name: desired.GetName()}
 	}
-	if live.GetAnnotations()[annotationDesiredHash] == hash && !secretDataDrifted(live, desired) {
+	liveSecret, ok := live.(*corev1.Secret)
+	if !ok {
+		return applyChild(ctx, c, live, desired)
+	}
+	desiredSecret := desired.(*corev1.Secret)
+	if liveSecret.Annotations[annotationDesiredHash] == hash && !secretDataDrifted(liveSecret, desiredSecret) {
 		return live, nil
 	}
-	copyDesired(live, desired)
+	copyDesired(liveSecret, desiredSecret)
 	if err := c.Update(ctx, live, fieldOwner); err != nil {
 		return nil, fmt.Errorf("update %s %s: %w", kind, desired.GetName(), err)
 	}
 	return live, nil
 }
 
+// applyChild writes a Deployment, Service or PodDisruptionBudget the pool controls by server-side
+// apply with the operator's field owner, forcing ownership. The API server does the merge: every
+// field the operator sets is put back to its desired value (a hand-edited image, a removed
+// affinity, a changed port), fields it leaves out stay with whoever set them (clusterIP and
+// nodePorts, foreign labels and annotations, defaults), fields it stops setting are removed, and
+// an apply that changes nothing is not persisted (no new resourceVersion, no watch event).
+// live is the object read before; its UID goes into the apply, so if the object was replaced
+// since the read the write fails (uid is immutable) instead of adopting the newcomer.
+func applyChild(ctx context.Context, c client.Client, live, desired client.Object) (client.Object, error) {
+	kind := kindOf(desired)
+	if err := upgradeManagedFields(ctx, c, live); err != nil {
+		return nil, fmt.Errorf("move %s %s to server-side apply: %w", kind, desired.GetName(), err)
+	}
+	if l, ok := live.(*corev1.Service); ok {
+		if err := replaceStrayServicePorts(ctx, c, l, desired.(*corev1.Service)); err != nil {
+			return nil, fmt.Errorf("reset ports of Service %s: %w", desired.GetName(), err)
+		}
+	}
+	u, err := applyConfiguration(c.Scheme(), desired)
+	if err != nil {
+		return nil, fmt.Errorf("apply configuration of %s %s: %w", kind, desired.GetName(), err)
+	}
+	u.SetUID(live.GetUID())
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), fieldOwner, client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("apply %s %s: %w", kind, desired.GetName(), err)
+	}
+	out := desired.DeepCopyObject().(client.Object)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out); err != nil {
+		return nil, fmt.Errorf("decode applied %s %s: %w", kind, desired.GetName(), err)
+	}
+	return out, nil
+}
+
+// replaceStrayServicePorts puts the desired port list on a Service whose ports include one the
+// operator does not want. Service ports are a list keyed by port and protocol: to server-side
+// apply, a port whose number someone edited is another item, owned by the editor, and would stay
+// next to the desired one (two ports named postgres, which the API server rejects). The list is
+// replaced with a merge patch pinned to the resourceVersion read, keeping the nodePorts the API
+// server allocated.
+func replaceStrayServicePorts(ctx context.Context, c client.Client, live, desired *corev1.Service) error {
+	type portKey struct {
+		Port     int32
+		Protocol corev1.Protocol
+	}
+	wanted := map[portKey]bool{}
+	for _, p := range desired.Spec.Ports {
+		wanted[portKey{p.Port, p.Protocol}] = true
+	}
+	stray := false
+	for _, p := range live.Spec.Ports {
+		stray = stray || !wanted[portKey{p.Port, p.Protocol}]
+	}
+	if !stray {
+		return nil
+	}
+	base := live.DeepCopy()
+	nodePorts := map[string]int32{}
+	for _, p := range live.Spec.Ports {
+		nodePorts[p.Name] = p.NodePort
+	}
+	live.Spec.Ports = append([]corev1.ServicePort(nil), desired.Spec.Ports...)
+	if live.Spec.Type != corev1.ServiceTypeClusterIP && desired.Spec.Type != corev1.ServiceTypeClusterIP {
+		for i := range live.Spec.Ports {
+			live.Spec.Ports[i].NodePort = nodePorts[live.Spec.Ports[i].Name]
+		}
+	}
+	return c.Patch(ctx, live, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+}
+
+// applyConfiguration turns a desired child into the body of an apply request: exactly the
+// fields the operator sets. It goes through encoding/json, which leaves out the omitempty and
+// omitzero fields the operator did not set (an unstructured conversion would keep zero values
+// such as creationTimestamp: null and claim them); status is dropped, it is not ours to apply.
+func applyConfiguration(scheme *runtime.Scheme, desired client.Object) (*unstructured.Unstructured, error) {
+	gvk, err := apiutil.GVKForObject(desired, scheme)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(desired)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := json.Unmarshal(raw, &u.Object); err != nil {
+		return nil, err
+	}
+	delete(u.Object, "status")
+	u.SetGroupVersionKind(gvk)
+	return u, nil
+}
+
+// upgradeManagedFields hands the fields the operator wrote with Create (every child's first
+// version, so that a foreign object can never be adopted) or Update (children written before
+// the operator applied server-side) over to its apply field manager. Otherwise those fields
+// stay owned by the old update manager and are never removed when the operator stops setting
+// them (a dropped toleration, the http port when HTTP is turned off). One write per child, once.
+// The patch pins the resourceVersion read, so a stale read fails with a conflict.
+func upgradeManagedFields(ctx context.Context, c client.Client, live client.Object) error {
+	patch, err := csaupgrade.UpgradeManagedFieldsPatch(live, sets.New(string(fieldOwner)), string(fieldOwner))
+	if err != nil || patch == nil {
+		return err
+	}
+	return c.Patch(ctx, live, client.RawPatch(types.JSONPatchType, patch))
+}
+
 // secretDataDrifted reports an edited Secret: data is cheap to compare and the config Secret is
 // security-relevant, so hand edits there are reverted even when the hash matches.
-func secretDataDrifted(live, desired client.Object) bool {
-	l, ok := live.(*corev1.Secret)
-	if !ok {
-		return false
-	}
-	d := desired.(*corev1.Secret)
-	if len(l.Data) != len(d.Data) {
+func secretDataDrifted(live, desired *corev1.Secret) bool {
+	if len(live.Data) != len(desired.Data) {
 		return true
 	}
-	for k, v := range d.Data {
-		if !bytes.Equal(l.Data[k], v) {
+	for k, v := range desired.Data {
+		if !bytes.Equal(live.Data[k], v) {
 			return true
 		}
 	}

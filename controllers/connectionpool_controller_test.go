@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -649,6 +650,112 @@ func TestHandEditedConfigIsReverted(t *testing.T) {
 		}
 		if !bytes.Equal(s.Data[config.FileName], original) {
 			return errors.New("still edited")
+		}
+		return nil
+	})
+}
+
+// TestHandEditedWorkloadIsReverted: hand edits of fields the operator owns on the Deployment and
+// the Service are put back without a spec change; what others own (clusterIP, foreign
+// annotations) stays.
+func TestHandEditedWorkloadIsReverted(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pool := testPool(ns, "edited")
+	pool.Spec.Template.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "db", Effect: corev1.TaintEffectNoSchedule}}
+	createPool(t, pool)
+	svc := &corev1.Service{}
+	eventually(t, waitFor, "children", func() error {
+		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), &appsv1.Deployment{}); err != nil {
+			return err
+		}
+		return suite.client.Get(ctx, key(ns, "edited-pooler"), svc)
+	})
+	clusterIP := svc.Spec.ClusterIP
+
+	// kubectl edit: another image, no affinity, a foreign annotation; the Service's port moved.
+	eventually(t, waitFor, "edit Deployment", func() error {
+		d := &appsv1.Deployment{}
+		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), d); err != nil {
+			return err
+		}
+		d.Spec.Template.Spec.Containers[0].Image = "evil.example/pooler:latest"
+		d.Spec.Template.Spec.Affinity = nil
+		metav1.SetMetaDataAnnotation(&d.ObjectMeta, "example.com/owner", "team-db")
+		return suite.client.Update(ctx, d, client.FieldOwner("kubectl-edit"))
+	})
+	eventually(t, waitFor, "edit Service", func() error {
+		s := &corev1.Service{}
+		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), s); err != nil {
+			return err
+		}
+		s.Spec.Ports[0].Port = 6543
+		metav1.SetMetaDataAnnotation(&s.ObjectMeta, "example.com/owner", "team-db")
+		return suite.client.Update(ctx, s, client.FieldOwner("kubectl-edit"))
+	})
+
+	eventually(t, waitFor, "Deployment reverted", func() error {
+		d := &appsv1.Deployment{}
+		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), d); err != nil {
+			return err
+		}
+		spec := d.Spec.Template.Spec
+		if img := spec.Containers[0].Image; img != testImage {
+			return fmt.Errorf("image %s", img)
+		}
+		if spec.Affinity == nil || spec.Affinity.NodeAffinity == nil || spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+			return errors.New("region affinity still missing")
+		}
+		if expr := spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0]; expr.Key != regionLabel || expr.Values[0] != "eu-central-1" {
+			return fmt.Errorf("region affinity %+v", expr)
+		}
+		if d.Annotations["example.com/owner"] != "team-db" {
+			return errors.New("foreign annotation dropped")
+		}
+		return nil
+	})
+	eventually(t, waitFor, "Service reverted", func() error {
+		s := &corev1.Service{}
+		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), s); err != nil {
+			return err
+		}
+		if len(s.Spec.Ports) != 2 || s.Spec.Ports[0].Name != "postgres" || s.Spec.Ports[0].Port != PostgresPort {
+			return fmt.Errorf("ports %+v", s.Spec.Ports)
+		}
+		if s.Spec.ClusterIP != clusterIP {
+			return fmt.Errorf("clusterIP %s, was %s", s.Spec.ClusterIP, clusterIP)
+		}
+		if s.Annotations["example.com/owner"] != "team-db" {
+			return errors.New("foreign annotation dropped")
+		}
+		return nil
+	})
+
+	// A field the operator stops setting goes away, also one it set when it created the child
+	// (Create, before any apply): dropping the toleration, turning HTTP off.
+	eventually(t, waitFor, "drop toleration, turn HTTP off", func() error {
+		p := getPool(t, ns, "edited")
+		p.Spec.Template.Tolerations = nil
+		p.Spec.HTTP.Enabled = ptr.To(false)
+		return suite.client.Update(ctx, p)
+	})
+	eventually(t, waitFor, "toleration removed", func() error {
+		d := &appsv1.Deployment{}
+		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), d); err != nil {
+			return err
+		}
+		if tol := d.Spec.Template.Spec.Tolerations; len(tol) != 0 {
+			return fmt.Errorf("tolerations %+v", tol)
+		}
+		return nil
+	})
+	eventually(t, waitFor, "http port removed", func() error {
+		s := &corev1.Service{}
+		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), s); err != nil {
+			return err
+		}
+		if len(s.Spec.Ports) != 1 || s.Spec.Ports[0].Name != "postgres" || s.Spec.ClusterIP != clusterIP {
+			return fmt.Errorf("ports %+v clusterIP %s", s.Spec.Ports, s.Spec.ClusterIP)
 		}
 		return nil
 	})
