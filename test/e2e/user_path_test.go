@@ -580,17 +580,18 @@ func stepCredentials(ctx context.Context, t *testing.T, up *userPath) {
 	if err := env.Client.Update(ctx, &creds); err != nil {
 		t.Fatal(err)
 	}
-	// Only a reload can work now: every existing upstream connection is cut, so the poolers
-	// must open new ones with the new password.
+	// Only a reload can work now: every existing upstream connection is cut once, and no new one
+	// can be opened with the old password, so the poolers must open new ones with the new
+	// password. Queries meanwhile may meet a cut connection (57P01) or wait for the reload.
+	if err := env.Postgres.ExecErr("select pg_terminate_backend(pid) from pg_stat_activity where usename = '" + database.User + "'"); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := env.Postgres.ExecErr("select pg_terminate_backend(pid) from pg_stat_activity where usename = '" + database.User + "'")
-		if err == nil {
-			err = everyReplica(func() error {
-				_, err := query(ctx, t, up, "default", string(up.secret.Data["API_KEY"]), "select count(*)::text from products")
-				return err
-			})
-		}
+		err := everyReplica(func() error {
+			_, err := query(ctx, t, up, "default", string(up.secret.Data["API_KEY"]), "select count(*)::text from products")
+			return err
+		})
 		if err == nil {
 			break
 		}
