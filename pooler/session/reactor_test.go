@@ -160,9 +160,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func openFDs(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
+	ents, err := os.ReadDir("/proc/self/fd") // linux-only test: always there
 	if err != nil {
-		t.Skip("no /proc/self/fd")
+		t.Fatal(err)
 	}
 	return len(ents)
 }

@@ -584,12 +584,8 @@ func (s *session) pump(c *pool.Conn, done chan struct{}) {
 			}
 			continue
 		case *pgproto3.ParseComplete:
-			s.mu.Lock()
-			a, ok := s.popAck()
-			s.mu.Unlock()
+			a, ok := s.takeAck(c, "ParseComplete")
 			if !ok {
-				s.w.mu.Unlock()
-				s.pumpError(c, errors.New("unexpected ParseComplete from upstream"))
 				return
 			}
 			if a.def != nil {
@@ -599,12 +595,8 @@ func (s *session) pump(c *pool.Conn, done chan struct{}) {
 				_ = s.w.encode(m)
 			}
 		case *pgproto3.CloseComplete:
-			s.mu.Lock()
-			a, ok := s.popAck()
-			s.mu.Unlock()
+			a, ok := s.takeAck(c, "CloseComplete")
 			if !ok {
-				s.w.mu.Unlock()
-				s.pumpError(c, errors.New("unexpected CloseComplete from upstream"))
 				return
 			}
 			switch a.kind {
@@ -662,6 +654,20 @@ func (s *session) swallowInjected(msg pgproto3.BackendMessage) bool {
 
 // pumpError handles an upstream read failure: a requested stop hands the connection back;
 // anything else destroys it and ends the client session.
+// takeAck pops the acknowledgement the pump expects for an upstream ParseComplete or
+// CloseComplete. Called with w.mu held; when there is none, the upstream is out of step: it
+// releases w.mu, ends the pump with an error and reports false.
+func (s *session) takeAck(c *pool.Conn, what string) (ack, bool) {
+	s.mu.Lock()
+	a, ok := s.popAck()
+	s.mu.Unlock()
+	if !ok {
+		s.w.mu.Unlock()
+		s.pumpError(c, errors.New("unexpected "+what+" from upstream"))
+	}
+	return a, ok
+}
+
 func (s *session) pumpError(c *pool.Conn, err error) {
 	s.mu.Lock()
 	var ne net.Error
