@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgepool/edgepool/internal/certs"
 )
 
 // TestUpstreamCheckAgainstRealPostgres classifies real connection attempts against the suite's
@@ -34,7 +36,7 @@ func TestUpstreamCheckAgainstRealPostgres(t *testing.T) {
 			Creds: upstreamCredentials{Username: pg.User, Password: "wrong-secret-123"}}, false, ReasonAuthenticationFailed, "authentication failed"},
 		{"unknown database", upstreamTarget{Host: pg.Host, Port: int32(pg.Port), Database: "nope", SSLMode: "disable", Creds: good}, false, ReasonDatabaseNotFound, "nope"},
 		{"nothing listening", upstreamTarget{Host: "127.0.0.1", Port: closedPort, Database: "postgres", SSLMode: "disable", Creds: good}, false, ReasonUnreachable, "cannot reach"},
-		{"require without server TLS", upstreamTarget{Host: pg.Host, Port: int32(pg.Port), Database: "postgres", SSLMode: "require", Creds: good}, false, "", ""},
+		{"require without server TLS", upstreamTarget{Host: pg.Host, Port: int32(pg.Port), Database: "postgres", SSLMode: "require", Creds: good}, false, ReasonTLSFailed, "does not offer TLS"},
 	}
 	checker := newUpstreamChecker()
 	checker.Timeout = 3 * time.Second
@@ -45,6 +47,48 @@ func TestUpstreamCheckAgainstRealPostgres(t *testing.T) {
 				t.Fatalf("got %+v", res)
 			}
 			if strings.Contains(res.Message, tt.target.Creds.Password) {
+				t.Fatalf("message contains the password: %q", res.Message)
+			}
+		})
+	}
+}
+
+// TestUpstreamCheckTLS: the reachability check against a TLS-only PostgreSQL (certificate for
+// "localhost") in each verifying sslMode, with its CA, another CA and a wrong host name.
+func TestUpstreamCheckTLS(t *testing.T) {
+	pg := suite.tlsPG
+	otherCA, _, err := certs.NewCA("other", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := upstreamCredentials{Username: pg.User, Password: pg.Password}
+	target := func(host, mode string, ca []byte) upstreamTarget {
+		return upstreamTarget{Host: host, Port: int32(pg.Port), Database: "postgres", SSLMode: mode, CA: ca, Creds: creds}
+	}
+	tests := []struct {
+		name       string
+		target     upstreamTarget
+		wantReason string
+	}{
+		{"require", target("localhost", "require", nil), ReasonConnected},
+		{"require with the CA", target("localhost", "require", pg.CACert), ReasonConnected},
+		{"verify-ca", target("127.0.0.1", "verify-ca", pg.CACert), ReasonConnected},
+		{"verify-full", target("localhost", "verify-full", pg.CACert), ReasonConnected},
+		{"require with another CA", target("localhost", "require", otherCA), ReasonTLSFailed},
+		{"verify-ca with another CA", target("localhost", "verify-ca", otherCA), ReasonTLSFailed},
+		{"verify-full with another CA", target("localhost", "verify-full", otherCA), ReasonTLSFailed},
+		{"verify-full with the wrong host name", target("127.0.0.1", "verify-full", pg.CACert), ReasonTLSFailed},
+		{"garbage CA", target("localhost", "verify-full", []byte("not a certificate")), ReasonTLSFailed},
+	}
+	checker := newUpstreamChecker()
+	checker.Timeout = 3 * time.Second
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := checker.try(context.Background(), tt.target)
+			if res.Reason != tt.wantReason || res.Reachable != (tt.wantReason == ReasonConnected) {
+				t.Fatalf("got %+v, want %s", res, tt.wantReason)
+			}
+			if strings.Contains(res.Message, pg.Password) {
 				t.Fatalf("message contains the password: %q", res.Message)
 			}
 		})

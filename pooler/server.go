@@ -22,6 +22,7 @@ import (
 	"github.com/edgepool/edgepool/pooler/config"
 	"github.com/edgepool/edgepool/pooler/pool"
 	"github.com/edgepool/edgepool/pooler/session"
+	"github.com/edgepool/edgepool/pooler/upstream"
 )
 
 // Server is one pooler process.
@@ -54,11 +55,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		log = slog.Default()
 	}
 	s := &Server{log: log}
-	upstream, err := upstreamConfig(cfg)
+	upstreamCfg, err := upstreamConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s.upstream.Store(upstream)
+	s.upstream.Store(upstreamCfg)
 	s.metrics = newMetrics()
 	s.pool = pool.New(poolSettings(cfg), pool.Options{
 		// Reload may swap the upstream settings (credentials); each new connection uses the latest.
@@ -67,11 +68,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		},
 		ObserveWait: s.metrics.observeWait,
 		OnConnectError: func(err error) {
-			var up config.Upstream
+			var target upstream.Target
 			if c := s.Config(); c != nil {
-				up = c.Upstream
+				target = upstream.Target{Host: c.Upstream.Host, Port: c.Upstream.Port, User: c.Upstream.User,
+					Database: c.Upstream.Database, SSLMode: c.Upstream.SSLMode, RequireAuth: c.Upstream.RequireAuth}
 			}
-			log.Warn("upstream connection failed", "host", up.Host, "port", up.Port, "err", err)
+			f := upstream.Classify(err, target)
+			log.Warn("upstream connection failed", "host", target.Host, "port", target.Port, "reason", f.Reason, "err", f.Message)
 		},
 	})
 	s.pool.SetPaused(cfg.Paused)
@@ -91,15 +94,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// upstreamConfig turns the config's upstream settings into a pgconn config.
+// upstreamConfig turns the config's upstream settings into a pgconn config (TLS per sslMode
+// with the CA file read now, require_auth).
 func upstreamConfig(cfg *config.Config) (*pgconn.Config, error) {
-	upstream, err := pgconn.ParseConfig(cfg.UpstreamDSN())
+	target, err := cfg.UpstreamTarget()
 	if err != nil {
-		// pgconn's parse errors can quote the connection string; do not pass them on.
-		return nil, errors.New("upstream: invalid connection settings (host, port, sslMode, caFile)")
+		return nil, err
 	}
-	upstream.ConnectTimeout = cfg.Pool.ConnectTimeout.Duration
-	return upstream, nil
+	return upstream.ConnConfig(target)
 }
 
 // Pool is the process's upstream pool (for the HTTP and WebSocket transports).

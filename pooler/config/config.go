@@ -8,8 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/edgepool/edgepool/pooler/upstream"
 )
 
 // FileName is the key of the config inside the config Secret and the file name in its mount.
@@ -76,10 +77,14 @@ type Upstream struct {
 	Database string `json:"database"`
 	User     string `json:"user"`
 	Password string `json:"password"`
-	// SSLMode is a libpq sslmode: disable, prefer, require, verify-ca or verify-full.
+	// SSLMode is a libpq sslmode: disable, prefer, require (default), verify-ca or verify-full.
 	SSLMode string `json:"sslMode"`
-	// CAFile is the CA bundle used for verify-ca / verify-full.
+	// CAFile is the CA bundle used for verify-ca / verify-full (and by require, which then
+	// checks the chain as verify-ca does).
 	CAFile string `json:"caFile,omitempty"`
+	// RequireAuth is libpq's require_auth: the authentication methods the upstream may ask
+	// for. Empty means scram-sha-256; "any" accepts every method.
+	RequireAuth string `json:"requireAuth,omitempty"`
 }
 
 // Pool holds the pooling policy of one replica.
@@ -176,7 +181,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 func Defaults() Config {
 	return Config{
 		Listen:           Listen{Postgres: ":5432", HTTP: ":8443", Admin: ":8080"},
-		Upstream:         Upstream{Port: 5432, SSLMode: "prefer"},
+		Upstream:         Upstream{Port: 5432, SSLMode: upstream.SSLRequire},
 		ClientAuthMethod: AuthSCRAM,
 		Pool: Pool{
 			Mode:                      ModeTransaction,
@@ -233,19 +238,20 @@ func (c *Config) Verifiers(name string) ([]Verifier, bool) {
 	return nil, false
 }
 
-// UpstreamDSN is a libpq keyword/value connection string for the upstream. It contains the
-// password: never log it.
-func (c *Config) UpstreamDSN() string {
-	q := func(v string) string {
-		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-	}
-	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s sslmode=%s",
-		q(c.Upstream.Host), c.Upstream.Port, q(c.Upstream.Database), q(c.Upstream.User),
-		q(c.Upstream.Password), q(c.Upstream.SSLMode))
+// UpstreamTarget is what a connection to the upstream needs, with the CA file read. It
+// contains the password: never log it.
+func (c *Config) UpstreamTarget() (upstream.Target, error) {
+	t := upstream.Target{Host: c.Upstream.Host, Port: c.Upstream.Port, Database: c.Upstream.Database,
+		User: c.Upstream.User, Password: c.Upstream.Password, SSLMode: c.Upstream.SSLMode,
+		RequireAuth: c.Upstream.RequireAuth, ConnectTimeout: c.Pool.ConnectTimeout.Duration}
 	if c.Upstream.CAFile != "" {
-		dsn += " sslrootcert=" + q(c.Upstream.CAFile)
+		ca, err := os.ReadFile(c.Upstream.CAFile)
+		if err != nil {
+			return upstream.Target{}, fmt.Errorf("upstream.caFile: %w", err)
+		}
+		t.CA = ca
 	}
-	return dsn
+	return t, nil
 }
 
 // Marshal renders a config deterministically (stable field order, indented).
@@ -281,9 +287,12 @@ func (c *Config) Validate() error {
 		bad("upstream.user", "required")
 	}
 	switch c.Upstream.SSLMode {
-	case "disable", "prefer", "require", "verify-ca", "verify-full":
+	case upstream.SSLDisable, upstream.SSLPrefer, upstream.SSLRequire, upstream.SSLVerifyCA, upstream.SSLVerifyFull:
 	default:
 		bad("upstream.sslMode", "must be one of disable, prefer, require, verify-ca, verify-full; got %q", c.Upstream.SSLMode)
+	}
+	if err := upstream.CheckRequireAuth(c.Upstream.RequireAuth); err != nil {
+		bad("upstream.requireAuth", "%v", err)
 	}
 	switch c.Pool.Mode {
 	case ModeTransaction, ModeSession:
