@@ -98,7 +98,7 @@ func configSecret(pool *poolingv1alpha1.ConnectionPool, cfg *config.Config) (*co
 			Labels:    childLabels(pool, componentConfig),
 		},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{config.FileName: data},
+		Data: map[string][]byte{config.FileName: data, decoySecretKey: []byte(cfg.Auth.DecoySecret)},
 	}, nil
 }
 

@@ -151,7 +151,7 @@ func poolSettings(cfg *config.Config) pool.Settings {
 }
 
 func (s *Server) runtimeFrom(cfg *config.Config) (*session.Runtime, error) {
-	ring, err := auth.NewKeyring(cfg.Keys)
+	ring, err := auth.NewKeyring(cfg.Keys, auth.DecoySecret([]byte(cfg.Auth.DecoySecret)))
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}

@@ -4,11 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -60,41 +56,8 @@ func TestPoolerProcessDrainsOnSIGTERM(t *testing.T) {
 	cfg.Pool.Size = 2
 	cfg.Pool.ShutdownTimeout = config.Duration{Duration: 10 * time.Second}
 	cfg.Keys = []config.Key{entry}
-	data, err := cfg.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(t.TempDir(), config.FileName)
-	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	var logs strings.Builder
-	cmd := exec.Command(os.Args[0], "pooler", "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "EDGEPOOL_TEST_RUN_MAIN=1")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("pooler output:\n%s", logs.String())
-		}
-	})
-
-	readyz := "http://" + cfg.Listen.Admin + "/readyz"
-	ready := func() bool {
-		resp, err := http.Get(readyz)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
-	waitUntil(t, "pooler ready", 15*time.Second, ready)
+	p := startPoolerProcess(t, &cfg)
+	cmd, exited, ready := p.cmd, p.exited, p.ready
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -44,11 +44,22 @@ type Config struct {
 	AllowCleartextWithoutTLS bool `json:"allowCleartextWithoutTLS,omitempty"`
 	// HTTP configures the HTTP SQL endpoint and the WebSocket transport.
 	HTTP HTTP `json:"http"`
+	// Auth holds the defences of client authentication (docs/security.md).
+	Auth Auth `json:"auth"`
 	// ClientAuthMethod is how wire-protocol clients prove their key: "scram-sha-256" (default)
 	// or "password" (the key in cleartext; used only on TLS connections, on transports that are
 	// secured outside the protocol such as WebSocket over TLS, or with
 	// AllowCleartextWithoutTLS; elsewhere the pooler falls back to SCRAM).
 	ClientAuthMethod string `json:"clientAuthMethod,omitempty"`
+}
+
+// Auth holds the defences of client authentication.
+type Auth struct {
+	// DecoySecret seeds the SCRAM salts the pooler answers for key names that do not exist.
+	// Every replica of a pool must have the same one (the operator keeps one in the config
+	// Secret), so an unknown name gets the same salt from every replica, as a real name does.
+	// Empty: a random secret per process (fine for a single standalone pooler).
+	DecoySecret string `json:"decoySecret,omitempty"`
 }
 
 // Client authentication methods.

@@ -35,7 +35,9 @@ func checkKey(k *auth.Keyring, user, key string) (string, bool) {
 	}
 	now := time.Now()
 	if user == "" { // a bearer token carries no name
-		return k.FindKey(key, now)
+		name, _, ok := k.FindKey(key, now)
+		return name, ok
 	}
-	return user, k.CheckPassword(user, key, now)
+	_, ok := k.CheckPassword(user, key, now)
+	return user, ok
 }

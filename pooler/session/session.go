@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/pool"
 )
 
@@ -81,6 +82,7 @@ type session struct {
 	pid    uint32
 	secret [4]byte
 	user   string
+	key    auth.KeyID // the key the client proved (checked again on reload)
 
 	defaults  map[string]string // tracked parameters' values on fresh connections (shared, read-only)
 	overrides map[string]string // where this client wants others (params.go); guarded by mu

@@ -234,9 +234,11 @@ func (s *session) authenticate(user string) error {
 			s.fatal("08P01", "invalid password packet")
 			return err
 		}
-		if !rt.Keyring.CheckPassword(user, pm.Password, time.Now()) {
+		id, ok := rt.Keyring.CheckPassword(user, pm.Password, time.Now())
+		if !ok {
 			return s.authFailed(user)
 		}
+		s.key = id
 		return nil
 	}
 	if err := s.w.send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}}); err != nil {
@@ -277,6 +279,7 @@ func (s *session) authenticate(user string) error {
 	if !ok {
 		return s.authFailed(user)
 	}
+	s.key = ex.Matched()
 	return s.w.send(&pgproto3.AuthenticationSASLFinal{Data: final})
 }
 
