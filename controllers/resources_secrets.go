@@ -35,6 +35,11 @@ func poolerConfig(pool *poolingv1alpha1.ConnectionPool, creds upstreamCredential
 			CertFile: path.Join(tlsMountDir, corev1.TLSCertKey),
 			KeyFile:  path.Join(tlsMountDir, corev1.TLSPrivateKeyKey),
 		}
+	} else {
+		// tls.mode Disabled: TLS is terminated in front of the pooler (or the user accepts
+		// plaintext); keys then arrive over plain ws:// and HTTP, which the pooler otherwise
+		// refuses. Wire-protocol clients still authenticate with SCRAM.
+		cfg.AllowCleartextWithoutTLS = true
 	}
 	cfg.Database = pool.Spec.Upstream.Database
 	cfg.Upstream = config.Upstream{

@@ -74,7 +74,7 @@ type Metrics struct {
 	txSeconds    prometheus.Histogram
 	serverErrors *prometheus.CounterVec
 	bytes        *prometheus.CounterVec
-	authFailures prometheus.Counter
+	authFailures *prometheus.CounterVec
 	reloads      prometheus.Counter
 	reloadErrors prometheus.Counter
 }
@@ -98,9 +98,11 @@ func newMetrics() *Metrics {
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "edgepool_client_bytes_total", Help: "Bytes exchanged with clients (counted when a session ends).",
 	}, []string{"direction"})
-	m.authFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "edgepool_auth_failures_total", Help: "Client authentications refused.",
-	})
+	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgepool_auth_failures_total",
+		Help: "Client logins refused, by transport (tcp, websocket, http) and reason (wrong_key, unknown_key_name, " +
+			"protocol_error, cleartext_without_tls, too_many_failures).",
+	}, []string{"transport", "reason"})
 	m.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "edgepool_config_reloads_total", Help: "Config reloads applied."})
 	m.reloadErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "edgepool_config_reload_errors_total", Help: "Config reloads rejected."})
 	return m
@@ -147,8 +149,10 @@ func (m *Metrics) register(s *Server) {
 
 func (m *Metrics) observeWait(d time.Duration) { m.wait.Observe(d.Seconds()) }
 
-// AuthFailed implements session.Observer.
-func (m *Metrics) AuthFailed() { m.authFailures.Inc() }
+// authFailed counts a refused login (auth.Guard's onFailure).
+func (m *Metrics) authFailed(transport, reason string) {
+	m.authFailures.WithLabelValues(transport, reason).Inc()
+}
 
 // Transaction implements session.Observer.
 func (m *Metrics) Transaction(d time.Duration) {

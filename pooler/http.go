@@ -33,6 +33,8 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 	if cfg.HTTP.Cache.Enabled {
 		cache = edge.NewCache(cfg.HTTP.Cache.MaxBytes, metrics)
 	}
+	// One in-flight budget for every handler on the listener: in total, and per key.
+	limiter := edge.NewLimiter(cfg.Pool.MaxClientConnections, cfg.HTTP.MaxInFlightPerKey)
 	handler := edge.NewServer(edge.Options{
 		Upstream:         edge.PoolUpstream(s.pool),
 		Keys:             edge.KeyringFunc(s.Keyring),
@@ -40,7 +42,10 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 		MaxRequestBytes:  cfg.HTTP.MaxRequestBytes,
 		MaxResponseBytes: cfg.HTTP.MaxResponseBytes,
 		StatementTimeout: cfg.HTTP.StatementTimeout.Duration,
-		MaxInFlight:      cfg.Pool.MaxClientConnections,
+		Limiter:          limiter,
+		BodyTimeout:      cfg.HTTP.BodyReadTimeout.Duration,
+		Guard:            s.guard,
+		CleartextAllowed: func() bool { return s.Config().AllowCleartextWithoutTLS },
 		Cache:            cache,
 		DefaultCacheTTL:  cfg.HTTP.Cache.DefaultTTL.Duration,
 		WebSocket:        edge.WebSocketSessions(s.proxy),

@@ -45,6 +45,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	s.guard.Update(guardSettings(cfg))
 	s.proxy.SetRuntime(rt)
 	if upstreamChanged {
 		s.upstream.Store(upstream)

@@ -33,6 +33,7 @@ type Server struct {
 	cert     atomic.Pointer[tls.Certificate]
 	pool     *pool.Pool
 	proxy    *session.Proxy
+	guard    *auth.Guard
 	metrics  *Metrics
 	reloadMu sync.Mutex
 
@@ -78,6 +79,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		},
 	})
 	s.pool.SetPaused(cfg.Paused)
+	s.guard = auth.NewGuard(log, s.metrics.authFailed, guardSettings(cfg))
 	if err := s.loadCert(cfg); err != nil {
 		s.pool.Close()
 		return nil, err
@@ -150,6 +152,10 @@ func poolSettings(cfg *config.Config) pool.Settings {
 	}
 }
 
+func guardSettings(cfg *config.Config) auth.GuardSettings {
+	return auth.GuardSettings{MaxFailuresPerSource: cfg.Auth.MaxFailuresPerSource, FailureWindow: cfg.Auth.FailureWindow.Duration}
+}
+
 func (s *Server) runtimeFrom(cfg *config.Config) (*session.Runtime, error) {
 	ring, err := auth.NewKeyring(cfg.Keys, auth.DecoySecret([]byte(cfg.Auth.DecoySecret)))
 	if err != nil {
@@ -166,6 +172,7 @@ func (s *Server) runtimeFrom(cfg *config.Config) (*session.Runtime, error) {
 		IdleTransactionTimeout:   cfg.Pool.IdleTransactionTimeout.Duration,
 		MaxMessageBytes:          cfg.Pool.MaxMessageBytes,
 		PreparedPerConn:          cfg.Pool.PreparedStatementsPerConn,
+		Guard:                    s.guard,
 	}
 	if cfg.TLS != nil {
 		rt.TLS = &tls.Config{
@@ -272,7 +279,7 @@ func (s *Server) acceptLoop(l net.Listener) {
 			_ = tc.SetKeepAlive(true)
 		}
 		s.sessions.Add(1)
-		s.proxy.ServeConnAsync(context.Background(), conn, session.Options{}, func(error) { s.sessions.Done() })
+		s.proxy.ServeConnAsync(context.Background(), conn, session.Options{Transport: "tcp"}, func(error) { s.sessions.Done() })
 	}
 }
 

@@ -60,6 +60,12 @@ type Auth struct {
 	// Secret), so an unknown name gets the same salt from every replica, as a real name does.
 	// Empty: a random secret per process (fine for a single standalone pooler).
 	DecoySecret string `json:"decoySecret,omitempty"`
+	// MaxFailuresPerSource is the burst of failed logins one client address may make; after
+	// it the address earns one attempt per FailureWindow/MaxFailuresPerSource and is refused
+	// before any key check meanwhile. 0 disables the budget.
+	MaxFailuresPerSource int `json:"maxFailuresPerSource"`
+	// FailureWindow is how long an exhausted budget takes to refill completely.
+	FailureWindow Duration `json:"failureWindow"`
 }
 
 // Client authentication methods.
@@ -138,6 +144,12 @@ type HTTP struct {
 	MaxResponseBytes int `json:"maxResponseBytes,omitempty"`
 	// StatementTimeout bounds one HTTP request's queries.
 	StatementTimeout Duration `json:"statementTimeout,omitempty"`
+	// BodyReadTimeout bounds reading a request body (408 beyond), so a client that trickles its
+	// body cannot hold a request slot.
+	BodyReadTimeout Duration `json:"bodyReadTimeout,omitempty"`
+	// MaxInFlightPerKey caps the concurrent requests of one API key name (429 beyond), so one
+	// key cannot take the slots of the others; pool.maxClientConnections caps all of them.
+	MaxInFlightPerKey int `json:"maxInFlightPerKey,omitempty"`
 	// Cache is the opt-in query result cache.
 	Cache Cache `json:"cache"`
 }
@@ -194,6 +206,7 @@ func Defaults() Config {
 		Listen:           Listen{Postgres: ":5432", HTTP: ":8443", Admin: ":8080"},
 		Upstream:         Upstream{Port: 5432, SSLMode: upstream.SSLRequire},
 		ClientAuthMethod: AuthSCRAM,
+		Auth:             Auth{MaxFailuresPerSource: 20, FailureWindow: Duration{time.Minute}},
 		Pool: Pool{
 			Mode:                      ModeTransaction,
 			Size:                      10,
@@ -210,10 +223,12 @@ func Defaults() Config {
 			PreparedStatementsPerConn: 256,
 		},
 		HTTP: HTTP{
-			MaxRequestBytes:  4 << 20,
-			MaxResponseBytes: 10 << 20,
-			StatementTimeout: Duration{30 * time.Second},
-			Cache:            Cache{MaxBytes: 64 << 20},
+			MaxRequestBytes:   4 << 20,
+			MaxResponseBytes:  10 << 20,
+			StatementTimeout:  Duration{30 * time.Second},
+			BodyReadTimeout:   Duration{10 * time.Second},
+			MaxInFlightPerKey: 256,
+			Cache:             Cache{MaxBytes: 64 << 20},
 		},
 	}
 }
@@ -323,6 +338,15 @@ func (c *Config) Validate() error {
 	case AuthSCRAM, AuthPassword:
 	default:
 		bad("clientAuthMethod", "must be %s or %s; got %q", AuthSCRAM, AuthPassword, c.ClientAuthMethod)
+	}
+	if c.HTTP.MaxInFlightPerKey < 0 {
+		bad("http.maxInFlightPerKey", "must not be negative, got %d", c.HTTP.MaxInFlightPerKey)
+	}
+	if c.Auth.MaxFailuresPerSource < 0 {
+		bad("auth.maxFailuresPerSource", "must not be negative, got %d", c.Auth.MaxFailuresPerSource)
+	}
+	if c.Auth.MaxFailuresPerSource > 0 && c.Auth.FailureWindow.Duration <= 0 {
+		bad("auth.failureWindow", "must be positive when auth.maxFailuresPerSource is set")
 	}
 	if c.Pool.PreparedStatementsPerConn < 1 {
 		bad("pool.preparedStatementsPerConn", "must be at least 1, got %d", c.Pool.PreparedStatementsPerConn)

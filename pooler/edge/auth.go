@@ -21,6 +21,9 @@ func KeyringChecker(k *auth.Keyring) KeyChecker { return keyringChecker{k} }
 
 func (c keyringChecker) CheckKey(user, key string) (string, bool) { return checkKey(c.k, user, key) }
 
+// Has reports whether name is a key name (for the log of a failed check only).
+func (c keyringChecker) Has(name string) bool { return c.k != nil && c.k.Has(name) }
+
 // KeyringFunc returns a KeyChecker that asks current for the keyring in force at each request,
 // so a config reload that swaps the keyring applies to HTTP at once.
 func KeyringFunc(current func() *auth.Keyring) KeyChecker { return keyringFunc(current) }
@@ -28,6 +31,9 @@ func KeyringFunc(current func() *auth.Keyring) KeyChecker { return keyringFunc(c
 type keyringFunc func() *auth.Keyring
 
 func (f keyringFunc) CheckKey(user, key string) (string, bool) { return checkKey(f(), user, key) }
+
+// Has reports whether name is a key name (for the log of a failed check only).
+func (f keyringFunc) Has(name string) bool { k := f(); return k != nil && k.Has(name) }
 
 func checkKey(k *auth.Keyring, user, key string) (string, bool) {
 	if key == "" || k == nil {

@@ -78,6 +78,7 @@ func newTestServer(t testing.TB, size int, mutate func(*Options)) (*httptest.Ser
 	opts := Options{
 		Upstream: PoolUpstream(newPool(t, size, 2*time.Second)), Keys: testKeyChecker(t), Database: "postgres",
 		MaxRequestBytes: 1 << 20, MaxResponseBytes: 1 << 20, StatementTimeout: 5 * time.Second,
+		CleartextAllowed: func() bool { return true }, // httptest serves plain HTTP on loopback
 	}
 	if mutate != nil {
 		mutate(&opts)

@@ -32,7 +32,10 @@ type Runtime struct {
 	// AllowCleartextWithoutTLS permits cleartext on unsecured connections (development only).
 	AllowCleartextWithoutTLS bool
 	// TLS answers SSLRequest when set.
-	TLS                    *tls.Config
+	TLS *tls.Config
+	// Guard logs failed logins and keeps the per-source failure budget (nil: neither). The
+	// same Guard serves every runtime of a process.
+	Guard                  *auth.Guard
 	MaxClients             int
 	AuthTimeout            time.Duration
 	IdleTransactionTimeout time.Duration
@@ -49,12 +52,13 @@ type Options struct {
 	// driver over WebSocket sends its password this way). Honoured only when the connection is
 	// secured or the runtime allows cleartext without TLS.
 	Cleartext bool
+	// Transport names the transport in logs and metrics ("tcp" when empty, "websocket").
+	Transport string
 }
 
 // Observer receives session events for metrics. All methods must be cheap and safe for
 // concurrent use.
 type Observer interface {
-	AuthFailed()
 	Transaction(d time.Duration)
 	ServerError(sqlstate string)
 	Bytes(in, out int64)
@@ -62,7 +66,6 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) AuthFailed()               {}
 func (nopObserver) Transaction(time.Duration) {}
 func (nopObserver) ServerError(string)        {}
 func (nopObserver) Bytes(int64, int64)        {}

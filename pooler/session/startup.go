@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/pool"
 )
 
@@ -180,6 +181,11 @@ func (s *session) startup(ctx context.Context) error {
 	}
 	s.user = user
 
+	if retry, ok := s.rt.Guard.Allow(s.conn.RemoteAddr(), time.Now()); !ok {
+		s.loginFailed(user, auth.ReasonOverBudget)
+		s.fatal("08004", fmt.Sprintf("too many failed logins from this address; retry in %s", retry.Round(time.Second)+time.Second))
+		return errors.New("source over its failed-login budget")
+	}
 	if err := s.authenticate(user); err != nil {
 		return err
 	}
@@ -216,7 +222,9 @@ func (s *session) startup(ctx context.Context) error {
 	return s.w.flush(true)
 }
 
-// authenticate runs SCRAM or a cleartext exchange for key name user.
+// authenticate runs SCRAM or a cleartext exchange for key name user. Cleartext is asked for
+// only on an encrypted connection (TLS, or a transport secured outside the protocol) or with
+// AllowCleartextWithoutTLS; elsewhere the client is asked for SCRAM.
 func (s *session) authenticate(user string) error {
 	s.setState(stateAuth)
 	rt := s.rt
@@ -231,6 +239,7 @@ func (s *session) authenticate(user string) error {
 		}
 		var pm pgproto3.PasswordMessage
 		if err := pm.Decode(body); err != nil {
+			s.loginFailed(user, auth.ReasonProtocol)
 			s.fatal("08P01", "invalid password packet")
 			return err
 		}
@@ -250,12 +259,22 @@ func (s *session) authenticate(user string) error {
 	}
 	var initial pgproto3.SASLInitialResponse
 	if err := initial.Decode(body); err != nil || initial.AuthMechanism != "SCRAM-SHA-256" {
+		if s.opts.Cleartext {
+			// The transport's clients send the key in cleartext (the Neon driver pipelines it
+			// with the startup message): this was that key, on a connection that is not
+			// encrypted. Say why instead of "malformed".
+			s.loginFailed(user, auth.ReasonCleartextWithoutTLS)
+			s.fatal("28000", "a cleartext password (API key) is refused on an unencrypted connection: connect over TLS (wss://)")
+			return errors.New("cleartext password without TLS")
+		}
+		s.loginFailed(user, auth.ReasonProtocol)
 		s.fatal("08P01", "expected SASL initial response with SCRAM-SHA-256")
 		return fmt.Errorf("%w: bad SASLInitialResponse", ErrProtocol)
 	}
 	ex := rt.Keyring.NewSCRAM(user, time.Now())
 	first, err := ex.ServerFirst(initial.Data)
 	if err != nil {
+		s.loginFailed(user, auth.ReasonProtocol)
 		s.fatal("08P01", "malformed SCRAM message")
 		return err
 	}
@@ -268,11 +287,13 @@ func (s *session) authenticate(user string) error {
 	}
 	var resp pgproto3.SASLResponse
 	if err := resp.Decode(body); err != nil {
+		s.loginFailed(user, auth.ReasonProtocol)
 		s.fatal("08P01", "malformed SCRAM message")
 		return err
 	}
 	final, ok, err := ex.ServerFinal(resp.Data)
 	if err != nil {
+		s.loginFailed(user, auth.ReasonProtocol)
 		s.fatal("08P01", "malformed SCRAM message")
 		return err
 	}
@@ -289,16 +310,32 @@ func (s *session) readAuthMessage() ([]byte, error) {
 		return nil, err
 	}
 	if typ != 'p' {
+		s.loginFailed(s.user, auth.ReasonProtocol)
 		s.fatal("08P01", fmt.Sprintf("expected password response, got message type %q", typ))
 		return nil, fmt.Errorf("%w: unexpected message %q during auth", ErrProtocol, typ)
 	}
 	return body, nil
 }
 
+// authFailed refuses a wrong key. The client learns only that the login failed; the log and
+// the metrics say whether the name exists.
 func (s *session) authFailed(user string) error {
-	s.proxy.Observer.AuthFailed()
+	reason := auth.ReasonUnknownName
+	if s.rt.Keyring.Has(user) {
+		reason = auth.ReasonWrongKey
+	}
+	s.loginFailed(user, reason)
 	s.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", user))
 	return errors.New("authentication failed")
+}
+
+// loginFailed reports a failed or refused login to the guard (log, metrics, source budget).
+func (s *session) loginFailed(user, reason string) {
+	transport := s.opts.Transport
+	if transport == "" {
+		transport = "tcp"
+	}
+	s.rt.Guard.Failed(auth.Attempt{Transport: transport, Remote: s.conn.RemoteAddr(), Name: user, Reason: reason}, time.Now())
 }
 
 // fatal sends a FATAL error; the caller then closes the connection.
