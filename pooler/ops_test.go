@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -353,4 +355,57 @@ func TestMalformedMessageDuringRelayDoesNotDeadlock(t *testing.T) {
 func appendMessage(dst []byte, typ byte, body []byte) []byte {
 	n := len(body) + 4
 	return append(append(dst, typ, byte(n>>24), byte(n>>16), byte(n>>8), byte(n)), body...)
+}
+
+// TestGarbageNeverReachesUpstream: limit proved — client messages are checked before they are
+// forwarded. 200 authenticated clients each send a message with a valid type byte and a
+// malformed body; every one is closed with 08P01 and not one upstream connection is opened or
+// used for them.
+func TestGarbageNeverReachesUpstream(t *testing.T) {
+	h := startPooler(t, func(c *config.Config) { c.Pool.Size = 20 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	warm := h.connect(ctx, t)
+	exec1(ctx, t, warm, "select 1")
+	connectsBefore := metricValue(t, h, "edgepool_upstream_connects_total")
+	garbage := [][]byte{
+		appendMessage(nil, 'Q', []byte("select 1")),                     // no NUL
+		appendMessage(nil, 'Q', []byte("select 1\x00trailing")),         // bytes after the string
+		appendMessage(nil, 'P', []byte("s\x00select 1\x00\x00\x05")),    // 5 parameter types announced, none sent
+		appendMessage(nil, 'B', []byte("\x00\x00\x00\x00\x00\x01\x00")), // parameter count cut short
+		appendMessage(nil, 'E', []byte("\x00\x00")),                     // row limit cut short
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[string]int{}
+	for i := range 200 {
+		wg.Go(func() {
+			c, err := pgconn.Connect(ctx, h.dsn(h.key, ""))
+			if err != nil {
+				t.Errorf("connect: %v", err)
+				return
+			}
+			defer c.Close(ctx)
+			_, _ = c.Conn().Write(garbage[i%len(garbage)])
+			msg, err := c.ReceiveMessage(ctx) // pgconn turns a FATAL into its error
+			code := fmt.Sprintf("%T %v", msg, err)
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) {
+				code = pgErr.Severity + " " + pgErr.Code
+			}
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if codes["FATAL 08P01"] != 200 {
+		t.Fatalf("answers to garbage: %v, want 200 × FATAL 08P01", codes)
+	}
+	if after := metricValue(t, h, "edgepool_upstream_connects_total"); after != connectsBefore {
+		t.Fatalf("garbage opened %v upstream connections", after-connectsBefore)
+	}
+	if got := exec1(ctx, t, warm, "select 2"); got != "2" {
+		t.Fatal("pooler broken after garbage")
+	}
 }

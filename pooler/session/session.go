@@ -299,6 +299,9 @@ func (s *session) handle(ctx context.Context, typ byte, body []byte) error {
 	if typ == 'X' {
 		return errTerminate
 	}
+	if err := checkMessage(typ, body); err != nil {
+		return err // garbage never reaches (or takes) an upstream connection
+	}
 	if s.skipUntilSync {
 		if typ == 'S' {
 			s.skipUntilSync = false
