@@ -34,7 +34,7 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 		cache = edge.NewCache(cfg.HTTP.Cache.MaxBytes, metrics)
 	}
 	// One in-flight budget for every handler on the listener: in total, and per key.
-	limiter := edge.NewLimiter(cfg.Pool.MaxClientConnections, cfg.HTTP.MaxInFlightPerKey)
+	limiter := edge.NewLimiter(limitsFor(cfg, s.nofile).maxClients, cfg.HTTP.MaxInFlightPerKey)
 	handler := edge.NewServer(edge.Options{
 		Upstream:         edge.PoolUpstream(s.pool),
 		Keys:             edge.KeyringFunc(s.Keyring),

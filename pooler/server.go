@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -44,6 +45,7 @@ type Server struct {
 	sessions      sync.WaitGroup
 
 	upstream   atomic.Pointer[pgconn.Config]
+	nofile     uint64 // RLIMIT_NOFILE: client caps are lowered to fit it
 	started    atomic.Bool
 	upstreamOK atomic.Bool
 	draining   atomic.Bool
@@ -55,7 +57,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{log: log}
+	s := &Server{log: log, nofile: fileLimit()}
 	upstreamCfg, err := upstreamConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -161,13 +163,19 @@ func (s *Server) runtimeFrom(cfg *config.Config) (*session.Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
+	limits := limitsFor(cfg, s.nofile)
+	if limits.lowered {
+		s.log.Warn("pool.maxClientConnections lowered to fit the file descriptor limit (RLIMIT_NOFILE)",
+			"configured", cfg.Pool.MaxClientConnections, "inForce", limits.maxClients, "nofile", s.nofile)
+	}
 	rt := &session.Runtime{
 		Keyring:                  ring,
 		Database:                 cfg.Database,
 		SessionMode:              cfg.Pool.Mode == config.ModeSession,
 		PreferCleartext:          cfg.ClientAuthMethod == config.AuthPassword,
 		AllowCleartextWithoutTLS: cfg.AllowCleartextWithoutTLS,
-		MaxClients:               cfg.Pool.MaxClientConnections,
+		MaxClients:               limits.maxClients,
+		MaxAuthenticating:        limits.maxAuthenticating,
 		AuthTimeout:              cfg.Pool.AuthTimeout.Duration,
 		IdleTransactionTimeout:   cfg.Pool.IdleTransactionTimeout.Duration,
 		MaxMessageBytes:          cfg.Pool.MaxMessageBytes,
@@ -261,15 +269,27 @@ func (s *Server) warmup(ctx context.Context) {
 
 func (s *Server) acceptLoop(l net.Listener) {
 	var delay time.Duration
+	var failures int
+	var loggedAt time.Time
 	for {
 		conn, err := l.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Out of file descriptors and the like: back off instead of spinning.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed", "err", err)
+			// Out of file descriptors (or the like): free one by closing the connection that
+			// has been logging in longest, and back off instead of spinning. New connections
+			// wait in the kernel's listen queue meanwhile.
+			evicted := (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && s.proxy.EvictOldestLogin()
+			delay = min(max(2*delay, 5*time.Millisecond), 250*time.Millisecond)
+			if evicted {
+				delay = time.Millisecond
+			}
+			failures++
+			if time.Since(loggedAt) > 10*time.Second {
+				s.log.Warn("accept failed; backing off", "err", err, "failuresSinceLastLog", failures, "evictedALogin", evicted)
+				loggedAt, failures = time.Now(), 0
+			}
 			time.Sleep(delay)
 			continue
 		}

@@ -110,8 +110,13 @@ type Pool struct {
 	Mode string `json:"mode"`
 	// Size is this replica's number of upstream connections.
 	Size int `json:"size"`
-	// MaxClientConnections caps client connections across all transports.
+	// MaxClientConnections caps wire-protocol client connections (TCP and WebSocket), logged
+	// in or logging in, and concurrent HTTP requests. It is lowered to fit the process's file
+	// descriptor limit.
 	MaxClientConnections int `json:"maxClientConnections"`
+	// MaxAuthenticatingConnections caps connections that have not finished logging in; a new
+	// one then replaces the one logging in longest. 0: maxClientConnections/8, at least 16.
+	MaxAuthenticatingConnections int `json:"maxAuthenticatingConnections,omitempty"`
 	// QueryWaitTimeout bounds how long a client waits for an upstream connection.
 	QueryWaitTimeout Duration `json:"queryWaitTimeout"`
 	// IdleTransactionTimeout closes a client that sits idle inside a transaction.
@@ -338,6 +343,9 @@ func (c *Config) Validate() error {
 	case AuthSCRAM, AuthPassword:
 	default:
 		bad("clientAuthMethod", "must be %s or %s; got %q", AuthSCRAM, AuthPassword, c.ClientAuthMethod)
+	}
+	if c.Pool.MaxAuthenticatingConnections < 0 {
+		bad("pool.maxAuthenticatingConnections", "must not be negative, got %d", c.Pool.MaxAuthenticatingConnections)
 	}
 	if c.HTTP.MaxInFlightPerKey < 0 {
 		bad("http.maxInFlightPerKey", "must not be negative, got %d", c.HTTP.MaxInFlightPerKey)

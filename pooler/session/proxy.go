@@ -35,8 +35,11 @@ type Runtime struct {
 	TLS *tls.Config
 	// Guard logs failed logins and keeps the per-source failure budget (nil: neither). The
 	// same Guard serves every runtime of a process.
-	Guard                  *auth.Guard
-	MaxClients             int
+	Guard *auth.Guard
+	// MaxClients caps client connections, logged in or logging in (admission.go).
+	MaxClients int
+	// MaxAuthenticating caps connections logging in; the oldest is evicted for a new one.
+	MaxAuthenticating      int
 	AuthTimeout            time.Duration
 	IdleTransactionTimeout time.Duration
 	MaxMessageBytes        int
@@ -87,10 +90,11 @@ type Proxy struct {
 	mu       sync.Mutex
 	sessions map[uint32]*session // by pooler-issued process ID (cancel key)
 
-	clients  atomic.Int64 // connected, past startup
-	active   atomic.Int64 // holding an upstream connection
-	waiting  atomic.Int64 // waiting for one
-	accepted atomic.Int64
+	admissions admissions   // connections logging in (admission.go)
+	clients    atomic.Int64 // connected, past startup
+	active     atomic.Int64 // holding an upstream connection
+	waiting    atomic.Int64 // waiting for one
+	accepted   atomic.Int64
 }
 
 type serverParam struct{ name, value string }
@@ -119,12 +123,19 @@ type Stats struct {
 	ClientsIdle    int64 `json:"clientsIdle"`
 	Accepted       int64 `json:"clientsAcceptedTotal"`
 	Statements     int   `json:"preparedStatements"`
+	// LoggingIn are connections that have not finished startup and authentication.
+	LoggingIn int64 `json:"clientsLoggingIn"`
+	// LoginsEvicted were closed to make room for newer logins (MaxAuthenticating).
+	LoginsEvicted int64 `json:"clientsLoginsEvictedTotal"`
+	// Refused found MaxClients clients logged in.
+	Refused int64 `json:"clientsRefusedTotal"`
 }
 
 // Stats returns a snapshot.
 func (p *Proxy) Stats() Stats {
 	s := Stats{Clients: p.clients.Load(), ClientsActive: p.active.Load(), ClientsWaiting: p.waiting.Load(),
-		Accepted: p.accepted.Load(), Statements: p.stmts.len()}
+		Accepted: p.accepted.Load(), Statements: p.stmts.len(), LoggingIn: p.admissions.n.Load(),
+		LoginsEvicted: p.admissions.evicted.Load(), Refused: p.admissions.refused.Load()}
 	s.ClientsIdle = max(0, s.Clients-s.ClientsActive-s.ClientsWaiting)
 	return s
 }

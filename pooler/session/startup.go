@@ -41,17 +41,26 @@ func (p *Proxy) ServeConnAsync(ctx context.Context, conn net.Conn, opts Options,
 func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, park bool, done func(error)) {
 	rt := p.Runtime()
 	p.accepted.Add(1)
+	adm, ok := p.admit(conn, rt)
+	if !ok {
+		refuseTooMany(conn)
+		done(errors.New("too many clients"))
+		return
+	}
 	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure, park: park, done: done, ctx: ctx}
 	s.r = msgReader{conn: conn, maxBody: maxAuthMessageBytes}
 	s.w = msgWriter{conn: conn}
 	s.setState(stateStartup)
 	defer func() {
 		if r := recover(); r != nil {
+			p.admitted(adm)
 			s.onPanic(r)
 		}
 	}()
 	_ = conn.SetDeadline(time.Now().Add(rt.AuthTimeout))
-	if err := s.startup(ctx); err != nil {
+	err := s.startup(ctx)
+	p.admitted(adm)
+	if err != nil {
 		if !errors.Is(err, errCancelRequest) {
 			p.Log.Debug("client startup failed", "remote", conn.RemoteAddr().String(), "err", err)
 		}
