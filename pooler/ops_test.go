@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edgepool/edgepool/pooler"
+	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -74,44 +75,125 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 }
 
-// A key removed from the config file is refused for new connections; its open sessions
-// carry on.
-func TestKeyRemovedOnReload(t *testing.T) {
-	ci := newTestKey(t, "ci")
-	h := startPooler(t, func(c *config.Config) { c.Keys = append(c.Keys, ci.entry) })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	open, err := pgconn.Connect(ctx, h.dsn(ci, ""))
+// TestRevokedKeysSessionsCloseAfterTheirTransaction: limit proved — sessions of keys that
+// were removed, disabled (the operator leaves them out), rotated out or expired are closed at
+// the next reload: an idle one within 2 s, one inside a transaction when it ends (it can still
+// commit); sessions of valid keys and of the new key of a rotation carry on; new connections
+// with a revoked key are refused; a bad file keeps the running config.
+func TestRevokedKeysSessionsCloseAfterTheirTransaction(t *testing.T) {
+	for _, mode := range []string{config.ModeTransaction, config.ModeSession} {
+		t.Run(mode, func(t *testing.T) {
+			ci := newTestKey(t, "ci")
+			salt, _ := apikey.NewSalt()
+			rotNew, rotNewEntry := keyWithSalt(t, salt, nil)
+			later := time.Now().Add(time.Hour)
+			rotOld, rotOldEntry := keyWithSalt(t, salt, &later)
+			rot := config.Key{Name: "rot", Verifiers: []config.Verifier{rotNewEntry, rotOldEntry}}
+			h := startPooler(t, func(c *config.Config) {
+				c.Pool.Mode = mode
+				c.Pool.Size = 8 // session mode: every session holds one
+				c.Keys = append(c.Keys, ci.entry, rot)
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			connect := func(user, secret string) *pgconn.PgConn {
+				c, err := pgconn.Connect(ctx, h.dsn(testKey{name: user, secret: secret}, ""))
+				if err != nil {
+					t.Fatalf("connect as %s: %v", user, err)
+				}
+				t.Cleanup(func() { c.Close(context.Background()) })
+				exec1(ctx, t, c, "select 1")
+				return c
+			}
+			ciIdle, ciInTx := connect("ci", ci.secret), connect("ci", ci.secret)
+			rotOldIdle, rotNewIdle := connect("rot", rotOld), connect("rot", rotNew)
+			appIdle := connect(h.key.name, h.key.secret)
+			exec1(ctx, t, ciInTx, "begin")
+			exec1(ctx, t, ciInTx, "select 1")
+
+			// Remove ci; rotate rot (its previous key leaves).
+			cfg := *h.cfg
+			cfg.Keys = []config.Key{h.key.entry, {Name: "rot", Verifiers: []config.Verifier{rotNewEntry}}}
+			reloaded := time.Now()
+			h.writeConfig(&cfg)
+			for name, c := range map[string]*pgconn.PgConn{"ci idle": ciIdle, "rot previous key idle": rotOldIdle} {
+				code, took := closedWith(t, c, reloaded)
+				t.Logf("%s: closed with %s %v after the reload", name, code, took.Round(time.Millisecond))
+				if code != "57P01" || took > 2*time.Second {
+					t.Fatalf("%s: closed with %q after %v, want 57P01 within 2 s", name, code, took)
+				}
+			}
+			// The transaction in flight finishes; then its session closes.
+			exec1(ctx, t, ciInTx, "select 2")
+			exec1(ctx, t, ciInTx, "commit")
+			if code, _ := closedWith(t, ciInTx, time.Now()); code != "57P01" {
+				t.Fatalf("ci session after its transaction: %q, want 57P01", code)
+			}
+			for name, c := range map[string]*pgconn.PgConn{"app": appIdle, "rot new key": rotNewIdle} {
+				if got := exec1(ctx, t, c, "select 3"); got != "3" {
+					t.Fatalf("%s session after the reload: %q", name, got)
+				}
+			}
+			if _, err := pgconn.Connect(ctx, h.dsn(ci, "")); pgCode(err) != "28P01" {
+				t.Fatalf("removed key at login: %v", err)
+			}
+			if _, err := pgconn.Connect(ctx, h.dsn(testKey{name: "rot", secret: rotOld}, "")); pgCode(err) != "28P01" {
+				t.Fatalf("rotated-out key at login: %v", err)
+			}
+
+			// Expiry: a reload after the new key's notAfter closes its sessions too.
+			past := time.Now().Add(-time.Second)
+			expired := rotNewEntry
+			expired.NotAfter = &past
+			cfg.Keys = []config.Key{h.key.entry, {Name: "rot", Verifiers: []config.Verifier{expired}}}
+			reloaded = time.Now()
+			h.writeConfig(&cfg)
+			if code, took := closedWith(t, rotNewIdle, reloaded); code != "57P01" || took > 2*time.Second {
+				t.Fatalf("expired key's session: %q after %v", code, took)
+			}
+
+			// A bad file keeps the running config.
+			if err := writeRaw(h, "{not json"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the bad file to be rejected", 5*time.Second, func() bool {
+				return metricValue(t, h, "edgepool_config_reload_errors_total") >= 1
+			})
+			if got := exec1(ctx, t, appIdle, "select 4"); got != "4" {
+				t.Fatal("valid session broken by a bad config file")
+			}
+		})
+	}
+}
+
+// keyWithSalt makes a key and its verifier with the given salt (keys of one name share it).
+func keyWithSalt(t *testing.T, salt []byte, notAfter *time.Time) (string, config.Verifier) {
+	t.Helper()
+	secret, err := apikey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer open.Close(ctx)
-	exec1(ctx, t, open, "begin")
-
-	cfg := *h.cfg
-	cfg.Keys = []config.Key{h.key.entry}
-	h.writeConfig(&cfg)
-	waitFor(t, "the removed key to be refused", 5*time.Second, func() bool {
-		c, err := pgconn.Connect(ctx, h.dsn(ci, ""))
-		if err == nil {
-			c.Close(ctx)
-			return false
-		}
-		return pgCode(err) == "28P01"
-	})
-	// The open session finishes its transaction and keeps working.
-	exec1(ctx, t, open, "select 1")
-	exec1(ctx, t, open, "commit")
-	if got := exec1(ctx, t, open, "select 2"); got != "2" {
-		t.Fatalf("open session after key removal: %q", got)
-	}
-	// The remaining key still works, and a bad file keeps the running config.
-	h.connect(ctx, t)
-	if err := writeRaw(h, "{not json"); err != nil {
+	v, err := apikey.NewSCRAMVerifier(secret, salt, apikey.DefaultIterations)
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	h.connect(ctx, t)
+	return secret, config.Verifier{SCRAM: v.String(), SHA256: apikey.Digest(secret), Fingerprint: apikey.Fingerprint(secret), NotAfter: notAfter}
+}
+
+// closedWith waits (up to 5 s) for the pooler to end a session and returns the SQLSTATE of
+// the FATAL it sent and how long after since it arrived.
+func closedWith(t *testing.T, c *pgconn.PgConn, since time.Time) (string, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	msg, err := c.ReceiveMessage(ctx) // pgconn returns a FATAL as its error
+	took := time.Since(since)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code, took
+	}
+	t.Fatalf("session not closed with a FATAL: %T %v", msg, err)
+	return "", took
 }
 
 func writeRaw(h *harness, s string) error {

@@ -166,7 +166,7 @@ func (s *session) parkIdle() {
 		if r := getReactor(); r != nil && r.park(s, tc) {
 			// Drain or CloseAll may have looked for this session before it was registered;
 			// they set their flag first, so checking after registering cannot miss both.
-			if s.proxy.draining.Load() || s.closeReq.Load() {
+			if s.ending() || s.closeReq.Load() {
 				s.wake()
 			}
 			return

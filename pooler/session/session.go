@@ -79,10 +79,11 @@ type session struct {
 	r msgReader
 	w msgWriter
 
-	pid    uint32
-	secret [4]byte
-	user   string
-	key    auth.KeyID // the key the client proved (checked again on reload)
+	pid     uint32
+	secret  [4]byte
+	user    string
+	key     auth.KeyID  // the key the client proved (checked again on reload)
+	revoked atomic.Bool // the key is no longer valid: end between transactions (revoke.go)
 
 	defaults  map[string]string // tracked parameters' values on fresh connections (shared, read-only)
 	overrides map[string]string // where this client wants others (params.go); guarded by mu
@@ -151,7 +152,7 @@ func (s *session) loop(ctx context.Context) {
 			}
 			idle, stop := s.prepareBlockingRead()
 			if stop {
-				s.fatal("57P01", "the pooler is shutting down")
+				s.fatal(s.endNotice())
 				s.end(s.finish(errors.New("draining")), true)
 				return
 			}
@@ -206,7 +207,7 @@ func (s *session) waitHeader() bool {
 	s.inHdrWait = false
 	if s.kicked {
 		s.kicked = false
-		if s.r.hdrReady && !s.proxy.draining.Load() {
+		if s.r.hdrReady && !s.ending() {
 			// The header made it: the body must not hit the kick's deadline.
 			s.deadlineSet = false
 			_ = s.conn.SetReadDeadline(time.Time{})
@@ -224,7 +225,7 @@ func (s *session) resume() {
 			s.onPanic(r)
 		}
 	}()
-	if !s.proxy.draining.Load() { // draining: the loop ends an idle session without reading
+	if !s.ending() { // draining or revoked: the loop ends an idle session without reading
 		s.r.readHeader()
 	}
 	s.loop(s.ctx)
@@ -236,7 +237,7 @@ func (s *session) prepareBlockingRead() (idle, stop bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.upstream == nil {
-		if s.proxy.draining.Load() {
+		if s.ending() {
 			return true, true
 		}
 		if s.deadlineSet {
@@ -259,10 +260,11 @@ func (s *session) onReadTimeout() (retry bool) {
 	s.mu.Lock()
 	attached := s.upstream != nil
 	idleInTx := attached && s.pending <= 0 && !s.inFlight && s.txStatus != 'I'
+	revokedBetweenTx := s.revokedBetweenTx()
 	s.mu.Unlock()
 	switch {
-	case !attached && s.proxy.draining.Load():
-		s.fatal("57P01", "the pooler is shutting down")
+	case !attached && s.ending(), revokedBetweenTx:
+		s.fatal(s.endNotice())
 		return false
 	case idleInTx:
 		s.fatal("25P03", "terminating connection due to idle-in-transaction timeout")
@@ -564,12 +566,15 @@ func (s *session) pump(c *pool.Conn, done chan struct{}) {
 				s.upstream == c
 			if detach {
 				s.upstream, s.sconn = nil, nil
-				if s.proxy.draining.Load() || (s.park && s.inHdrWait) {
+				if s.ending() || (s.park && s.inHdrWait) {
 					// Wake the client loop: to end (draining) or to park its idle wait.
 					s.deadlineSet = true
 					s.kicked = s.inHdrWait
 					_ = s.conn.SetReadDeadline(time.Unix(1, 0))
 				}
+			} else if s.revokedBetweenTx() {
+				s.deadlineSet = true // session mode: the revoked session ends now (revoke.go)
+				_ = s.conn.SetReadDeadline(time.Unix(1, 0))
 			}
 			attachedAt := s.attachedAt
 			quiet := s.pending <= 0
