@@ -55,10 +55,10 @@ func (s *session) revokedBetweenTx() bool {
 // the pooler drains, or its key was revoked.
 func (s *session) ending() bool { return s.proxy.draining.Load() || s.revoked.Load() }
 
-// endNotice is the FATAL a session that is ending gets.
-func (s *session) endNotice() (code, msg string) {
+// endNotice is the message of the FATAL 57P01 a session that is ending gets.
+func (s *session) endNotice() string {
 	if s.revoked.Load() && !s.proxy.draining.Load() {
-		return "57P01", "terminating connection: the API key was disabled, removed or expired"
+		return "terminating connection: the API key was disabled, removed or expired"
 	}
-	return "57P01", "the pooler is shutting down"
+	return "the pooler is shutting down"
 }

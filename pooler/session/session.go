@@ -152,7 +152,7 @@ func (s *session) loop(ctx context.Context) {
 			}
 			idle, stop := s.prepareBlockingRead()
 			if stop {
-				s.fatal(s.endNotice())
+				s.fatal("57P01", s.endNotice())
 				s.end(s.finish(errors.New("draining")), true)
 				return
 			}
@@ -264,7 +264,7 @@ func (s *session) onReadTimeout() (retry bool) {
 	s.mu.Unlock()
 	switch {
 	case !attached && s.ending(), revokedBetweenTx:
-		s.fatal(s.endNotice())
+		s.fatal("57P01", s.endNotice())
 		return false
 	case idleInTx:
 		s.fatal("25P03", "terminating connection due to idle-in-transaction timeout")
