@@ -212,6 +212,21 @@ func (s *Server) Stop() {
 	}
 }
 
+// Kill ends the server the hard way (SIGKILL to the postmaster, as kill -9 does) and waits for
+// it to exit; its backends notice and exit on their own. Restart brings it back (crash
+// recovery replays the WAL: committed transactions survive).
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
 // Restart stops the server if it runs and starts it again on the same port.
 func (s *Server) Restart() error {
 	s.Stop()

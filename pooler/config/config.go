@@ -149,6 +149,8 @@ type HTTP struct {
 	MaxResponseBytes int `json:"maxResponseBytes,omitempty"`
 	// StatementTimeout bounds one HTTP request's queries.
 	StatementTimeout Duration `json:"statementTimeout,omitempty"`
+	// ReadHeaderTimeout bounds reading a request's headers (the connection is closed beyond).
+	ReadHeaderTimeout Duration `json:"readHeaderTimeout,omitempty"`
 	// BodyReadTimeout bounds reading a request body (408 beyond), so a client that trickles its
 	// body cannot hold a request slot.
 	BodyReadTimeout Duration `json:"bodyReadTimeout,omitempty"`
@@ -231,6 +233,7 @@ func Defaults() Config {
 			MaxRequestBytes:   4 << 20,
 			MaxResponseBytes:  10 << 20,
 			StatementTimeout:  Duration{30 * time.Second},
+			ReadHeaderTimeout: Duration{10 * time.Second},
 			BodyReadTimeout:   Duration{10 * time.Second},
 			MaxInFlightPerKey: 256,
 			Cache:             Cache{MaxBytes: 64 << 20},
@@ -361,7 +364,7 @@ func (c *Config) Validate() error {
 	}
 	for name, d := range map[string]Duration{
 		"pool.queryWaitTimeout": c.Pool.QueryWaitTimeout, "pool.connectTimeout": c.Pool.ConnectTimeout,
-		"pool.authTimeout": c.Pool.AuthTimeout,
+		"pool.authTimeout": c.Pool.AuthTimeout, "http.readHeaderTimeout": c.HTTP.ReadHeaderTimeout,
 	} {
 		if d.Duration <= 0 {
 			bad(name, "must be positive")
