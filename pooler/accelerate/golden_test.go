@@ -16,7 +16,9 @@ import (
 
 // The golden tests replay real exchanges between the Prisma 7.10 client and Prisma's
 // reference server (testdata/README.md) against this package's server, in file order, on a
-// fresh database built from testdata/schema.sql, and compare status, headers and body.
+// fresh database built from testdata/schema.sql, and compare status, headers and body: the
+// 75 captures of the suite, then the 3 of the relationJoins preview (JSON-aggregated
+// relations), which were captured on the database the suite left.
 //
 // The comparison is exact except for values made at run time, which differ between runs:
 //
@@ -68,9 +70,15 @@ func TestGoldenReference(t *testing.T) {
 		t.Fatalf("want the 75 captures in testdata/reference, found %d (%v)", len(files), err)
 	}
 	sort.Strings(files)
+	// The relationJoins captures were made right after the suite, on the same database.
+	joins, err := filepath.Glob("testdata/relation-joins/*.json")
+	if err != nil || len(joins) != 3 {
+		t.Fatalf("want the 3 captures in testdata/relation-joins, found %d (%v)", len(joins), err)
+	}
+	sort.Strings(joins)
 	ts := newTestServer(t, newDatabase(t, string(schema)), nil)
 	r := newReplayer(ts)
-	for _, f := range files {
+	for _, f := range append(files, joins...) {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) { r.replayFile(t, f) })
 	}
 }
