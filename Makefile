@@ -60,6 +60,15 @@ test-node: ## End-to-end tests of POST /sql, WebSocket and the cache with the re
 	$(GO) build -o $(BIN)/edgepool-node-harness ./test/node/harness
 	cd test/node && EDGEPOOL_HARNESS=$(BIN)/edgepool-node-harness node --test --test-concurrency=1 --test-timeout=120000
 
+.PHONY: test-prisma
+test-prisma: ## A real Prisma 7 client (accelerateUrl, withAccelerate(), http and https) against the pooler's Prisma Accelerate endpoint (test/prisma).
+	./hack/install-test-deps.sh
+	./hack/install-node-deps.sh test/prisma
+	./hack/prisma-generate.sh test/prisma
+	$(GO) build -o $(BIN)/edgepool ./cmd/edgepool
+	$(GO) build -o $(BIN)/edgepool-node-harness ./test/node/harness
+	cd test/prisma && EDGEPOOL_HARNESS=$(BIN)/edgepool-node-harness node --import tsx --test --test-concurrency=1 --test-timeout=180000
+
 ##@ Demo and end to end (local kubelet harness: internal/localkubelet; docs/e2e.md)
 
 E2E_FLAGS ?= -count=1 -timeout 15m -v
