@@ -188,6 +188,9 @@ func (s *Server) serveQuery(ctx context.Context, req *request) error {
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, s.opts.QueryTimeout, errQueryTimeout)
 	defer cancel()
+	// What the extension's withAccelerateInfo() reports for an answer not served from or
+	// stored in the cache (serveCached overrides it).
+	req.header.Set("Accelerate-Cache-Status", cacheNone)
 	if id := req.r.PathValue("id"); id != "" {
 		var data []byte
 		err := s.txs.withTx(ctx, id, req.keyName, "query", func(opCtx context.Context, tx *itx, conn *dbConn) error {

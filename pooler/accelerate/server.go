@@ -73,7 +73,7 @@ func NewServer(opts Options) *Server {
 		opts.Metrics = NewMetrics()
 	}
 	if opts.MaxRequestBytes <= 0 {
-		opts.MaxRequestBytes = 4 << 20
+		opts.MaxRequestBytes = 32 << 20
 	}
 	if opts.MaxResponseBytes <= 0 {
 		opts.MaxResponseBytes = 10 << 20
