@@ -405,7 +405,12 @@ func (s *Server) serveCached(ctx context.Context, req *request, q *queryRequest,
 // refreshEntry revalidates a stale cache entry in the background.
 func (s *Server) refreshEntry(key string, q *queryRequest, p cachePolicy, tags []string) {
 	defer s.refresh.Done()
-	defer s.opts.Cache.EndRefresh(key)
+	defer func() {
+		s.opts.Cache.EndRefresh(key)
+		if s.afterRefresh != nil {
+			s.afterRefresh()
+		}
+	}()
 	ctx, cancel := context.WithTimeoutCause(context.Background(), s.opts.QueryTimeout, errQueryTimeout)
 	defer cancel()
 	data, err := s.runPooled(ctx, q, nil, true)

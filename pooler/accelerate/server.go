@@ -62,6 +62,8 @@ type Server struct {
 	refresh  sync.WaitGroup // background cache refreshes
 	closing  atomic.Bool
 	closeOne sync.Once
+	// afterRefresh, when set, is called when a background cache refresh ends (tests).
+	afterRefresh func()
 }
 
 // NewServer returns a Server; Register mounts it on the pooler's HTTP mux.
