@@ -112,15 +112,15 @@ func TestCacheControlParsing(t *testing.T) {
 		p  cachePolicy
 		ok bool
 	}{
-		"":                                      {cachePolicy{}, false},
-		"no-cache":                              {cachePolicy{}, false},
-		"max-age=30":                            {cachePolicy{maxAge: 30 * time.Second}, true},
-		"max-age=30,stale-while-revalidate=60":  {cachePolicy{30 * time.Second, 60 * time.Second}, true},
-		"max-age=0,stale-while-revalidate=5":    {cachePolicy{swr: 5 * time.Second}, true},
-		"max-age=0":                             {cachePolicy{}, false},
-		"max-age=abc":                           {cachePolicy{}, false},
-		"max-age=99999999":                      {cachePolicy{maxAge: maxCacheTTL}, true},
-		"max-age=30, no-store":                  {cachePolicy{}, false},
+		"":                                       {cachePolicy{}, false},
+		"no-cache":                               {cachePolicy{}, false},
+		"max-age=30":                             {cachePolicy{maxAge: 30 * time.Second}, true},
+		"max-age=30,stale-while-revalidate=60":   {cachePolicy{30 * time.Second, 60 * time.Second}, true},
+		"max-age=0,stale-while-revalidate=5":     {cachePolicy{swr: 5 * time.Second}, true},
+		"max-age=0":                              {cachePolicy{}, false},
+		"max-age=abc":                            {cachePolicy{}, false},
+		"max-age=99999999":                       {cachePolicy{maxAge: maxCacheTTL}, true},
+		"max-age=30, no-store":                   {cachePolicy{}, false},
 		`max-age="10", stale-while-revalidate=1`: {cachePolicy{10 * time.Second, time.Second}, true},
 	} {
 		p, ok := parseCacheControl(h)

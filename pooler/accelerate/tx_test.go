@@ -191,8 +191,8 @@ func TestTransactionStartLimits(t *testing.T) {
 		mustOK(t, ts, "/transaction/"+id+"/rollback", "")
 	}
 	for body, want := range map[string]string{
-		`{"maxWait":2000}`:                                   `Transaction API error: timeout is required`,
-		`{"timeout":2000}`:                                   `Transaction API error: maxWait is required`,
+		`{"maxWait":2000}`: `Transaction API error: timeout is required`,
+		`{"timeout":2000}`: `Transaction API error: maxWait is required`,
 		`{"maxWait":2000,"timeout":2000,"isolationLevel":"SNAPSHOT"}`: `"meta":{"isolationLevel":"SNAPSHOT"}`,
 	} {
 		if code, _, out := ts.do(t, http.MethodPost, "/transaction/start", body); code != http.StatusConflict || !strings.Contains(out, want) {
