@@ -47,10 +47,11 @@ test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race
 # spurious "context deadline exceeded" at the deadline (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 500000x
 .PHONY: fuzz
-fuzz: ## Fuzz the client message decoder and the HTTP SQL request parsing (FUZZTIME executions each; corpus in testdata/fuzz).
+fuzz: ## Fuzz the client message decoder, the HTTP SQL request parsing and the Prisma query plan parsing (FUZZTIME executions each; corpus in testdata/fuzz).
 	$(GO) test ./pooler/session -run '^$$' -fuzz '^FuzzClientMessages$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pooler/edge -run '^$$' -fuzz '^FuzzParseBody$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pooler/edge -run '^$$' -fuzz '^FuzzArrayJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pooler/accelerate -run '^$$' -fuzz '^FuzzParseQueryRequest$$' -fuzztime $(FUZZTIME)
 
 .PHONY: test-node
 test-node: ## End-to-end tests of POST /sql, WebSocket and the cache with the real @neondatabase/serverless (test/node).
