@@ -14,17 +14,14 @@ import (
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
-// accelerateRequest sends one Prisma Accelerate protocol request with a bearer key.
-func accelerateRequest(t *testing.T, client *http.Client, method, url, key, body string) (int, string) {
+// getWithKey sends a GET with a bearer key (none when empty) and returns status and body.
+func getWithKey(t *testing.T, client *http.Client, url, key string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodGet, url, http.NoBody)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -55,15 +52,15 @@ func TestAccelerateOnHTTPListener(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
 	base := "https://" + h.srv.HTTPAddr().String()
 
-	code, body := accelerateRequest(t, client, http.MethodGet, base+"/connection-info", h.key.secret, "")
+	code, body := getWithKey(t, client, base+"/connection-info", h.key.secret)
 	if code != http.StatusOK || body != `{"provider":"postgres","connectionInfo":{"supportsRelationJoins":true}}` {
 		t.Fatalf("GET /connection-info: %d %s", code, body)
 	}
-	if code, body = accelerateRequest(t, client, http.MethodGet, base+"/connection-info", "wrong", ""); code != http.StatusUnauthorized ||
+	if code, body = getWithKey(t, client, base+"/connection-info", "wrong"); code != http.StatusUnauthorized ||
 		!strings.Contains(body, `"code":"P6002"`) {
 		t.Fatalf("wrong key: %d %s", code, body)
 	}
-	code, body = accelerateRequest(t, client, http.MethodPost, base+"/query", h.key.secret, rawPlan("query", "select current_database() as db"))
+	code, body = postSQL(t, client, base+"/query", h.key.secret, rawPlan("query", "select current_database() as db"))
 	if code != http.StatusOK || body != `{"data":{"columns":["db"],"types":["string"],"rows":[["app"]]}}` {
 		t.Fatalf("POST /query: %d %s", code, body)
 	}
@@ -91,8 +88,7 @@ func TestAccelerateDisabled(t *testing.T) {
 		c.HTTP.Enabled = true
 		c.HTTP.Accelerate.Enabled = false
 	})
-	code, body := accelerateRequest(t, http.DefaultClient, http.MethodPost, "http://"+h.srv.HTTPAddr().String()+"/query",
-		h.key.secret, rawPlan("query", "select 1"))
+	code, body := postSQL(t, http.DefaultClient, "http://"+h.srv.HTTPAddr().String()+"/query", h.key.secret, rawPlan("query", "select 1"))
 	if code == http.StatusOK {
 		t.Fatalf("disabled endpoint answered: %s", body)
 	}
@@ -110,13 +106,12 @@ func TestAccelerateDrainRollsBackOpenTransactions(t *testing.T) {
 		c.HTTP.Enabled = true
 	})
 	base := "http://" + h.srv.HTTPAddr().String()
-	code, body := accelerateRequest(t, http.DefaultClient, http.MethodPost, base+"/transaction/start", h.key.secret,
-		`{"maxWait":2000,"timeout":10000}`)
+	code, body := postSQL(t, http.DefaultClient, base+"/transaction/start", h.key.secret, `{"maxWait":2000,"timeout":10000}`)
 	if code != http.StatusOK {
 		t.Fatalf("start: %d %s", code, body)
 	}
 	id := strings.Split(body, `"`)[3]
-	if code, body = accelerateRequest(t, http.DefaultClient, http.MethodPost, base+"/transaction/"+id+"/query", h.key.secret,
+	if code, body = postSQL(t, http.DefaultClient, base+"/transaction/"+id+"/query", h.key.secret,
 		rawPlan("execute", "insert into accel_drain values (1)")); code != http.StatusOK || body != `{"data":1}` {
 		t.Fatalf("insert in the transaction: %d %s", code, body)
 	}

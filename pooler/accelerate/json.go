@@ -317,9 +317,14 @@ func toValidUTF8(s string) string {
 
 // appendJSON writes v as JSON.stringify would after the reference's result normalisation:
 // tagged values in their canonical form, Buffers as base64 strings, Dates as ISO strings.
-// undefined writes nothing at the top level and null inside arrays; record fields holding
-// undefined are left out.
-func appendJSON(dst []byte, v any) ([]byte, error) {
+// undefined writes null; record fields holding undefined are left out.
+func appendJSON(dst []byte, v any) ([]byte, error) { return appendJSONAs(dst, v, false) }
+
+// appendKeyJSON is JSON.stringify of a record key's values, where a Buffer is written as Node
+// writes it ({"type":"Buffer","data":[...]}).
+func appendKeyJSON(dst []byte, v any) ([]byte, error) { return appendJSONAs(dst, v, true) }
+
+func appendJSONAs(dst []byte, v any, bufferObjects bool) ([]byte, error) {
 	switch x := v.(type) {
 	case nil, undefinedT:
 		return append(dst, "null"...), nil
@@ -339,7 +344,7 @@ func appendJSON(dst []byte, v any) ([]byte, error) {
 				dst = append(dst, ',')
 			}
 			var err error
-			if dst, err = appendJSON(dst, e); err != nil {
+			if dst, err = appendJSONAs(dst, e, bufferObjects); err != nil {
 				return dst, err
 			}
 		}
@@ -358,7 +363,7 @@ func appendJSON(dst []byte, v any) ([]byte, error) {
 			dst = appendJSONString(dst, f.name)
 			dst = append(dst, ':')
 			var err error
-			if dst, err = appendJSON(dst, f.value); err != nil {
+			if dst, err = appendJSONAs(dst, f.value, bufferObjects); err != nil {
 				return dst, err
 			}
 		}
@@ -366,6 +371,16 @@ func appendJSON(dst []byte, v any) ([]byte, error) {
 	case time.Time:
 		return appendJSONString(dst, jsISOString(x)), nil
 	case []byte:
+		if bufferObjects {
+			dst = append(dst, `{"type":"Buffer","data":[`...)
+			for i, b := range x {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = strconv.AppendInt(dst, int64(b), 10)
+			}
+			return append(dst, "]}"...), nil
+		}
 		return appendJSONString(dst, base64.StdEncoding.EncodeToString(x)), nil
 	case tagged:
 		s, err := x.normalized()

@@ -108,35 +108,6 @@ func recordKey(rec *record, fields []string, casts []func(any) any) string {
 	return string(b)
 }
 
-// appendKeyJSON is JSON.stringify for key values: like appendJSON, but a Buffer is written as
-// Node writes it ({"type":"Buffer","data":[...]}).
-func appendKeyJSON(dst []byte, v any) ([]byte, error) {
-	switch x := v.(type) {
-	case []byte:
-		dst = append(dst, `{"type":"Buffer","data":[`...)
-		for i, b := range x {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = strconv.AppendInt(dst, int64(b), 10)
-		}
-		return append(dst, "]}"...), nil
-	case []any:
-		dst = append(dst, '[')
-		for i, e := range x {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			var err error
-			if dst, err = appendKeyJSON(dst, e); err != nil {
-				return dst, err
-			}
-		}
-		return append(dst, ']'), nil
-	}
-	return appendJSON(dst, v)
-}
-
 func asRecord(v any) (*record, error) {
 	if r, ok := v.(*record); ok {
 		return r, nil

@@ -164,3 +164,14 @@ func TestJSONRoundTrip(t *testing.T) {
 		t.Error("nesting beyond the depth limit accepted")
 	}
 }
+
+func TestRecordKeys(t *testing.T) {
+	rec := recordOf("id", 1.0, "b", []byte{1, 2}, "d", time.Unix(0, 0), "n", nil)
+	if got := recordKey(rec, []string{"id", "b", "d", "n", "missing"}, nil); got != `[1,{"type":"Buffer","data":[1,2]},"1970-01-01T00:00:00.000Z",null,null]` {
+		t.Errorf("record key %s", got)
+	}
+	casts := inferKeyCasts([]any{recordOf("id", 1.0)}, []string{"id"})
+	if recordKey(recordOf("id", "1"), []string{"id"}, casts) != recordKey(rec, []string{"id"}, nil) {
+		t.Error("a string key is not cast to the parents' number")
+	}
+}

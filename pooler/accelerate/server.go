@@ -215,14 +215,8 @@ func (s *Server) serveStart(ctx context.Context, req *request) error {
 
 // serveEnd commits or rolls back; the client needs a JSON body even here.
 func (s *Server) serveEnd(ctx context.Context, req *request) error {
-	id := req.r.PathValue("id")
-	var err error
-	if strings.HasSuffix(req.r.URL.Path, "/commit") {
-		err = s.txs.commit(ctx, id, req.keyName, req.logs)
-	} else {
-		err = s.txs.rollback(ctx, id, req.keyName, req.logs)
-	}
-	if err != nil {
+	commit := strings.HasSuffix(req.r.URL.Path, "/commit")
+	if err := s.txs.end(ctx, req.r.PathValue("id"), req.keyName, commit, req.logs); err != nil {
 		return err
 	}
 	req.body = newRecord(0)

@@ -211,45 +211,33 @@ func newTxID() string {
 	return u.String()
 }
 
-// commit commits the transaction, or releases the innermost savepoint of a nested one.
-func (m *txManager) commit(ctx context.Context, id, keyName string, logs *logSink) error {
-	return m.withTx(ctx, id, keyName, "commit", func(opCtx context.Context, tx *itx, conn *dbConn) error {
+// end commits or rolls back the transaction; in a nested one it releases, or rolls back to,
+// the innermost savepoint.
+func (m *txManager) end(ctx context.Context, id, keyName string, commit bool, logs *logSink) error {
+	operation, statement, status := "rollback", "ROLLBACK", txRolledBack
+	if commit {
+		operation, statement, status = "commit", "COMMIT", txCommitted
+	}
+	return m.withTx(ctx, id, keyName, operation, func(opCtx context.Context, tx *itx, conn *dbConn) error {
 		if tx.depth > 1 {
 			name := tx.savepoints[len(tx.savepoints)-1]
 			tx.savepoints = tx.savepoints[:len(tx.savepoints)-1]
 			tx.depth--
-			_, err := conn.run(opCtx, "RELEASE SAVEPOINT "+name)
-			return err
-		}
-		start := time.Now()
-		_, err := conn.run(opCtx, "COMMIT")
-		logs.query(start, time.Since(start), "COMMIT", "[]")
-		status := txCommitted
-		if err != nil {
-			status = txRolledBack
-		}
-		m.finishLocked(tx, status)
-		return err
-	})
-}
-
-// rollback rolls the transaction back, or back to the innermost savepoint of a nested one.
-func (m *txManager) rollback(ctx context.Context, id, keyName string, logs *logSink) error {
-	return m.withTx(ctx, id, keyName, "rollback", func(opCtx context.Context, tx *itx, conn *dbConn) error {
-		if tx.depth > 1 {
-			name := tx.savepoints[len(tx.savepoints)-1]
-			tx.savepoints = tx.savepoints[:len(tx.savepoints)-1]
-			tx.depth--
-			if _, err := conn.run(opCtx, "ROLLBACK TO SAVEPOINT "+name); err != nil {
-				return err
+			if !commit {
+				if _, err := conn.run(opCtx, "ROLLBACK TO SAVEPOINT "+name); err != nil {
+					return err
+				}
 			}
 			_, err := conn.run(opCtx, "RELEASE SAVEPOINT "+name)
 			return err
 		}
 		start := time.Now()
-		_, err := conn.run(opCtx, "ROLLBACK")
-		logs.query(start, time.Since(start), "ROLLBACK", "[]")
-		m.finishLocked(tx, txRolledBack)
+		_, err := conn.run(opCtx, statement)
+		logs.query(start, time.Since(start), statement, "[]")
+		if err != nil {
+			status = txRolledBack
+		}
+		m.finishLocked(tx, status)
 		return err
 	})
 }
