@@ -80,15 +80,19 @@ demo: build ## Run edgepool locally (PostgreSQL, control plane, operator, config
 	$(BIN)/edgepool-demo -repo $(CURDIR)
 
 .PHONY: test-e2e
-test-e2e: build ## The user's path end to end: apply, Ready, pgx/psql/HTTP, scale, rotate, disable, credentials, delete; and the Cloudflare Worker.
+test-e2e: build ## The user's path end to end: apply, Ready, pgx/psql/HTTP, scale, rotate, disable, credentials, delete; and the Cloudflare Workers.
 	./hack/install-test-deps.sh
 	./hack/install-node-deps.sh examples/cloudflare-worker
+	./hack/install-node-deps.sh examples/cloudflare-worker-prisma
+	./hack/prisma-generate.sh examples/cloudflare-worker-prisma
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -tags e2e $(E2E_FLAGS) ./test/e2e/
 
 .PHONY: test-worker
-test-worker: build ## Only the Cloudflare Worker example under wrangler dev against a local pool (pg over TCP, neon() over HTTP).
+test-worker: build ## Only the Cloudflare Worker examples under wrangler dev against a local pool (pg over TCP, neon() over HTTP, Prisma 7 accelerateUrl).
 	./hack/install-test-deps.sh
 	./hack/install-node-deps.sh examples/cloudflare-worker
+	./hack/install-node-deps.sh examples/cloudflare-worker-prisma
+	./hack/prisma-generate.sh examples/cloudflare-worker-prisma
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -tags e2e $(E2E_FLAGS) -run TestCloudflareWorker ./test/e2e/
 
 ##@ Benchmarks
