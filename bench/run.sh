@@ -420,7 +420,7 @@ if [[ "${BENCH_PRISMA:-1}" == 1 ]] && has_target edgepool; then
 		printf '\n## Prisma 7 through edgepool\n\nFAILED (edgepool not running)\n' >"$tmp/prisma.md"
 	else
 		reset_db
-		EP_HTTP="127.0.0.1:$EP_HTTP" EP_PORT=$EP_PORT EP_KEY=$EP_KEY DB=$DB DB_USER=$DB_USER BENCH_SECONDS=$BENCH_SECONDS \
+		EP_HTTP="127.0.0.1:$EP_HTTP" EP_PORT=$EP_PORT EP_KEY=$EP_KEY EP_PID=$ep_pid DB=$DB DB_USER=$DB_USER BENCH_SECONDS=$BENCH_SECONDS \
 			BENCH_SCALE=$BENCH_SCALE bench/prisma/run.sh >"$tmp/prisma.md" || failures=$((failures + 1))
 	fi
 fi

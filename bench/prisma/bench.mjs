@@ -3,7 +3,8 @@
 //   accelerate  new PrismaClient({ accelerateUrl })        → the pooler's Prisma Accelerate endpoint (HTTP)
 //   adapter-pg  new PrismaClient({ adapter: PrismaPg(…) }) → the pooler's Postgres listener (one pg connection per client)
 // Usage: node --import tsx bench.mjs MODE   (env: ACCELERATE_URL, DATABASE_URL, CLIENTS, BENCH_SECONDS, ACCOUNTS)
-// Prints one JSON line: {mode, clients, seconds, requests, errors, requestsPerSec, p50ms, p90ms, p99ms, firstError}.
+// Prints one JSON line: {mode, clients, seconds, requests, errors, requestsPerSec, p50ms, p90ms, p99ms,
+// clientCpuSec (this process's CPU time during the timed part), firstError}.
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from './generated/client.ts';
 
@@ -22,6 +23,7 @@ const all = Array.from({ length: clients }, newClient);
 // Warm-up: each client fetches /connection-info or connects, and compiles the query once.
 await Promise.all(all.map((p) => p.account.findUnique({ where: { aid: 1 } })));
 
+const cpuStart = process.cpuUsage();
 const latencies = [];
 let errors = 0;
 let wrong = 0;
@@ -43,10 +45,11 @@ await Promise.all(all.map(async (prisma) => {
   }
 }));
 const elapsed = (performance.now() - start) / 1000;
+const cpu = process.cpuUsage(cpuStart);
 await Promise.all(all.map((p) => p.$disconnect()));
 latencies.sort((a, b) => a - b);
 const pct = (q) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : null);
 console.log(JSON.stringify({
   mode, clients, seconds, requests: latencies.length, errors: errors + wrong, requestsPerSec: latencies.length / elapsed,
-  p50ms: pct(0.5), p90ms: pct(0.9), p99ms: pct(0.99), firstError: firstError ?? (wrong ? `${wrong} wrong rows` : undefined),
+  p50ms: pct(0.5), p90ms: pct(0.9), p99ms: pct(0.99), clientCpuSec: (cpu.user + cpu.system) / 1e6, firstError: firstError ?? (wrong ? `${wrong} wrong rows` : undefined),
 }));
