@@ -23,7 +23,7 @@ func (s *Server) mountAccelerate(mux *http.ServeMux, cfg *config.Config, cache *
 	opts := accelerate.Options{
 		Upstream:              edge.PoolUpstream(s.pool),
 		Keys:                  edge.KeyringFunc(s.Keyring),
-		MaxRequestBytes:       cfg.HTTP.MaxRequestBytes,
+		MaxRequestBytes:       cfg.HTTP.Accelerate.MaxRequestBytes,
 		MaxResponseBytes:      cfg.HTTP.MaxResponseBytes,
 		QueryTimeout:          cfg.HTTP.StatementTimeout.Duration,
 		MaxTransactionTimeout: cfg.HTTP.Accelerate.MaxTransactionTimeout.Duration,

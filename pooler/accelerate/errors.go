@@ -23,10 +23,13 @@ type apiError struct {
 	status  int
 	code    string
 	message string
-	meta    any // *record, or nil for no meta
+	meta    any   // *record, or nil for no meta
+	cause   error // the database error it reports, if any
 }
 
 func (e *apiError) Error() string { return e.message }
+
+func (e *apiError) Unwrap() error { return e.cause }
 
 // userFacing is a Prisma user-facing error (HTTP 400).
 func userFacing(code, message string, meta any) *apiError {

@@ -493,14 +493,13 @@ func (in *interpreter) dbError(err error, raw bool) error {
 			return cause
 		}
 	}
-	if d := asDriverError(err); d != nil {
-		return userFacingDBError(d, raw)
+	d := asDriverError(err)
+	if d == nil && !errors.As(err, &d) {
+		return err
 	}
-	var d *driverError
-	if errors.As(err, &d) {
-		return userFacingDBError(d, raw)
-	}
-	return err
+	api = userFacingDBError(d, raw)
+	api.cause = err
+	return api
 }
 
 // inTransaction runs fn inside a database transaction unless the plan already runs in one.

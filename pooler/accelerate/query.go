@@ -188,6 +188,9 @@ func (s *Server) serveQuery(ctx context.Context, req *request) error {
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, s.opts.QueryTimeout, errQueryTimeout)
 	defer cancel()
+	// What the extension's withAccelerateInfo() reports for an answer not served from or
+	// stored in the cache (serveCached overrides it).
+	req.header.Set("Accelerate-Cache-Status", cacheNone)
 	if id := req.r.PathValue("id"); id != "" {
 		var data []byte
 		err := s.txs.withTx(ctx, id, req.keyName, "query", func(opCtx context.Context, tx *itx, conn *dbConn) error {
@@ -402,7 +405,12 @@ func (s *Server) serveCached(ctx context.Context, req *request, q *queryRequest,
 // refreshEntry revalidates a stale cache entry in the background.
 func (s *Server) refreshEntry(key string, q *queryRequest, p cachePolicy, tags []string) {
 	defer s.refresh.Done()
-	defer s.opts.Cache.EndRefresh(key)
+	defer func() {
+		s.opts.Cache.EndRefresh(key)
+		if s.afterRefresh != nil {
+			s.afterRefresh()
+		}
+	}()
 	ctx, cancel := context.WithTimeoutCause(context.Background(), s.opts.QueryTimeout, errQueryTimeout)
 	defer cancel()
 	data, err := s.runPooled(ctx, q, nil, true)

@@ -62,6 +62,8 @@ type Server struct {
 	refresh  sync.WaitGroup // background cache refreshes
 	closing  atomic.Bool
 	closeOne sync.Once
+	// afterRefresh, when set, is called when a background cache refresh ends (tests).
+	afterRefresh func()
 }
 
 // NewServer returns a Server; Register mounts it on the pooler's HTTP mux.
@@ -73,7 +75,7 @@ func NewServer(opts Options) *Server {
 		opts.Metrics = NewMetrics()
 	}
 	if opts.MaxRequestBytes <= 0 {
-		opts.MaxRequestBytes = 4 << 20
+		opts.MaxRequestBytes = 32 << 20
 	}
 	if opts.MaxResponseBytes <= 0 {
 		opts.MaxResponseBytes = 10 << 20

@@ -33,6 +33,7 @@ var undefined = undefinedT{}
 // record is an object whose keys keep their insertion order.
 type record struct {
 	fields []field
+	index  map[string]int // position of each key, kept once the record is large
 }
 
 type field struct {
@@ -40,14 +41,31 @@ type field struct {
 	value any
 }
 
+// indexFrom is the size from which a record keeps an index of its keys: rows and plan
+// objects stay below it; a request's params (one per bind value) may not.
+const indexFrom = 16
+
 func newRecord(n int) *record { return &record{fields: make([]field, 0, n)} }
+
+func (r *record) find(key string) int {
+	if r.index != nil {
+		if i, ok := r.index[key]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range r.fields {
+		if r.fields[i].name == key {
+			return i
+		}
+	}
+	return -1
+}
 
 // get returns the value of key and whether the record has it.
 func (r *record) get(key string) (any, bool) {
-	for i := range r.fields {
-		if r.fields[i].name == key {
-			return r.fields[i].value, true
-		}
+	if i := r.find(key); i >= 0 {
+		return r.fields[i].value, true
 	}
 	return undefined, false
 }
@@ -60,13 +78,20 @@ func (r *record) value(key string) any {
 
 // set adds key or replaces its value in place.
 func (r *record) set(key string, v any) {
-	for i := range r.fields {
-		if r.fields[i].name == key {
-			r.fields[i].value = v
-			return
-		}
+	if i := r.find(key); i >= 0 {
+		r.fields[i].value = v
+		return
 	}
 	r.fields = append(r.fields, field{key, v})
+	switch {
+	case r.index != nil:
+		r.index[key] = len(r.fields) - 1
+	case len(r.fields) > indexFrom:
+		r.index = make(map[string]int, 2*len(r.fields))
+		for i, f := range r.fields {
+			r.index[f.name] = i
+		}
+	}
 }
 
 // tagged is a typed result value ({"$type":"BigInt","value":"1"}) as dataMap produces it. It
