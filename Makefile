@@ -53,12 +53,13 @@ fuzz: ## Fuzz the client message decoder and the HTTP SQL request parsing (FUZZT
 	$(GO) test ./pooler/edge -run '^$$' -fuzz '^FuzzArrayJSON$$' -fuzztime $(FUZZTIME)
 
 .PHONY: test-node
-test-node: ## End-to-end tests of POST /sql, WebSocket and the cache with the real @neondatabase/serverless (test/node).
+test-node: ## End-to-end tests with real npm clients: @neondatabase/serverless (POST /sql, WebSocket, cache; test/node), then Prisma 7 (test-prisma).
 	./hack/install-test-deps.sh
 	./hack/install-node-deps.sh test/node
 	$(GO) build -o $(BIN)/edgepool ./cmd/edgepool
 	$(GO) build -o $(BIN)/edgepool-node-harness ./test/node/harness
 	cd test/node && EDGEPOOL_HARNESS=$(BIN)/edgepool-node-harness node --test --test-concurrency=1 --test-timeout=120000
+	$(MAKE) test-prisma
 
 .PHONY: test-prisma
 test-prisma: ## A real Prisma 7 client (accelerateUrl, withAccelerate(), http and https) against the pooler's Prisma Accelerate endpoint (test/prisma).

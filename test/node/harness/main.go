@@ -60,7 +60,6 @@ func run() error {
 	binary := flag.String("edgepool", filepath.Join(filepath.Dir(self), "edgepool"), "the edgepool binary")
 	poolSize := flag.Int("pool-size", 5, "upstream connections")
 	queryWait := flag.Duration("query-wait", 10*time.Second, "query-wait timeout")
-	maxRequest := flag.Int("max-request-bytes", 0, "http.maxRequestBytes (0: the pooler's default)")
 	withTLS := flag.Bool("tls", false, "serve TLS on the Postgres and HTTP listeners (certificate for localhost from a throwaway CA)")
 	flag.Parse()
 
@@ -90,9 +89,6 @@ func run() error {
 	cfg.Keys = []config.Key{entry}
 	cfg.HTTP.Enabled = true
 	cfg.HTTP.MaxResponseBytes = 4 << 20
-	if *maxRequest > 0 {
-		cfg.HTTP.MaxRequestBytes = *maxRequest
-	}
 	cfg.HTTP.Cache = config.Cache{Enabled: true, MaxBytes: 16 << 20}
 	var caFile string
 	if *withTLS {
