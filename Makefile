@@ -70,6 +70,11 @@ test-prisma: ## A real Prisma 7 client (accelerateUrl, withAccelerate(), http an
 	$(GO) build -o $(BIN)/edgepool-node-harness ./test/node/harness
 	cd test/prisma && EDGEPOOL_HARNESS=$(BIN)/edgepool-node-harness node --import tsx --test --test-concurrency=1 --test-timeout=180000
 
+.PHONY: test-prisma-reference
+test-prisma-reference: ## Development only (not in CI): test/prisma against Prisma's reference server (@prisma/query-plan-executor) to check the suite's own expectations.
+	./hack/install-node-deps.sh test/prisma/reference
+	PRISMA_REFERENCE_SERVER=$(CURDIR)/test/prisma/reference/serve.mjs $(MAKE) test-prisma
+
 ##@ Demo and end to end (local kubelet harness: internal/localkubelet; docs/e2e.md)
 
 E2E_FLAGS ?= -count=1 -timeout 15m -v
