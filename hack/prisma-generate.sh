@@ -17,6 +17,9 @@ want=$(cat "$schema" node_modules/prisma/package.json | sha256sum | cut -d' ' -f
 if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
   exit 0
 fi
-PRISMA_SCHEMA_ENGINE_BINARY=/usr/bin/true CHECKPOINT_DISABLE=1 PRISMA_HIDE_UPDATE_MESSAGE=1 \
-  node_modules/.bin/prisma generate --schema "$schema" >/dev/null
+if ! log=$(PRISMA_SCHEMA_ENGINE_BINARY=/usr/bin/true CHECKPOINT_DISABLE=1 PRISMA_HIDE_UPDATE_MESSAGE=1 \
+  node_modules/.bin/prisma generate --schema "$schema" 2>&1); then
+  printf '%s\n' "$log" >&2
+  exit 1
+fi
 echo "$want" >"$stamp"

@@ -39,6 +39,7 @@ test('no cacheStrategy: never cached', { skip }, async () => {
 
 test('ttl: a hit within the TTL, a miss after it', { skip }, async () => {
   const ttl = { ttl: 2 };
+  await recolor('cache', 'v2');
   assert.deepEqual(await color('cache', ttl), ['v2', 'miss']);
   const storedAt = Date.now();
   await recolor('cache', 'v3');

@@ -3,7 +3,7 @@
 // pointed at the pool's Prisma Accelerate endpoint (`accelerateUrl`) or, for comparison, at its
 // Postgres listener through @prisma/adapter-pg.
 //
-// PRISMA_REFERENCE_SERVER=<script> (development only, never in CI) runs the Accelerate half
+// PRISMA_REFERENCE_SERVER=<script> (development only, never in CI: make test-prisma-reference) runs the Accelerate half
 // against Prisma's own reference server instead of edgepool: the script is started as
 // `node <script> <postgres-url>` on the harness's database and prints {"url":"http://127.0.0.1:P"}
 // once listening. That checks the suite's expectations against the reference; see README.md.
