@@ -331,14 +331,7 @@ func (m *txManager) finishLocked(tx *itx, status txStatus) {
 // rollbackAndRelease ends whatever transaction the connection is in and returns it; one that
 // cannot be rolled back is closed (the pool then drops it).
 func rollbackAndRelease(tx *itx) {
-	pc := tx.lease.PgConn()
-	if !pc.IsClosed() && pc.TxStatus() != 'I' {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil || pc.TxStatus() != 'I' {
-			_ = pc.Close(ctx)
-		}
-		cancel()
-	}
+	endTransaction(tx.lease.PgConn())
 	tx.lease.Release()
 }
 
