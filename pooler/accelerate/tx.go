@@ -152,10 +152,12 @@ func (m *txManager) start(ctx context.Context, keyName string, opts txOptions) (
 	defer cancel()
 	lease, err := m.upstream.Acquire(waitCtx)
 	if err != nil {
-		if errors.Is(context.Cause(waitCtx), errStartTimeout) {
+		d := asDriverError(err)
+		// maxWait, or the pool's own wait limit when that is shorter, ran out.
+		if errors.Is(context.Cause(waitCtx), errStartTimeout) || (d != nil && d.kind == "TooManyConnections") {
 			return "", txAPIError("Unable to start a transaction in the given time.", nil)
 		}
-		if d := asDriverError(err); d != nil {
+		if d != nil {
 			return "", userFacingDBError(d, false)
 		}
 		return "", err
