@@ -16,7 +16,7 @@ func FuzzParseQueryRequest(f *testing.F) {
 	}
 	f.Add([]byte(`{"operation":"x","params":{"%1":[1,"a",null,{"b":true}]},"plan":{"type":"value","args":[{"prisma__type":"param","prisma__value":{"name":"%1","type":"DateTime"}}]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		q, err := parseQueryRequest(body)
+		q, err := parseQueryRequest(body, nil)
 		if _, jsonErr := parseJSON(body); jsonErr == nil && !json.Valid(body) {
 			t.Fatalf("accepted JSON that encoding/json rejects: %q", body)
 		}

@@ -353,9 +353,38 @@ func (in *interpreter) evalArg(v any, sc *scope) (any, error) {
 				}
 			}
 			return out, nil
+		case *record:
+			// A literal of the plan: the plan is shared (planCache) and joins and mapRecord
+			// change records in place, so each evaluation gets its own copy.
+			return cloneValue(x), nil
 		}
 		return v, nil
 	}
+}
+
+// cloneValue deep-copies records and arrays.
+func cloneValue(v any) any {
+	switch x := v.(type) {
+	case *record:
+		out := &record{fields: make([]field, len(x.fields))}
+		for i, f := range x.fields {
+			out.fields[i] = field{f.name, cloneValue(f.value)}
+		}
+		if x.index != nil {
+			out.index = make(map[string]int, len(x.index))
+			for k, i := range x.index {
+				out.index[k] = i
+			}
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = cloneValue(e)
+		}
+		return out
+	}
+	return v
 }
 
 func (in *interpreter) fieldOperation(f fieldOperation, current any, sc *scope) (any, error) {

@@ -37,6 +37,26 @@ func parseJSON(data []byte) (any, error) {
 type jsonParser struct {
 	data []byte
 	pos  int
+	// deferKey names a member of the top-level object that is checked but not built;
+	// deferred is its raw text (parseJSONDeferring).
+	deferKey string
+	deferred []byte
+}
+
+// parseJSONDeferring parses a JSON document whose top-level object has a member key that the
+// caller wants as raw text (to look it up in a cache before building it). That member is
+// validated, left out of the returned record, and returned as raw.
+func parseJSONDeferring(data []byte, key string) (top any, raw []byte, err error) {
+	p := jsonParser{data: data, deferKey: key}
+	p.skipSpace()
+	if top, err = p.value(0); err != nil {
+		return nil, nil, err
+	}
+	p.skipSpace()
+	if p.pos != len(p.data) {
+		return nil, nil, p.errorf("unexpected data after the JSON value")
+	}
+	return top, p.deferred, nil
 }
 
 func (p *jsonParser) errorf(format string, args ...any) error {
@@ -81,6 +101,100 @@ func (p *jsonParser) value(depth int) (any, error) {
 	}
 }
 
+// skip checks one value and moves past it without building it.
+func (p *jsonParser) skip(depth int) error {
+	if depth > maxJSONDepth {
+		return p.errorf("nested too deeply")
+	}
+	if p.pos >= len(p.data) {
+		return p.errorf("unexpected end of input")
+	}
+	switch c := p.data[p.pos]; c {
+	case '{', '[':
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		p.pos++
+		p.skipSpace()
+		if p.pos < len(p.data) && p.data[p.pos] == closing {
+			p.pos++
+			return nil
+		}
+		for {
+			p.skipSpace()
+			if c == '{' {
+				if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+					return p.errorf("expected a string key")
+				}
+				if err := p.skipString(); err != nil {
+					return err
+				}
+				p.skipSpace()
+				if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+					return p.errorf("expected ':'")
+				}
+				p.pos++
+				p.skipSpace()
+			}
+			if err := p.skip(depth + 1); err != nil {
+				return err
+			}
+			p.skipSpace()
+			if p.pos >= len(p.data) {
+				return p.errorf("unexpected end of input")
+			}
+			switch p.data[p.pos] {
+			case ',':
+				p.pos++
+			case closing:
+				p.pos++
+				return nil
+			default:
+				return p.errorf("expected ',' or '%c'", closing)
+			}
+		}
+	case '"':
+		return p.skipString()
+	default:
+		_, err := p.value(depth) // literals and numbers allocate nothing worth avoiding
+		return err
+	}
+}
+
+// skipString checks a string and moves past it.
+func (p *jsonParser) skipString() error {
+	p.pos++
+	for p.pos < len(p.data) {
+		switch c := p.data[p.pos]; {
+		case c == '"':
+			p.pos++
+			return nil
+		case c < 0x20:
+			return p.errorf("control character in string")
+		case c == '\\':
+			p.pos++
+			if p.pos >= len(p.data) {
+				return p.errorf("unterminated string")
+			}
+			switch p.data[p.pos] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				p.pos++
+			case 'u':
+				p.pos++
+				if _, ok := p.hex4(); !ok {
+					return p.errorf("invalid \\u escape")
+				}
+			default:
+				return p.errorf("invalid escape")
+			}
+		default:
+			p.pos++
+		}
+	}
+	return p.errorf("unterminated string")
+}
+
 func (p *jsonParser) literal(word string) error {
 	if len(p.data)-p.pos < len(word) || string(p.data[p.pos:p.pos+len(word)]) != word {
 		return p.errorf("invalid literal")
@@ -112,11 +226,19 @@ func (p *jsonParser) object(depth int) (any, error) {
 		}
 		p.pos++
 		p.skipSpace()
-		v, err := p.value(depth + 1)
-		if err != nil {
-			return nil, err
+		if depth == 0 && p.deferKey != "" && key == p.deferKey {
+			start := p.pos
+			if err := p.skip(depth + 1); err != nil {
+				return nil, err
+			}
+			p.deferred = p.data[start:p.pos]
+		} else {
+			v, err := p.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			r.set(key, v)
 		}
-		r.set(key, v)
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return nil, p.errorf("unexpected end of input")

@@ -3,8 +3,10 @@ package accelerate
 import (
 	"context"
 	"errors"
+	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -280,4 +282,34 @@ func mustReformat(t *testing.T, s string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Decoded plans are cached and shared by requests: running one must not change it, even when
+// the plan changes its records in place (mapRecord, join, process).
+func TestCachedPlansStayUnchanged(t *testing.T) {
+	ts := newTestServer(t, newDatabase(t, ""), nil)
+	plan := `{"type":"join","args":{"parent":{"type":"mapRecord","args":{"expr":` + value(`{"id":1,"n":10}`) +
+		`,"fields":{"n":{"type":"add","value":5}}}},"canAssumeStrictEquality":true,"children":[{"child":` +
+		`{"type":"process","args":{"expr":` + value(`[{"pid":1,"t":"b"},{"pid":1,"t":"a"}]`) +
+		`,"operations":{"pagination":null,"distinct":null,"reverse":true,"linkingFields":null,"nested":{}}}}` +
+		`,"on":[["id","pid"]],"parentField":"kids","isRelationUnique":false}]}}`
+	body := `{"operation":"findFirst","params":{},"plan":` + plan + `}`
+	want := `{"data":{"id":1,"n":15,"kids":[{"pid":1,"t":"a"},{"pid":1,"t":"b"}]}}`
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				if code, _, got := ts.do(t, http.MethodPost, "/query", body); code != http.StatusOK || got != want {
+					t.Errorf("got %d %s, want %s", code, got, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := ts.plans.lru.Len(); n != 1 {
+		t.Errorf("the plan cache holds %d plans, want 1", n)
+	}
 }

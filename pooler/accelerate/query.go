@@ -23,8 +23,9 @@ type queryRequest struct {
 	readOnly  bool   // the plan has no statement that writes (no execute, no transaction)
 }
 
-func parseQueryRequest(body []byte) (*queryRequest, error) {
-	v, err := parseJSON(body)
+// parseQueryRequest reads a query request; its plan comes from plans when that has it.
+func parseQueryRequest(body []byte, plans *planCache) (*queryRequest, error) {
+	v, planText, err := parseJSONDeferring(body, "plan")
 	if err != nil {
 		return nil, badRequest(err.Error())
 	}
@@ -64,13 +65,12 @@ func parseQueryRequest(body []byte) (*queryRequest, error) {
 		}
 		q.comment = sqlComment(tags)
 	}
-	if _, ok := r.value("plan").(*record); !ok {
+	if len(planText) == 0 || planText[0] != '{' {
 		return nil, badRequest(`"plan" must be an object`)
 	}
-	if q.plan, err = decodePlan(r.value("plan")); err != nil {
+	if q.plan, q.readOnly, err = plans.decode(planText); err != nil {
 		return nil, err
 	}
-	q.readOnly = !writes(q.plan)
 	return q, nil
 }
 
@@ -182,7 +182,7 @@ func (s *Server) serveQuery(ctx context.Context, req *request) error {
 	if err != nil {
 		return err
 	}
-	q, err := parseQueryRequest(body)
+	q, err := parseQueryRequest(body, s.plans)
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,7 @@ type Server struct {
 	keys     atomic.Pointer[edge.KeyChecker]
 	log      *slog.Logger
 	txs      *txManager
+	plans    *planCache
 	refresh  sync.WaitGroup // background cache refreshes
 	closing  atomic.Bool
 	closeOne sync.Once
@@ -86,7 +87,7 @@ func NewServer(opts Options) *Server {
 	if opts.MaxTransactionTimeout <= 0 {
 		opts.MaxTransactionTimeout = 15 * time.Second
 	}
-	s := &Server{opts: opts, log: opts.Logger}
+	s := &Server{opts: opts, log: opts.Logger, plans: newPlanCache()}
 	s.txs = newTxManager(opts.Upstream, opts.MaxTransactionTimeout, opts.Metrics)
 	s.SetKeys(opts.Keys)
 	return s
