@@ -148,3 +148,42 @@ func TestAccelerateDrainRollsBackOpenTransactions(t *testing.T) {
 		t.Errorf("the open transaction's insert is visible after the drain (%d rows, %v)", rows, err)
 	}
 }
+
+// An interactive transaction holds one connection of the same budget as every other
+// transport: with a pool of one, a TCP client waits for it.
+func TestAccelerateSharesTheConnectionBudget(t *testing.T) {
+	h := startPooler(t, func(c *config.Config) {
+		c.Listen.HTTP = "127.0.0.1:0"
+		c.HTTP.Enabled = true
+		c.Pool.Size = 1
+		c.Pool.QueryWaitTimeout = config.Duration{Duration: 300 * time.Millisecond}
+	})
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, "postgres://app:"+h.key.secret+"@"+h.srv.PostgresAddr().String()+"/app?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	base := "http://" + h.srv.HTTPAddr().String()
+	code, body := postSQL(t, http.DefaultClient, base+"/transaction/start", h.key.secret, `{"maxWait":2000,"timeout":10000}`)
+	if code != http.StatusOK {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	id := strings.Split(body, `"`)[3]
+	var one int
+	if err := conn.QueryRow(ctx, "select 1").Scan(&one); err == nil || !strings.Contains(err.Error(), "53300") {
+		t.Fatalf("a TCP query got a connection while the transaction held the only one: %v", err)
+	}
+	// So does another Prisma request, answered with Prisma's code for it.
+	if code, body = postSQL(t, http.DefaultClient, base+"/query", h.key.secret, rawPlan("query", "select 1")); code != http.StatusBadRequest ||
+		!strings.Contains(body, `"code":"P2037"`) {
+		t.Errorf("query beside the transaction: %d %s", code, body)
+	}
+	if code, body = postSQL(t, http.DefaultClient, base+"/transaction/"+id+"/commit", h.key.secret, ""); code != http.StatusOK {
+		t.Fatalf("commit: %d %s", code, body)
+	}
+	if err := conn.QueryRow(ctx, "select 1").Scan(&one); err != nil || one != 1 {
+		t.Errorf("TCP query after the commit: %v", err)
+	}
+}

@@ -35,6 +35,19 @@ func guarded(ctx context.Context, pc *pgconn.PgConn, fn func(opCtx context.Conte
 	return true, err
 }
 
+// endTransaction rolls back whatever transaction the connection is in; a connection that
+// cannot be rolled back is closed (the pool drops closed connections).
+func endTransaction(pc *pgconn.PgConn) {
+	if pc.IsClosed() || pc.TxStatus() == 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil || pc.TxStatus() != 'I' {
+		_ = pc.Close(ctx)
+	}
+}
+
 // closeConn closes a connection that must not be reused; the pool drops closed connections.
 func closeConn(pc *pgconn.PgConn) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

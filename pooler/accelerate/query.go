@@ -226,33 +226,30 @@ func (s *Server) runPooled(ctx context.Context, q *queryRequest, logs *logSink, 
 	var data []byte
 	cancelled, err := guarded(ctx, conn.pc, func(opCtx context.Context) error {
 		if !readOnly {
-			var err error
-			data, err = s.runPlan(ctx, opCtx, conn, q, logs, false)
-			return err
+			var runErr error
+			data, runErr = s.runPlan(ctx, opCtx, conn, q, logs, false)
+			return runErr
 		}
-		if _, err := conn.run(opCtx, "BEGIN READ ONLY"); err != nil {
-			return err
+		if _, beginErr := conn.run(opCtx, "BEGIN READ ONLY"); beginErr != nil {
+			return beginErr
 		}
-		data, err = s.runPlan(ctx, opCtx, conn, q, logs, true)
+		var runErr error
+		data, runErr = s.runPlan(ctx, opCtx, conn, q, logs, true)
 		end := "COMMIT"
-		if err != nil {
+		if runErr != nil {
 			end = "ROLLBACK"
 		}
-		if _, endErr := conn.run(opCtx, end); err == nil {
-			err = endErr
+		if _, endErr := conn.run(opCtx, end); runErr == nil {
+			runErr = endErr
 		}
-		return err
+		return runErr
 	})
 	if cancelled {
 		closeConn(conn.pc)
-	} else if !conn.pc.IsClosed() && conn.pc.TxStatus() != 'I' {
+	} else {
 		// A plan never leaves a transaction open, but a connection must not go back to the
 		// pool inside one.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if _, rerr := conn.pc.Exec(rctx, "ROLLBACK").ReadAll(); rerr != nil {
-			_ = conn.pc.Close(rctx)
-		}
-		cancel()
+		endTransaction(conn.pc)
 	}
 	if err != nil && cancelled && errors.Is(context.Cause(ctx), errQueryTimeout) {
 		return nil, resourceLimit("P6004", "Query timeout exceeded")

@@ -152,10 +152,12 @@ func (m *txManager) start(ctx context.Context, keyName string, opts txOptions) (
 	defer cancel()
 	lease, err := m.upstream.Acquire(waitCtx)
 	if err != nil {
-		if errors.Is(context.Cause(waitCtx), errStartTimeout) {
+		d := asDriverError(err)
+		// maxWait, or the pool's own wait limit when that is shorter, ran out.
+		if errors.Is(context.Cause(waitCtx), errStartTimeout) || (d != nil && d.kind == "TooManyConnections") {
 			return "", txAPIError("Unable to start a transaction in the given time.", nil)
 		}
-		if d := asDriverError(err); d != nil {
+		if d != nil {
 			return "", userFacingDBError(d, false)
 		}
 		return "", err
@@ -331,14 +333,7 @@ func (m *txManager) finishLocked(tx *itx, status txStatus) {
 // rollbackAndRelease ends whatever transaction the connection is in and returns it; one that
 // cannot be rolled back is closed (the pool then drops it).
 func rollbackAndRelease(tx *itx) {
-	pc := tx.lease.PgConn()
-	if !pc.IsClosed() && pc.TxStatus() != 'I' {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil || pc.TxStatus() != 'I' {
-			_ = pc.Close(ctx)
-		}
-		cancel()
-	}
+	endTransaction(tx.lease.PgConn())
 	tx.lease.Release()
 }
 
