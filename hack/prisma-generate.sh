@@ -11,15 +11,20 @@ dir=${1:?usage: prisma-generate.sh DIR}
 cd "$(dirname "$0")/../$dir"
 schema=schema.prisma
 [[ -f $schema ]] || schema=prisma/schema.prisma
-out=$(sed -nE 's/^\s*output\s*=\s*"([^"]+)".*/\1/p' "$schema" | head -1)
-stamp="$(dirname "$schema")/${out:?$schema has no generator output}/.edgepool-schema.sha256"
+mapfile -t outs < <(sed -nE 's/^\s*output\s*=\s*"([^"]+)".*/\1/p' "$schema")
+((${#outs[@]})) || { echo "$schema has no generator output" >&2; exit 1; }
 want=$(cat "$schema" node_modules/prisma/package.json | sha256sum | cut -d' ' -f1)
-if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
-  exit 0
-fi
+fresh=1
+for out in "${outs[@]}"; do
+  stamp="$(dirname "$schema")/$out/.edgepool-schema.sha256"
+  [[ -f $stamp && $(cat "$stamp") == "$want" ]] || fresh=0
+done
+((fresh)) && exit 0
 if ! log=$(PRISMA_SCHEMA_ENGINE_BINARY=/usr/bin/true CHECKPOINT_DISABLE=1 PRISMA_HIDE_UPDATE_MESSAGE=1 \
   node_modules/.bin/prisma generate --schema "$schema" 2>&1); then
   printf '%s\n' "$log" >&2
   exit 1
 fi
-echo "$want" >"$stamp"
+for out in "${outs[@]}"; do
+  echo "$want" >"$(dirname "$schema")/$out/.edgepool-schema.sha256"
+done

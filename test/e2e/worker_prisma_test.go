@@ -39,8 +39,24 @@ func TestCloudflareWorkerPrisma(t *testing.T) {
 		Products []product `json:"products"`
 		Cache    string    `json:"cache"`
 	}
+	type stats struct {
+		Count struct {
+			All int `json:"_all"`
+		} `json:"_count"`
+		Min struct {
+			PriceCents int `json:"priceCents"`
+		} `json:"_min"`
+	}
+	// Wait on an uncached route, so the first cached read below is the first one the pool sees.
+	var before stats
+	w.waitServing(t, "/stats", func() error { return w.get("/stats", &before) })
+	if before.Count.All != 3 || before.Min.PriceCents != 275 {
+		t.Errorf("GET /stats = %+v, want 3 products, cheapest 275", before)
+	}
 	var first list
-	w.waitServing(t, "/products", func() error { return w.get("/products", &first) })
+	if err := w.get("/products", &first); err != nil {
+		t.Fatal(err)
+	}
 	if len(first.Products) != 3 || first.Products[0] != (product{1, "edge latte", 450}) || first.Cache != "miss" {
 		t.Errorf("first GET /products = %+v, want the 3 sample products, cache miss", first)
 	}
@@ -94,15 +110,8 @@ func TestCloudflareWorkerPrisma(t *testing.T) {
 	if err := w.get("/products", &fresh); err != nil || len(fresh.Products) != 4 || fresh.Cache != "miss" {
 		t.Errorf("GET /products after the write and invalidate = %+v, %v; want 4 products, cache miss", fresh, err)
 	}
-	var stats struct {
-		Count struct {
-			All int `json:"_all"`
-		} `json:"_count"`
-		Min struct {
-			PriceCents int `json:"priceCents"`
-		} `json:"_min"`
-	}
-	if err := w.get("/stats", &stats); err != nil || stats.Count.All != 4 || stats.Min.PriceCents != 275 {
-		t.Errorf("GET /stats = %+v, %v", stats, err)
+	var after stats
+	if err := w.get("/stats", &after); err != nil || after.Count.All != 4 || after.Min.PriceCents != 275 {
+		t.Errorf("GET /stats = %+v, %v", after, err)
 	}
 }

@@ -246,6 +246,31 @@ test('aggregate and groupBy', async () => {
   assert.ok(big._sum.credit.equals(0));
 });
 
+test('scalar lists: set, push, has, hasSome, isEmpty', async () => {
+  const owner = await prisma.account.create({ data: { handle: 'lists', projects: { create: { name: 'l', budget: 1 } } }, include: { projects: true } });
+  const projectId = owner.projects[0].id;
+  const t = await prisma.task.create({ data: { title: 'listy', projectId, tags: ['a', 'b,c', 'd"e', 'ü'], points: [3, -1, 2] } });
+  assert.deepEqual([t.tags, t.points], [['a', 'b,c', 'd"e', 'ü'], [3, -1, 2]]);
+  await prisma.task.create({ data: { title: 'empty', projectId, tags: [] } });
+  await prisma.task.create({ data: { title: 'null list', projectId } }); // NULL: neither empty nor containing
+  const pushed = await prisma.task.update({ where: { id: t.id }, data: { tags: { push: ['x', 'y'] }, points: { set: [7] } } });
+  assert.deepEqual([pushed.tags, pushed.points], [['a', 'b,c', 'd"e', 'ü', 'x', 'y'], [7]]);
+  const where = (w) => prisma.task.findMany({ where: { projectId, ...w }, select: { title: true }, orderBy: { title: 'asc' } });
+  assert.deepEqual(await where({ tags: { has: 'b,c' } }), [{ title: 'listy' }]);
+  assert.deepEqual(await where({ tags: { hasSome: ['zz', 'y'] } }), [{ title: 'listy' }]);
+  assert.deepEqual(await where({ tags: { hasEvery: ['a', 'zz'] } }), []);
+  assert.deepEqual(await where({ tags: { isEmpty: true } }), [{ title: 'empty' }]);
+  const [row] = await s.sql('select tags, points from ep_tasks where id = $1', [t.id]);
+  assert.deepEqual(row, { tags: ['a', 'b,c', 'd"e', 'ü', 'x', 'y'], points: [7] });
+});
+
+test('parallel findUnique calls by a compound unique key', async () => {
+  const owner = await prisma.account.create({ data: { handle: 'compound', projects: { create: [{ name: 'x', budget: 1 }, { name: 'y', budget: 2 }] } } });
+  const got = await Promise.all(['y', 'nope', 'x'].map((name) =>
+    prisma.project.findUnique({ where: { ownerId_name: { ownerId: owner.id, name } }, select: { name: true, budget: true } })));
+  assert.deepEqual(got.map((p) => p && [p.name, p.budget.toString()]), [['y', '2'], null, ['x', '1']]);
+});
+
 test('$queryRaw and $executeRaw with typed parameters and results', async () => {
   const at = new Date('2031-02-03T04:05:06.789Z');
   const [row] = await prisma.$queryRaw`select ${41}::int + 1 as answer, ${'text'}::text as t, ${12345678901234567n}::int8 as big,
@@ -262,6 +287,9 @@ test('$queryRaw and $executeRaw with typed parameters and results', async () => 
   assert.equal(row.flag, true);
   assert.deepEqual(row.ints, [3, 1, 2]);
   assert.equal(row.nothing, null);
+  const handles = ['ada', 'nobody', 'c1'];
+  const joined = await prisma.$queryRaw`select handle from ep_accounts where handle in (${Prisma.join(handles)}) ${Prisma.sql`order by handle`}`;
+  assert.deepEqual(joined, [{ handle: 'ada' }, { handle: 'c1' }]);
   const unsafe = await prisma.$queryRawUnsafe('select $1::text || $2::text as s', 'ab', 'cd');
   assert.deepEqual(unsafe, [{ s: 'abcd' }]);
   await prisma.label.createMany({ data: [{ name: 'raw1' }, { name: 'raw2' }] });

@@ -40,6 +40,8 @@ CREATE TABLE ep_tasks (
   priority INTEGER NOT NULL DEFAULT 0,
   estimate DOUBLE PRECISION,
   "dueAt" TIMESTAMP(3),
+  tags TEXT[],
+  points INTEGER[],
   "projectId" TEXT NOT NULL,
   CONSTRAINT ep_tasks_pkey PRIMARY KEY (id)
 );
