@@ -50,8 +50,9 @@ func newDatabase(t testing.TB, ddl string) string {
 	return name
 }
 
-// execIn runs SQL in a database and fails the test on error.
-func execIn(t testing.TB, db, sql string) {
+// execIn runs SQL directly in a database (not through the pool) and returns its results; it
+// fails the test on error.
+func execIn(t testing.TB, db, sql string) []*pgconn.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -60,9 +61,11 @@ func execIn(t testing.TB, db, sql string) {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, sql).ReadAll(); err != nil {
+	res, err := c.Exec(ctx, sql).ReadAll()
+	if err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
+	return res
 }
 
 // newPool returns the pooler's real upstream pool over a test database.

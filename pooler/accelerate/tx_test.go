@@ -1,7 +1,6 @@
 package accelerate
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,8 +8,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // queryOf is a raw query request body (what $queryRaw posts).
@@ -39,21 +36,11 @@ func (ts *testServer) startTx(t *testing.T, body string, headers ...string) stri
 	return r.ID
 }
 
-// sqlValue runs a query directly on the test database and returns the first column of the
-// first row as text.
+// sqlValue runs a query directly in a database and returns the first column of the first row
+// as text.
 func sqlValue(t *testing.T, db, sql string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgconn.Connect(ctx, pg.DSN(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	res, err := c.Exec(ctx, sql).ReadAll()
-	if err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	res := execIn(t, db, sql)
 	if len(res) == 0 || len(res[len(res)-1].Rows) == 0 {
 		return ""
 	}
