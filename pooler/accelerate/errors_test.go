@@ -79,7 +79,7 @@ func templated(kind, sql string, params map[string]any) string {
 
 func TestErrorAnswers(t *testing.T) {
 	ts := newTestServer(t, newDatabase(t, "create table e (id int primary key, s varchar(3) not null, n smallint)"), func(o *Options) {
-		o.QueryTimeout = 300 * time.Millisecond
+		o.QueryTimeout = 1500 * time.Millisecond // the time the timeout case waits
 		o.MaxResponseBytes = 2000
 		o.MaxRequestBytes = 64 << 10
 	})

@@ -135,15 +135,15 @@ func TestTransactionTimeoutCancelsAndReleases(t *testing.T) {
 	ts := newTestServer(t, newDatabase(t, "create table t (n int)"), nil)
 	ended := make(chan txStatus, 1)
 	ts.txs.onFinish = func(_ string, s txStatus) { ended <- s }
-	id := ts.startTx(t, `{"maxWait":2000,"timeout":300}`)
+	id := ts.startTx(t, `{"maxWait":2000,"timeout":1000}`)
 	mustOK(t, ts, "/transaction/"+id+"/query", execOf("insert into t values (1)"))
 	start := time.Now()
 	code, _, body := ts.do(t, http.MethodPost, "/transaction/"+id+"/query", queryOf("select pg_sleep(30)"))
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("a statement outlived its transaction's timeout by %v", took)
 	}
-	if code != http.StatusConflict || !strings.Contains(body, `"code":"P2028"`) || !strings.Contains(body, `"operation":"query","timeout":300`) ||
-		!strings.Contains(body, "A query cannot be executed on an expired transaction. The timeout for this transaction was 300 ms") {
+	if code != http.StatusConflict || !strings.Contains(body, `"code":"P2028"`) || !strings.Contains(body, `"operation":"query","timeout":1000`) ||
+		!strings.Contains(body, "A query cannot be executed on an expired transaction. The timeout for this transaction was 1000 ms") {
 		t.Fatalf("statement running at expiry: %d %s", code, body)
 	}
 	if s := <-ended; s != txTimedOut {
@@ -164,7 +164,7 @@ func TestTransactionTimeoutCancelsAndReleases(t *testing.T) {
 }
 
 func TestTransactionStartLimits(t *testing.T) {
-	ts := newTestServer(t, newDatabase(t, ""), func(o *Options) { o.MaxTransactionTimeout = time.Second })
+	ts := newTestServer(t, newDatabase(t, ""), nil)
 	// The pool has 4 connections: 4 open transactions hold them all; a fifth waits maxWait.
 	var ids []string
 	for range 4 {
@@ -191,6 +191,7 @@ func TestTransactionStartLimits(t *testing.T) {
 	}
 
 	// Isolation levels reach Postgres; a requested timeout above the cap is shortened to it.
+	ts = newTestServer(t, ts.db, func(o *Options) { o.MaxTransactionTimeout = time.Second })
 	ended := make(chan time.Duration, 1)
 	var started time.Time
 	ts.txs.onFinish = func(_ string, s txStatus) { ended <- time.Since(started) }
