@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/edgepool/edgepool/pooler/edge"
 )
 
@@ -19,7 +21,8 @@ import (
 type Options struct {
 	// Upstream lends connections from the pooler's shared pool. Required.
 	Upstream edge.Upstream
-	// Keys checks the API key of "Authorization: Bearer <key>". Required.
+	// Keys checks the API key of "Authorization: Bearer <key>" (edge.KeyringFunc follows
+	// config reloads). Required.
 	Keys edge.KeyChecker
 	// Cache, when not nil, serves queries that send a cache strategy.
 	Cache ResultCache
@@ -56,7 +59,6 @@ const defaultMaxBindValues = 32766
 // Server serves the Prisma Accelerate protocol.
 type Server struct {
 	opts     Options
-	keys     atomic.Pointer[edge.KeyChecker]
 	log      *slog.Logger
 	txs      *txManager
 	plans    *planCache
@@ -89,12 +91,8 @@ func NewServer(opts Options) *Server {
 	}
 	s := &Server{opts: opts, log: opts.Logger, plans: newPlanCache()}
 	s.txs = newTxManager(opts.Upstream, opts.MaxTransactionTimeout, opts.Metrics)
-	s.SetKeys(opts.Keys)
 	return s
 }
-
-// SetKeys swaps the key checker; requests in flight keep the old one.
-func (s *Server) SetKeys(k edge.KeyChecker) { s.keys.Store(&k) }
 
 // Register mounts the endpoints on mux.
 func (s *Server) Register(mux *http.ServeMux) {
@@ -119,12 +117,10 @@ func (s *Server) Close() {
 
 // request is what a handler works with.
 type request struct {
-	r         *http.Request
-	keyName   string
-	logs      *logSink
-	requestID string
+	r       *http.Request
+	keyName string
+	logs    *logSink
 	// The response.
-	status  int
 	header  http.Header
 	body    *record
 	rawData []byte // a cached "data" value, written as is
@@ -138,8 +134,7 @@ func (s *Server) endpoint(name, method string, h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		tel, hasTel := r.Header[http.CanonicalHeaderKey("X-Capture-Telemetry")]
-		req := &request{r: r, logs: newLogSink(strings.Join(tel, ","), hasTel), requestID: newTxID(),
-			status: http.StatusOK, header: w.Header()}
+		req := &request{r: r, logs: newLogSink(strings.Join(tel, ","), hasTel), header: w.Header()}
 		err := s.handle(r.Context(), req, method, h)
 		code := s.write(w, req, err)
 		s.opts.Metrics.observe(name, code, time.Since(start))
@@ -155,7 +150,7 @@ func (s *Server) handle(ctx context.Context, req *request, method string, h hand
 	if !ok {
 		return &apiError{status: http.StatusUnauthorized, code: "P6002", message: "authentication required: send the API key as \"Authorization: Bearer <key>\""}
 	}
-	name, ok := (*s.keys.Load()).CheckKey("", key)
+	name, ok := s.opts.Keys.CheckKey("", key)
 	if !ok {
 		return &apiError{status: http.StatusUnauthorized, code: "P6002", message: "authentication failed: invalid API key"}
 	}
@@ -295,7 +290,7 @@ func (s *Server) write(w http.ResponseWriter, req *request, err error) int {
 		}
 		out = append(out, '}')
 	}
-	return writeBody(w, req.status, out)
+	return writeBody(w, http.StatusOK, out)
 }
 
 func writeBody(w http.ResponseWriter, status int, body []byte) int {
@@ -309,6 +304,7 @@ func writeBody(w http.ResponseWriter, status int, body []byte) int {
 // writeError answers a failed request as the reference does: a status, and {code, error,
 // meta} for Prisma's errors or {error} for internal ones.
 func (s *Server) writeError(w http.ResponseWriter, req *request, err error) int {
+	requestID := uuid.NewString() // names the failure in the log and in the client's error log
 	var api *apiError
 	var unsupported *unsupportedError
 	var malformed *malformedError
@@ -331,11 +327,11 @@ func (s *Server) writeError(w http.ResponseWriter, req *request, err error) int 
 	default:
 		var plan *planError
 		if !errors.As(err, &plan) {
-			s.log.Error("accelerate request failed", "path", req.r.URL.Path, "requestId", req.requestID, "err", err)
+			s.log.Error("accelerate request failed", "path", req.r.URL.Path, "requestId", requestID, "err", err)
 		}
 		api = &apiError{status: http.StatusInternalServerError, message: err.Error()}
 	}
-	req.logs.failure(api, req.r.Method, req.r.URL.Path, req.requestID)
+	req.logs.failure(api, req.r.Method, req.r.URL.Path, requestID)
 	body := newRecord(4)
 	if api.code != "" {
 		body.set("code", api.code)

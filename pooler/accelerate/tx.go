@@ -2,7 +2,6 @@ package accelerate
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -185,7 +184,8 @@ func (m *txManager) start(ctx context.Context, keyName string, opts txOptions) (
 		return "", fmt.Errorf("begin transaction: %w", err)
 	}
 
-	tx := &itx{id: newTxID(), keyName: keyName, timeout: timeout, started: time.Now(), sem: make(chan struct{}, 1),
+	tx := &itx{id: uuid.NewString(), // opaque; the reference uses UUIDs too
+		keyName: keyName, timeout: timeout, started: time.Now(), sem: make(chan struct{}, 1),
 		lease: lease, depth: 1}
 	tx.expired, tx.expire = context.WithCancelCause(context.Background())
 	m.mu.Lock()
@@ -201,16 +201,6 @@ func (m *txManager) start(ctx context.Context, keyName string, opts txOptions) (
 	m.mu.Unlock()
 	m.metrics.openTransactions.Inc()
 	return tx.id, nil
-}
-
-// newTxID makes an opaque transaction id (a random UUID, as the reference uses).
-func newTxID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	u, _ := uuid.FromBytes(b[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return u.String()
 }
 
 // end commits or rolls back the transaction; in a nested one it releases, or rolls back to,
