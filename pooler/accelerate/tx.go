@@ -55,6 +55,9 @@ type itx struct {
 	depth      int
 	savepoints []string
 	spCounter  int
+	// endAs is set by a commit or rollback: withTx ends the transaction so once the
+	// operation is over, never while it still uses the connection.
+	endAs txStatus
 
 	// Guarded by txManager.mu.
 	status txStatus
@@ -229,7 +232,7 @@ func (m *txManager) end(ctx context.Context, id, keyName string, commit bool, lo
 		if err != nil {
 			status = txRolledBack
 		}
-		m.finishLocked(tx, status)
+		tx.endAs = status
 		return err
 	})
 }
@@ -269,9 +272,12 @@ func (m *txManager) withTx(ctx context.Context, id, keyName, operation string, f
 		closeConn(conn.pc)
 	}
 	if expiryCause(tx) != nil && (err != nil || cancelled) {
-		return m.endedError(tx, operation)
+		return m.endedError(tx, operation) // the expiry handler, waiting for the lock, ends it
 	}
-	if conn.pc.IsClosed() {
+	switch {
+	case tx.endAs != txRunning: // a COMMIT that succeeded counts even if the connection went since
+		m.finishLocked(tx, tx.endAs)
+	case conn.pc.IsClosed():
 		m.finishLocked(tx, txRolledBack)
 	}
 	if err != nil {
@@ -289,8 +295,9 @@ func (m *txManager) withTx(ctx context.Context, id, keyName, operation string, f
 	return err
 }
 
-// finishLocked ends a transaction (the caller holds its lock): rolls back unless it was
-// committed, returns the connection and remembers the outcome.
+// finishLocked ends a transaction (the caller holds its lock and no longer uses the
+// connection): rolls back unless it was committed, returns the connection and remembers the
+// outcome.
 func (m *txManager) finishLocked(tx *itx, status txStatus) {
 	m.mu.Lock()
 	if tx.status != txRunning {
