@@ -238,3 +238,21 @@ func TestCloseRollsBackTransactions(t *testing.T) {
 		t.Errorf("start after Close: %d %s", code, body)
 	}
 }
+
+// Ending a transaction returns its connection to the pool healthy: one after another, many
+// transactions reuse the same few connections (none is closed and replaced).
+func TestTransactionsReuseConnections(t *testing.T) {
+	ts := newTestServer(t, newDatabase(t, ""), nil)
+	for i := range 30 {
+		id := ts.startTx(t, `{"maxWait":2000,"timeout":5000}`)
+		mustOK(t, ts, "/transaction/"+id+"/query", queryOf("select 1"))
+		end := "/commit"
+		if i%2 == 1 {
+			end = "/rollback"
+		}
+		mustOK(t, ts, "/transaction/"+id+end, "")
+	}
+	if st := ts.pool.Stats(); st.Connects > 1 || st.Active != 0 {
+		t.Errorf("30 transactions in a row opened %d upstream connections (%d still lent out), want 1", st.Connects, st.Active)
+	}
+}
