@@ -8,14 +8,16 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/edgepool/edgepool/pooler/accelerate"
 	"github.com/edgepool/edgepool/pooler/config"
 	"github.com/edgepool/edgepool/pooler/edge"
 )
 
 // httpListener is the edge transports' listener: POST /sql and Postgres over WebSocket.
 type httpListener struct {
-	ln  net.Listener
-	srv *http.Server
+	ln    net.Listener
+	srv   *http.Server
+	accel *accelerate.Server // Prisma Accelerate protocol (accelerate_mount.go); nil when disabled
 }
 
 // startHTTP serves the edge transports on cfg.Listen.HTTP when cfg.HTTP.Enabled, over TLS with
@@ -52,11 +54,17 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 		Metrics:          metrics,
 		Logger:           s.log,
 	}).Handler()
+	mux := http.NewServeMux()
+	mux.Handle("/", handler)
+	accel, err := s.mountAccelerate(mux, cfg, cache)
+	if err != nil {
+		return err
+	}
 	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", cfg.Listen.HTTP)
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", cfg.Listen.HTTP, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.Duration, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.Duration, IdleTimeout: 2 * time.Minute}
 	if cfg.TLS != nil {
 		srv.TLSConfig = &tls.Config{
 			MinVersion: tls.VersionTLS12,
@@ -68,7 +76,7 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 	} else {
 		go func() { _ = srv.Serve(ln) }()
 	}
-	s.http = &httpListener{ln: ln, srv: srv}
+	s.http = &httpListener{ln: ln, srv: srv, accel: accel}
 	s.log.Info("http sql and websocket listening", "addr", ln.Addr().String(), "tls", cfg.TLS != nil,
 		"cache", cfg.HTTP.Cache.Enabled)
 	return nil
@@ -97,6 +105,9 @@ func (s *Server) shutdownHTTP(timeout time.Duration) <-chan struct{} {
 		defer cancel()
 		if err := s.http.srv.Shutdown(ctx); err != nil {
 			_ = s.http.srv.Close()
+		}
+		if s.http.accel != nil { // no request can reach its transactions now: roll them back
+			s.http.accel.Close()
 		}
 	}()
 	return done
