@@ -56,7 +56,7 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 	}).Handler()
 	mux := http.NewServeMux()
 	mux.Handle("/", handler)
-	accel, err := s.mountAccelerate(mux, cfg, cache)
+	accel, err := s.mountAccelerate(mux, cfg, cache, limiter)
 	if err != nil {
 		return err
 	}
