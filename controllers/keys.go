@@ -148,11 +148,7 @@ func keyAnnotations(km keyMaterial) map[string]string {
 
 // verifierFor derives what the pooler stores for key.
 func verifierFor(key string, salt []byte, iters int) (config.Verifier, error) {
-	scram, err := apikey.NewSCRAMVerifier(key, salt, iters)
-	if err != nil {
-		return config.Verifier{}, err
-	}
-	return config.Verifier{SCRAM: scram.String(), SHA256: apikey.Digest(key), Fingerprint: apikey.Fingerprint(key)}, nil
+	return apikey.ConfigVerifier(key, salt, iters)
 }
 
 // nextKeyExpiry is the earliest end of a grace period, when the config must drop a verifier.

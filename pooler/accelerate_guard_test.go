@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepool/edgepool/internal/testwait"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -74,7 +75,7 @@ func TestAccelerateSharesTheHTTPDefences(t *testing.T) {
 			t.Cleanup(func() { c.Close() })
 			fmt.Fprintf(c, "POST /sql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{", h.key.secret)
 		}
-		waitFor(t, "key app's slots taken", 5*time.Second, func() bool {
+		testwait.For(t, "key app's slots taken", 5*time.Second, func() bool {
 			code, _ := call(h, "/connection-info", h.key.secret)
 			return code == http.StatusTooManyRequests
 		})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/edgepool/edgepool/internal/testwait"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -36,7 +37,7 @@ func TestLoginsInProgressAreCapped(t *testing.T) {
 		}
 		silent = append(silent, c)
 	}
-	waitFor(t, "200 connections accepted", 10*time.Second, func() bool {
+	testwait.For(t, "200 connections accepted", 10*time.Second, func() bool {
 		return metricValue(t, h, "edgepool_client_connections_total") >= 200
 	})
 	if n := metricValue(t, h, `edgepool_clients{state="login"}`); n > 16 {

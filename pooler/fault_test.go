@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testwait"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/config"
 )
@@ -33,7 +34,19 @@ func faultTimeouts(c *config.Config) {
 	c.Pool.Size = 4
 	c.Pool.ConnectTimeout = config.Duration{Duration: time.Second}
 	c.Pool.QueryWaitTimeout = config.Duration{Duration: 2 * time.Second}
-	c.Pool.AuthTimeout = config.Duration{Duration: time.Second}
+	c.Pool.AuthTimeout = config.Duration{Duration: 5 * time.Second} // SCRAM under -race on a busy machine
+}
+
+// poolerBehindProxy is a pooler with faultTimeouts whose upstream is reached through a
+// faultProxy.
+func poolerBehindProxy(t *testing.T) (*harness, *faultProxy) {
+	proxy := startFaultProxy(t, pg.Addr())
+	host, port := proxy.addr()
+	h := startPooler(t, func(c *config.Config) {
+		faultTimeouts(c)
+		c.Upstream.Host, c.Upstream.Port = host, port
+	})
+	return h, proxy
 }
 
 func sqlstate(err error) string {
@@ -50,18 +63,13 @@ func sqlstate(err error) string {
 // attempt fails with the pooler's 53300 within queryWaitTimeout (2 s) + 0.5 s instead of
 // hanging. When the network heals, commits resume within 5 s and none acknowledged is lost.
 func TestFaultUpstreamBlackholed(t *testing.T) {
-	proxy := startFaultProxy(t, pg.Addr())
-	host, port := proxy.addr()
-	h := startPooler(t, func(c *config.Config) {
-		faultTimeouts(c)
-		c.Upstream.Host, c.Upstream.Port = host, port
-	})
+	h, proxy := poolerBehindProxy(t)
 	w := startLedger(t, pg, "app", func() string { return h.dsn(h.key, "") }, "fault_blackhole", 8, 3*time.Second)
 	w.waitCommits(t, 40, 15*time.Second)
 
 	proxy.blackhole()
 	mark := w.mark()
-	waitFor(t, "16 attempts failing with the pooler's query-wait timeout", 20*time.Second, func() bool {
+	testwait.For(t, "16 attempts failing with the pooler's query-wait timeout", 20*time.Second, func() bool {
 		errs, _ := w.failuresSince(mark)
 		n := 0
 		for _, err := range errs {
@@ -92,12 +100,7 @@ func TestFaultUpstreamBlackholed(t *testing.T) {
 // clients are inside transactions: their attempts fail within 1 s (no waiting for a timeout),
 // the next transactions commit within 2 s of the last reset, and no acknowledged commit is lost.
 func TestFaultUpstreamResetMidTransaction(t *testing.T) {
-	proxy := startFaultProxy(t, pg.Addr())
-	host, port := proxy.addr()
-	h := startPooler(t, func(c *config.Config) {
-		faultTimeouts(c)
-		c.Upstream.Host, c.Upstream.Port = host, port
-	})
+	h, proxy := poolerBehindProxy(t)
 	w := startLedger(t, pg, "app", func() string { return h.dsn(h.key, "") }, "fault_reset", 8, 5*time.Second)
 	w.waitCommits(t, 40, 15*time.Second)
 	mark := w.mark()
@@ -138,7 +141,7 @@ func TestFaultPostgresKilledUnderLoad(t *testing.T) {
 	db.Kill()
 	killed := time.Now()
 	mark := w.mark()
-	waitFor(t, "attempts failing while PostgreSQL is down", 10*time.Second, func() bool {
+	testwait.For(t, "attempts failing while PostgreSQL is down", 10*time.Second, func() bool {
 		errs, _ := w.failuresSince(mark)
 		return len(errs) >= 16
 	})
@@ -165,6 +168,7 @@ func TestFaultPostgresKilledUnderLoad(t *testing.T) {
 func TestFaultSlowLorisOnTheWireProtocol(t *testing.T) {
 	h := startPooler(t, func(c *config.Config) {
 		faultTimeouts(c)
+		c.Pool.AuthTimeout = config.Duration{Duration: time.Second}
 		c.Pool.MaxAuthenticatingConnections = 32
 	})
 	w := startLedger(t, pg, "app", func() string { return h.dsn(h.key, "") }, "fault_slowloris", 4, 5*time.Second)
@@ -334,7 +338,8 @@ func TestFaultSlowLorisOverHTTP(t *testing.T) {
 // rate-limited failure log. 1,000 wrong-key SCRAM logins from 127.0.0.2 while clients from
 // 127.0.0.1 commit and connect: the first 20 fail with 28P01, the rest are refused before any
 // check (08004; a login already under way when the budget runs out still gets its 28P01);
-// valid clients see no failure and new valid connections (SCRAM) keep a p99 under 2 s;
+// valid clients see no failure and new valid connections (SCRAM) keep a p99 under 3 s (their
+// median is logged next to the one before the attack);
 // every failure is counted, and the log holds at most the burst plus 10 lines a second.
 func TestFaultBadKeysDuringValidTraffic(t *testing.T) {
 	h := startPooler(t, faultTimeouts)
@@ -411,7 +416,7 @@ func TestFaultBadKeysDuringValidTraffic(t *testing.T) {
 	if counts["28P01"] < 20 || counts["28P01"] > 40 || counts["28P01"]+counts["08004"] != 1000 {
 		t.Fatalf("bad logins answered %v, want 20-40 × 28P01, the rest 08004", counts)
 	}
-	if p99 := percentile(valid, 0.99); len(valid) == 0 || p99 > 2*time.Second {
+	if p99 := percentile(valid, 0.99); len(valid) == 0 || p99 > 3*time.Second {
 		t.Fatalf("valid connects during the attack: %d, p99 %v", len(valid), p99)
 	}
 	if errs, _ := w.failuresSince(mark); len(errs) > 0 {
@@ -462,7 +467,7 @@ func TestFaultKeyRotationAndReloadUnderLoad(t *testing.T) {
 	for i := range 10 {
 		cfg.Pool.Size = 3 + i%3
 		h.writeConfig(&cfg)
-		waitFor(t, "the reloaded pool size", 5*time.Second, func() bool {
+		testwait.For(t, "the reloaded pool size", 5*time.Second, func() bool {
 			return metricValue(t, h, "edgepool_pool_size") == float64(cfg.Pool.Size)
 		})
 		w.waitCommits(t, 5, 5*time.Second)
@@ -472,7 +477,7 @@ func TestFaultKeyRotationAndReloadUnderLoad(t *testing.T) {
 	h.writeConfig(&cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	waitFor(t, "the previous key refused", 5*time.Second, func() bool {
+	testwait.For(t, "the previous key refused", 5*time.Second, func() bool {
 		c, err := pgconn.Connect(ctx, h.dsn(testKey{name: "app", secret: oldSecret}, ""))
 		if err == nil {
 			c.Close(ctx)

@@ -56,17 +56,11 @@ func newTestKey(t testing.TB, name string) testKey {
 	if k, ok := keyCache[name]; ok {
 		return k
 	}
-	secret, err := apikey.Generate()
+	entry, secret, err := apikey.NewConfigKey(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	salt, _ := apikey.NewSalt()
-	v, err := apikey.NewSCRAMVerifier(secret, salt, apikey.DefaultIterations)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := testKey{name: name, secret: secret, entry: config.Key{Name: name, Verifiers: []config.Verifier{{
-		SCRAM: v.String(), SHA256: apikey.Digest(secret), Fingerprint: apikey.Fingerprint(secret)}}}}
+	k := testKey{name: name, secret: secret, entry: entry}
 	keyCache[name] = k
 	return k
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/edgepool/edgepool/internal/testwait"
 	"github.com/edgepool/edgepool/pooler"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/config"
@@ -31,20 +32,9 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestAdminEndpoints(t *testing.T) {
 	h := startPooler(t, nil)
-	waitFor(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
+	testwait.For(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
 	if code, _ := httpGet(t, h.adminURL("/healthz")); code != 200 {
 		t.Fatalf("/healthz = %d", code)
 	}
@@ -156,7 +146,7 @@ func TestRevokedKeysSessionsCloseAfterTheirTransaction(t *testing.T) {
 			if err := writeRaw(h, "{not json"); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "the bad file to be rejected", 5*time.Second, func() bool {
+			testwait.For(t, "the bad file to be rejected", 5*time.Second, func() bool {
 				return metricValue(t, h, "edgepool_config_reload_errors_total") >= 1
 			})
 			if got := exec1(ctx, t, appIdle, "select 4"); got != "4" {
@@ -173,11 +163,12 @@ func keyWithSalt(t *testing.T, salt []byte, notAfter *time.Time) (string, config
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := apikey.NewSCRAMVerifier(secret, salt, apikey.DefaultIterations)
+	v, err := apikey.ConfigVerifier(secret, salt, apikey.DefaultIterations)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return secret, config.Verifier{SCRAM: v.String(), SHA256: apikey.Digest(secret), Fingerprint: apikey.Fingerprint(secret), NotAfter: notAfter}
+	v.NotAfter = notAfter
+	return secret, v
 }
 
 // closedWith waits (up to 5 s) for the pooler to end a session and returns the SQLSTATE of
@@ -213,13 +204,13 @@ func TestReloadPoolSizeAndPause(t *testing.T) {
 	cfg.Paused = true
 	cfg.Pool.QueryWaitTimeout = config.Duration{Duration: 300 * time.Millisecond}
 	h.writeConfig(&cfg)
-	waitFor(t, "pool resize", 5*time.Second, func() bool { return h.srv.Pool().Stats().Size == 2 })
+	testwait.For(t, "pool resize", 5*time.Second, func() bool { return h.srv.Pool().Stats().Size == 2 })
 	if _, err := c.Exec(ctx, "select 1").ReadAll(); pgCode(err) != "53300" {
 		t.Fatalf("paused pool: want 53300, got %v", err)
 	}
 	cfg.Paused = false
 	h.writeConfig(&cfg)
-	waitFor(t, "unpause", 5*time.Second, func() bool { return !h.srv.Pool().Stats().Paused })
+	testwait.For(t, "unpause", 5*time.Second, func() bool { return !h.srv.Pool().Stats().Paused })
 	exec1(ctx, t, c, "select 1")
 }
 
@@ -229,7 +220,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 	h := startPooler(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	waitFor(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
+	testwait.For(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
 	setup := h.connect(ctx, t)
 	exec1(ctx, t, setup, "create table if not exists drained (v int); truncate drained")
 	idle := h.connect(ctx, t)
@@ -240,7 +231,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 	exec1(ctx, t, inTx, "insert into drained values (7)")
 
 	h.cancel() // what SIGTERM does in cmd/edgepool
-	waitFor(t, "readiness false", 2*time.Second, func() bool {
+	testwait.For(t, "readiness false", 2*time.Second, func() bool {
 		resp, err := http.Get(h.adminURL("/readyz"))
 		if err != nil {
 			return true
@@ -248,7 +239,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable
 	})
-	waitFor(t, "new connections refused", 2*time.Second, func() bool {
+	testwait.For(t, "new connections refused", 2*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", h.srv.PostgresAddr().String(), time.Second)
 		if err != nil {
 			return true
@@ -257,7 +248,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 		return false
 	})
 	// The idle client is closed by the drain.
-	waitFor(t, "idle client closed", 2*time.Second, func() bool {
+	testwait.For(t, "idle client closed", 2*time.Second, func() bool {
 		_, err := idle.Exec(ctx, "select 1").ReadAll()
 		return err != nil
 	})
@@ -359,7 +350,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	// connection dies is closed, as in PgBouncer): the old password no longer works.
 	pg.Exec(t, "alter role reload_a password 'second'")
 	pg.Exec(t, "select pg_terminate_backend(pid) from pg_stat_activity where usename = 'reload_a'")
-	waitFor(t, "the old password refused", 5*time.Second, func() bool {
+	testwait.For(t, "the old password refused", 5*time.Second, func() bool {
 		probe := h.connect(ctx, t)
 		defer probe.Close(ctx)
 		_, err := probe.Exec(ctx, "select 1").ReadAll()
@@ -368,7 +359,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	cfg := *h.cfg
 	cfg.Upstream.Password = "second"
 	h.writeConfig(&cfg) // picked up by the file watch, not at once
-	waitFor(t, "queries with the new password", 5*time.Second, func() bool {
+	testwait.For(t, "queries with the new password", 5*time.Second, func() bool {
 		probe := h.connect(ctx, t)
 		defer probe.Close(ctx)
 		_, err := probe.Exec(ctx, "select 1").ReadAll()
@@ -380,7 +371,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	// A different role: idle connections of the old role are retired, not reused.
 	cfg.Upstream.User, cfg.Upstream.Password = "reload_b", "other"
 	h.writeConfig(&cfg)
-	waitFor(t, "queries as the new role", 5*time.Second, func() bool {
+	testwait.For(t, "queries as the new role", 5*time.Second, func() bool {
 		res, err := c.Exec(ctx, "select current_user").ReadAll()
 		return err == nil && len(res) == 1 && len(res[0].Rows) == 1 && string(res[0].Rows[0][0]) == "reload_b"
 	})
@@ -424,7 +415,7 @@ func TestMalformedMessageDuringRelayDoesNotDeadlock(t *testing.T) {
 	if !strings.Contains(string(data), "08P01") {
 		t.Fatalf("no FATAL 08P01 among %d bytes", len(data))
 	}
-	waitFor(t, "upstream connection back in the pool", 5*time.Second, func() bool {
+	testwait.For(t, "upstream connection back in the pool", 5*time.Second, func() bool {
 		return h.srv.Pool().Stats().Active == 0
 	})
 	other := h.connect(ctx, t)

@@ -18,17 +18,10 @@ import (
 // a prober could tell real names apart by asking two replicas.
 func TestReplicasAnswerTheSameSaltForUnknownNames(t *testing.T) {
 	pg := testpg.Start(t)
-	entry, _, err := newKeyEntry("app")
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, _ := processConfig(t, pg)
 	replica := func(decoySecret string) *poolerProcess {
-		cfg := config.Defaults()
+		cfg := *base
 		cfg.Listen = config.Listen{Postgres: freeAddr(t), Admin: freeAddr(t)}
-		cfg.Database = "postgres"
-		cfg.Upstream = config.Upstream{Host: pg.Host, Port: pg.Port, Database: "postgres", User: pg.User,
-			Password: pg.Password, SSLMode: "disable"}
-		cfg.Keys = []config.Key{entry}
 		cfg.Auth.DecoySecret = decoySecret
 		return startPoolerProcess(t, &cfg)
 	}

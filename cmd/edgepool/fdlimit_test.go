@@ -16,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/edgepool/edgepool/internal/testpg"
-	"github.com/edgepool/edgepool/pooler/config"
 )
 
 // TestFaultConnectionFloodPastTheFileLimit: limits proved — pool.maxAuthenticatingConnections,
@@ -26,20 +25,10 @@ import (
 // valid client's new connection and query still succeed within 1 s each time, and the process
 // never holds more descriptors than its limit.
 func TestFaultConnectionFloodPastTheFileLimit(t *testing.T) {
-	pg := testpg.Start(t)
-	entry, key, err := newKeyEntry("app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Defaults()
-	cfg.Listen = config.Listen{Postgres: freeAddr(t), Admin: freeAddr(t)}
-	cfg.Database = "postgres"
-	cfg.Upstream = config.Upstream{Host: pg.Host, Port: pg.Port, Database: "postgres", User: pg.User,
-		Password: pg.Password, SSLMode: "disable"}
+	cfg, key := processConfig(t, testpg.Start(t))
 	cfg.Pool.Size = 4
-	cfg.Keys = []config.Key{entry}
 	const nofile = 1024
-	p := startPoolerProcess(t, &cfg, "sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, nofile))
+	p := startPoolerProcess(t, cfg, "sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, nofile))
 	pid := p.cmd.Process.Pid
 	if lim := processLimit(t, pid); lim != nofile {
 		t.Fatalf("pooler runs with %d file descriptors, want %d", lim, nofile)

@@ -4,12 +4,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
 func TestKeygenEntryAcceptsItsKey(t *testing.T) {
-	entry, key, err := newKeyEntry("ci")
+	entry, key, err := apikey.NewConfigKey("ci")
 	if err != nil {
 		t.Fatal(err)
 	}

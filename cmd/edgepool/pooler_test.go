@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testwait"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -44,19 +45,10 @@ func TestPoolerProcessDrainsOnSIGTERM(t *testing.T) {
 	pg := testpg.Start(t)
 	pg.Exec(t, "create table drained (v int)")
 
-	entry, key, err := newKeyEntry("app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Defaults()
-	cfg.Listen = config.Listen{Postgres: freeAddr(t), Admin: freeAddr(t)}
-	cfg.Database = "postgres"
-	cfg.Upstream = config.Upstream{Host: pg.Host, Port: pg.Port, Database: "postgres", User: pg.User,
-		Password: pg.Password, SSLMode: "disable"}
+	cfg, key := processConfig(t, pg)
 	cfg.Pool.Size = 2
 	cfg.Pool.ShutdownTimeout = config.Duration{Duration: 10 * time.Second}
-	cfg.Keys = []config.Key{entry}
-	p := startPoolerProcess(t, &cfg)
+	p := startPoolerProcess(t, cfg)
 	cmd, exited, ready := p.cmd, p.exited, p.ready
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -78,8 +70,8 @@ func TestPoolerProcessDrainsOnSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "readiness false", 3*time.Second, func() bool { return !ready() })
-	waitUntil(t, "new connections refused", 3*time.Second, func() bool {
+	testwait.For(t, "readiness false", 3*time.Second, func() bool { return !ready() })
+	testwait.For(t, "new connections refused", 3*time.Second, func() bool {
 		c, err := pgx.Connect(ctx, dsn)
 		if err != nil {
 			return true
@@ -109,16 +101,5 @@ func TestPoolerProcessDrainsOnSIGTERM(t *testing.T) {
 	var v int
 	if err := check.QueryRow(ctx, "select v from drained").Scan(&v); err != nil || v != 42 {
 		t.Fatalf("committed row: %d %v", v, err)
-	}
-}
-
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
 	}
 }

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -19,6 +22,23 @@ type poolerProcess struct {
 	cfg    *config.Config
 	logs   *lockedBuffer
 	exited chan error
+}
+
+// processConfig is the config of a pooler process in front of pg's database "postgres" on free
+// loopback ports, with one key "app"; it returns the key too.
+func processConfig(t *testing.T, pg *testpg.Server) (*config.Config, string) {
+	t.Helper()
+	entry, key, err := apikey.NewConfigKey("app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Defaults()
+	cfg.Listen = config.Listen{Postgres: freeAddr(t), Admin: freeAddr(t)}
+	cfg.Database = "postgres"
+	cfg.Upstream = config.Upstream{Host: pg.Host, Port: pg.Port, Database: "postgres", User: pg.User,
+		Password: pg.Password, SSLMode: "disable"}
+	cfg.Keys = []config.Key{entry}
+	return &cfg, key
 }
 
 // startPoolerProcess writes cfg and starts a pooler process on it, waiting until /readyz (the
@@ -49,7 +69,7 @@ func startPoolerProcess(t *testing.T, cfg *config.Config, wrap ...string) *poole
 			t.Logf("pooler output:\n%s", p.logs.String())
 		}
 	})
-	waitUntil(t, "pooler ready", 15*time.Second, p.ready)
+	testwait.For(t, "pooler ready", 15*time.Second, p.ready)
 	return p
 }
 

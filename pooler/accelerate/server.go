@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -186,37 +184,22 @@ func (s *Server) handle(ctx context.Context, req *request, method string, h hand
 	return h(ctx, req)
 }
 
-// authorize checks a bearer key as POST /sql does: over TLS only (unless cleartext is allowed),
-// from a source within its failed-login budget; failures are logged and counted by the guard.
+// authorize checks a bearer key as POST /sql does (edge.KeyGate) and turns a refusal into
+// Accelerate's error.
 func (s *Server) authorize(r *http.Request, key string) (string, error) {
-	remote := remoteAddr(r)
-	now := time.Now()
-	if r.TLS == nil && (s.opts.CleartextAllowed == nil || !s.opts.CleartextAllowed()) {
-		s.opts.Guard.Failed(auth.Attempt{Transport: "http", Remote: remote, Reason: auth.ReasonCleartextWithoutTLS}, now)
-		return "", &apiError{status: http.StatusForbidden, code: "P6002",
-			message: "the API key was sent over plain HTTP and is refused: use https:// (or set allowCleartextWithoutTLS)"}
-	}
-	if retry, ok := s.opts.Guard.Allow(remote, now); !ok {
-		s.opts.Guard.Failed(auth.Attempt{Transport: "http", Remote: remote, Reason: auth.ReasonOverBudget}, now)
+	gate := edge.KeyGate{Keys: s.opts.Keys, Guard: s.opts.Guard, CleartextAllowed: s.opts.CleartextAllowed}
+	name, refusal, retry := gate.Check(r, "", key)
+	switch refusal {
+	case edge.KeyOverPlainHTTP:
+		return "", &apiError{status: http.StatusForbidden, code: "P6002", message: edge.MsgKeyOverPlainHTTP}
+	case edge.KeySourceOverBudget:
 		e := tooManyRequests("too many failed logins from this address")
 		e.retryAfter = int(retry/time.Second) + 1
 		return "", e
-	}
-	name, ok := s.opts.Keys.CheckKey("", key)
-	if !ok {
-		s.opts.Guard.Failed(auth.Attempt{Transport: "http", Remote: remote, Reason: auth.ReasonWrongKey}, now)
+	case edge.KeyInvalid:
 		return "", &apiError{status: http.StatusUnauthorized, code: "P6002", message: "authentication failed: invalid API key"}
 	}
 	return name, nil
-}
-
-// remoteAddr is the client's address (the TCP peer).
-func remoteAddr(r *http.Request) net.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return nil
-	}
-	return net.TCPAddrFromAddrPort(ap)
 }
 
 // tooManyRequests is Accelerate's 429 (P5011), with Retry-After.

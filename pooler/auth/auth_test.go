@@ -19,11 +19,12 @@ func makeKey(t *testing.T, salt []byte, notAfter *time.Time) (string, config.Ver
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := apikey.NewSCRAMVerifier(key, salt, apikey.DefaultIterations)
+	v, err := apikey.ConfigVerifier(key, salt, apikey.DefaultIterations)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return key, config.Verifier{SCRAM: v.String(), SHA256: apikey.Digest(key), Fingerprint: apikey.Fingerprint(key), NotAfter: notAfter}
+	v.NotAfter = notAfter
+	return key, v
 }
 
 // scramClient runs the client side of SCRAM-SHA-256 against s and returns whether the server
@@ -252,9 +253,11 @@ func timingRing(tb testing.TB) *Keyring {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	v, _ := apikey.NewSCRAMVerifier(key, salt, apikey.DefaultIterations)
-	ring, err := NewKeyring([]config.Key{{Name: "known", Verifiers: []config.Verifier{{SCRAM: v.String(), SHA256: apikey.Digest(key)}}}},
-		DecoySecret([]byte("bench")))
+	v, err := apikey.ConfigVerifier(key, salt, apikey.DefaultIterations)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ring, err := NewKeyring([]config.Key{{Name: "known", Verifiers: []config.Verifier{v}}}, DecoySecret([]byte("bench")))
 	if err != nil {
 		tb.Fatal(err)
 	}

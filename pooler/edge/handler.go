@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -212,40 +210,21 @@ func (s *Server) handleSQL(w http.ResponseWriter, r *http.Request, reqID string,
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// authorize checks the request's key: only over TLS (unless cleartext is allowed), only from a
-// source within its failed-login budget. It returns the key name, or the status it answered.
+// authorize checks the request's key (KeyGate) and answers a refusal. It returns the key name,
+// or the status it answered.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, user, key string) (string, int) {
-	remote := remoteAddr(r)
-	if r.TLS == nil && (s.opts.CleartextAllowed == nil || !s.opts.CleartextAllowed()) {
-		s.opts.Guard.Failed(auth.Attempt{Transport: "http", Remote: remote, Name: user, Reason: auth.ReasonCleartextWithoutTLS}, time.Now())
-		return "", writeMessage(w, http.StatusForbidden,
-			"the API key was sent over plain HTTP and is refused: use https:// (or set allowCleartextWithoutTLS)", "28000")
-	}
-	if retry, ok := s.opts.Guard.Allow(remote, time.Now()); !ok {
-		s.opts.Guard.Failed(auth.Attempt{Transport: "http", Remote: remote, Name: user, Reason: auth.ReasonOverBudget}, time.Now())
+	gate := KeyGate{Keys: *s.keys.Load(), Guard: s.opts.Guard, CleartextAllowed: s.opts.CleartextAllowed}
+	name, refusal, retry := gate.Check(r, user, key)
+	switch refusal {
+	case KeyOverPlainHTTP:
+		return "", writeMessage(w, http.StatusForbidden, MsgKeyOverPlainHTTP, "28000")
+	case KeySourceOverBudget:
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry/time.Second)+1))
 		return "", writeMessage(w, http.StatusTooManyRequests, "too many failed logins from this address", "08004")
-	}
-	checker := *s.keys.Load()
-	keyName, ok := checker.CheckKey(user, key)
-	if !ok {
-		reason := auth.ReasonWrongKey
-		if known, canTell := checker.(interface{ Has(string) bool }); canTell && user != "" && !known.Has(user) {
-			reason = auth.ReasonUnknownName
-		}
-		s.opts.Guard.Failed(auth.Attempt{Transport: "http", Remote: remote, Name: user, Reason: reason}, time.Now())
+	case KeyInvalid:
 		return "", writeMessage(w, http.StatusUnauthorized, authFailedMessage(user), "28P01")
 	}
-	return keyName, 0
-}
-
-// remoteAddr is the client's address (the TCP peer; a proxy in front is that proxy).
-func remoteAddr(r *http.Request) net.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return nil
-	}
-	return net.TCPAddrFromAddrPort(ap)
+	return name, 0
 }
 
 // execute borrows an upstream connection for the request's queries and returns their JSON.

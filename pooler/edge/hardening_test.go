@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/edgepool/edgepool/internal/testwait"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/config"
@@ -29,17 +30,12 @@ func keysAB(t *testing.T) (*auth.Keyring, map[string]string) {
 	secrets := map[string]string{}
 	var keys []config.Key
 	for _, name := range []string{"a", "b"} {
-		secret, err := apikey.Generate()
-		if err != nil {
-			t.Fatal(err)
-		}
-		salt, _ := apikey.NewSalt()
-		v, err := apikey.NewSCRAMVerifier(secret, salt, apikey.DefaultIterations)
+		entry, secret, err := apikey.NewConfigKey(name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		secrets[name] = secret
-		keys = append(keys, config.Key{Name: name, Verifiers: []config.Verifier{{SCRAM: v.String(), SHA256: apikey.Digest(secret)}}})
+		keys = append(keys, entry)
 	}
 	ring, err := auth.NewKeyring(keys)
 	if err != nil {
@@ -108,7 +104,7 @@ func TestSlowBodiesOfOneKeyDoNotStarveAnother(t *testing.T) {
 			if tt.perKey > 0 {
 				wantHeld = int64(tt.perKey)
 			}
-			waitUntil(t, "A's slow requests hold their slots", 5*time.Second, func() bool { return s.limiter.InFlight() >= wantHeld })
+			testwait.For(t, "A's slow requests hold their slots", 5*time.Second, func() bool { return s.limiter.InFlight() >= wantHeld })
 			req, _ := http.NewRequest(http.MethodPost, ts.URL+"/sql", strings.NewReader(`{"query": "select 1"}`))
 			req.Header.Set("Authorization", "Bearer "+secrets["b"])
 			resp, err := http.DefaultClient.Do(req)
@@ -302,16 +298,5 @@ func TestCleartextOverPlainWebSocketRefused(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -60,12 +60,11 @@ func testKeyChecker(t testing.TB) KeyChecker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := apikey.NewSCRAMVerifier(testKey, salt, apikey.DefaultIterations)
+	v, err := apikey.ConfigVerifier(testKey, salt, apikey.DefaultIterations)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := auth.NewKeyring([]config.Key{{Name: "app", Verifiers: []config.Verifier{
-		{SCRAM: v.String(), SHA256: apikey.Digest(testKey), Fingerprint: apikey.Fingerprint(testKey)}}}})
+	k, err := auth.NewKeyring([]config.Key{{Name: "app", Verifiers: []config.Verifier{v}}})
 	if err != nil {
 		t.Fatal(err)
 	}
