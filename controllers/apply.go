@@ -100,8 +100,10 @@ var ownedAnnotationKeys = []string{annotationPreviousKey}
 // Deployment, Service or PodDisruptionBudget by server-side apply (applyChild), which also
 // reverts hand edits of the fields the operator owns; a Secret by an update when its desired hash
 // changed or someone edited its data. It never touches an object the pool does not control:
-// that is reported as *errNameConflict. It returns the live object after the call.
-func ensureChild(ctx context.Context, c client.Client, pool *poolingv1alpha1.ConnectionPool, desired client.Object) (client.Object, error) {
+// that is reported as *errNameConflict. It returns the live object after the call. uncached reads
+// the API server: a foreign Secret is not in the cache (which holds only the operator's own), so
+// a create that finds the name taken looks there before calling it cache lag.
+func ensureChild(ctx context.Context, c client.Client, uncached client.Reader, pool *poolingv1alpha1.ConnectionPool, desired client.Object) (client.Object, error) {
 	if err := controllerutil.SetControllerReference(pool, desired, c.Scheme()); err != nil {
 		return nil, fmt.Errorf("set owner of %s: %w", desired.GetName(), err)
 	}
@@ -121,6 +123,12 @@ func ensureChild(ctx context.Context, c client.Client, pool *poolingv1alpha1.Con
 		// AlreadyExists means the cache lags behind: the error retries and the next reconcile
 		// sees the object (and, for app Secrets, keeps its key instead of a new one).
 		if err := c.Create(ctx, desired, fieldOwner); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				other := desired.DeepCopyObject().(client.Object)
+				if gerr := uncached.Get(ctx, client.ObjectKeyFromObject(desired), other); gerr == nil && !metav1.IsControlledBy(other, pool) {
+					return nil, &errNameConflict{Kind: kind, Name: desired.GetName()}
+				}
+			}
 			return nil, fmt.Errorf("create %s %s: %w", kind, desired.GetName(), err)
 		}
 		return desired, nil

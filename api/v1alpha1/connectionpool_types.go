@@ -34,6 +34,7 @@ type ConnectionPool struct {
 }
 
 // ConnectionPoolSpec is the desired state of a ConnectionPool.
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas == 0 || self.replicas < (has(self.pool) && has(self.pool.maxUpstreamConnections) ? self.pool.maxUpstreamConnections : 20)",message="replicas must be lower than pool.maxUpstreamConnections: each replica needs at least one upstream connection and one replica's share of the budget is held back for rollouts",fieldPath=.replicas
 type ConnectionPoolSpec struct {
 	// Region pins the pooler pods to nodes labelled topology.kubernetes.io/region=<region>.
 	// Immutable: moving a pool to another region is a new pool.
@@ -53,8 +54,10 @@ type ConnectionPoolSpec struct {
 	// +required
 	Upstream Upstream `json:"upstream"`
 
-	// Replicas is the number of pooler pods. The upstream connection budget is split across them.
-	// Also reachable through the scale subresource (kubectl scale, HorizontalPodAutoscaler).
+	// Replicas is the number of pooler pods. The upstream connection budget is split across them
+	// with one replica's share held back (see pool.maxUpstreamConnections), so it must be lower
+	// than the budget. Also reachable through the scale subresource (kubectl scale,
+	// HorizontalPodAutoscaler).
 	// +optional
 	// +kubebuilder:default=2
 	// +kubebuilder:validation:Minimum=0
@@ -225,7 +228,9 @@ type PoolSettings struct {
 	Mode PoolMode `json:"mode,omitempty"`
 
 	// MaxUpstreamConnections is the TOTAL number of connections the pool opens to the upstream,
-	// across all replicas; each replica gets max(1, floor(maxUpstreamConnections / replicas)).
+	// across all replicas, at every moment, including scaling and rollouts: each replica gets
+	// floor(maxUpstreamConnections / (replicas + 1)), the share held back covering the one extra
+	// pod a rollout or eviction runs while the pod it replaces drains.
 	// +optional
 	// +kubebuilder:default=20
 	// +kubebuilder:validation:Minimum=1
