@@ -15,7 +15,7 @@ import (
 func liveDeployment(replicas, templateSize int32, settled bool) *appsv1.Deployment {
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Generation: 2},
-		Spec: appsv1.DeploymentSpec{Replicas: ptr.To(replicas), Template: podTemplateWithSize(templateSize)},
+		Spec:       appsv1.DeploymentSpec{Replicas: ptr.To(replicas), Template: podTemplateWithSize(templateSize)},
 		Status: appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: replicas, UpdatedReplicas: replicas,
 			ReadyReplicas: replicas, AvailableReplicas: replicas, TerminatingReplicas: ptr.To[int32](0)},
 	}

@@ -255,9 +255,9 @@ func TestScaleKeepsTheBudget(t *testing.T) {
 		final    state
 		pdb      bool
 	}{
-		{4, state{2, 4, 4}, state{4, 4, 4}, true},    // restart the 2 with size 4, then scale to 4
-		{1, state{1, 4, 4}, state{1, 10, 4}, false},  // fewer pods first, then size 10 live
-		{3, state{1, 5, 5}, state{3, 5, 5}, true},    // restart the 1 with size 5, then scale to 3
+		{4, state{2, 4, 4}, state{4, 4, 4}, true},   // restart the 2 with size 4, then scale to 4
+		{1, state{1, 4, 4}, state{1, 10, 4}, false}, // fewer pods first, then size 10 live
+		{3, state{1, 5, 5}, state{3, 5, 5}, true},   // restart the 1 with size 5, then scale to 3
 	} {
 		if err := scale(step.replicas); err != nil {
 			t.Fatalf("scale to %d: %v", step.replicas, err)

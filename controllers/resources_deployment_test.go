@@ -186,15 +186,25 @@ func TestOnlyRestartChangesRollPods(t *testing.T) {
 		}
 	}
 	restart := map[string]func(p *poolingv1alpha1.ConnectionPool, in *deploymentInputs){
-		"image":                func(_ *poolingv1alpha1.ConnectionPool, in *deploymentInputs) { in.Image = "img:2" },
-		"certificate renewal":  func(_ *poolingv1alpha1.ConnectionPool, in *deploymentInputs) { in.CertSerial = "abc" },
-		"tls off":              func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.TLS.Mode = poolingv1alpha1.TLSDisabled },
-		"http off":             func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.HTTP.Enabled = ptr.To(false) },
-		"database":             func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.Upstream.Database = "other" },
-		"pool mode":            func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.Pool.Mode = poolingv1alpha1.PoolModeSession },
-		"upstream CA Secret":   func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.Upstream.CASecret = &poolingv1alpha1.SecretKeyRef{Name: "ca"} },
-		"pod resources":        func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.Template.Resources = &corev1.ResourceRequirements{} },
-		"placement preference": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.Placement.RegionAffinity = poolingv1alpha1.RegionAffinityPreferred },
+		"image":               func(_ *poolingv1alpha1.ConnectionPool, in *deploymentInputs) { in.Image = "img:2" },
+		"certificate renewal": func(_ *poolingv1alpha1.ConnectionPool, in *deploymentInputs) { in.CertSerial = "abc" },
+		"tls off": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) {
+			p.Spec.TLS.Mode = poolingv1alpha1.TLSDisabled
+		},
+		"http off": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.HTTP.Enabled = ptr.To(false) },
+		"database": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.Upstream.Database = "other" },
+		"pool mode": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) {
+			p.Spec.Pool.Mode = poolingv1alpha1.PoolModeSession
+		},
+		"upstream CA Secret": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) {
+			p.Spec.Upstream.CASecret = &poolingv1alpha1.SecretKeyRef{Name: "ca"}
+		},
+		"pod resources": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) {
+			p.Spec.Template.Resources = &corev1.ResourceRequirements{}
+		},
+		"placement preference": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) {
+			p.Spec.Placement.RegionAffinity = poolingv1alpha1.RegionAffinityPreferred
+		},
 	}
 	for name, m := range restart {
 		p, in2 := samplePool(), in

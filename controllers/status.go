@@ -53,8 +53,8 @@ type observations struct {
 	PoolSize int32
 	// BudgetWaiting describes a scaling step held back for the budget (planBudget).
 	BudgetWaiting string
-	Problems       []problem
-	Keys           []keyMaterial
+	Problems      []problem
+	Keys          []keyMaterial
 }
 
 // computeStatus derives the pool's status from the previous status and the observations. It is

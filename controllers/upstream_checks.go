@@ -41,9 +41,9 @@ type upstreamChecks struct {
 
 // checkEntry is what is known about one pool's upstream.
 type checkEntry struct {
-	target  upstreamTarget
-	inputs  [32]byte // target.hash(): a spec or credentials change re-checks at once
-	result  *upstreamResult
+	target upstreamTarget
+	inputs [32]byte // target.hash(): a spec or credentials change re-checks at once
+	result *upstreamResult
 }
 
 func newUpstreamChecks(try func(context.Context, upstreamTarget) upstreamResult) *upstreamChecks {
