@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -100,10 +101,11 @@ var ownedAnnotationKeys = []string{annotationPreviousKey}
 // Deployment, Service or PodDisruptionBudget by server-side apply (applyChild), which also
 // reverts hand edits of the fields the operator owns; a Secret by an update when its desired hash
 // changed or someone edited its data. It never touches an object the pool does not control:
-// that is reported as *errNameConflict. It returns the live object after the call. uncached reads
-// the API server: a foreign Secret is not in the cache (which holds only the operator's own), so
-// a create that finds the name taken looks there before calling it cache lag.
-func ensureChild(ctx context.Context, c client.Client, uncached client.Reader, pool *poolingv1alpha1.ConnectionPool, desired client.Object) (client.Object, error) {
+// that is reported as *errNameConflict. It returns the live object after the call. A foreign
+// Secret is not in the cache (which holds only the operator's own), so a create that finds the
+// name taken asks the API server before calling it cache lag.
+func (r *Reconciler) ensureChild(ctx context.Context, pool *poolingv1alpha1.ConnectionPool, desired client.Object) (client.Object, error) {
+	c, uncached := r.Client, r.Reader
 	if err := controllerutil.SetControllerReference(pool, desired, c.Scheme()); err != nil {
 		return nil, fmt.Errorf("set owner of %s: %w", desired.GetName(), err)
 	}
@@ -140,7 +142,14 @@ func ensureChild(ctx context.Context, c client.Client, uncached client.Reader, p
 	}
 	liveSecret, ok := live.(*corev1.Secret)
 	if !ok {
-		return applyChild(ctx, c, live, desired)
+		if r.applied.unchanged(live, hash) {
+			return live, nil
+		}
+		out, err := applyChild(ctx, c, live, desired)
+		if err == nil {
+			r.applied.record(out, hash)
+		}
+		return out, err
 	}
 	desiredSecret := desired.(*corev1.Secret)
 	if liveSecret.Annotations[annotationDesiredHash] == hash && !secretDataDrifted(liveSecret, desiredSecret) {
@@ -151,6 +160,61 @@ func ensureChild(ctx context.Context, c client.Client, uncached client.Reader, p
 		return nil, fmt.Errorf("update %s %s: %w", kind, desired.GetName(), err)
 	}
 	return live, nil
+}
+
+// appliedMarks remember, per child the operator applied, what it applied (the desired hash) and
+// the child's state right after: its UID and, for a Deployment, its generation (which only spec
+// changes move, not the Deployment controller's status writes), otherwise its resourceVersion. A
+// child still in that state needs no apply: nobody changed it since. Anything else (a hand edit,
+// a replaced object, an operator restart, a new desired hash) applies again, which is what
+// reverts hand edits.
+type appliedMarks struct {
+	mu sync.Mutex
+	m  map[string]appliedMark // by kind/namespace/name
+}
+
+type appliedMark struct {
+	hash, state string
+}
+
+func childKey(o client.Object) string { return kindOf(o) + "/" + o.GetNamespace() + "/" + o.GetName() }
+
+func childState(o client.Object) string {
+	if _, ok := o.(*appsv1.Deployment); ok {
+		return fmt.Sprintf("%s generation %d", o.GetUID(), o.GetGeneration())
+	}
+	return fmt.Sprintf("%s resourceVersion %s", o.GetUID(), o.GetResourceVersion())
+}
+
+func (a *appliedMarks) unchanged(live client.Object, hash string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m, ok := a.m[childKey(live)]
+	return ok && m.hash == hash && m.state == childState(live)
+}
+
+func (a *appliedMarks) record(live client.Object, hash string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = map[string]appliedMark{}
+	}
+	a.m[childKey(live)] = appliedMark{hash: hash, state: childState(live)}
+}
+
+// forget drops the marks of a deleted pool's applied children.
+func (a *appliedMarks) forget(pool types.NamespacedName) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := &poolingv1alpha1.ConnectionPool{}
+	p.Namespace, p.Name = pool.Namespace, pool.Name
+	for _, child := range []client.Object{
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: deploymentName(p)}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: serviceName(p)}},
+		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: pdbName(p)}},
+	} {
+		delete(a.m, childKey(child))
+	}
 }
 
 // applyChild writes a Deployment, Service or PodDisruptionBudget the pool controls by server-side

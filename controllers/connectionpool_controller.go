@@ -54,6 +54,7 @@ type Reconciler struct {
 	Now func() time.Time
 
 	keys     keySource
+	applied  appliedMarks // children applied and unchanged since (apply.go)
 	upstream *upstreamChecker // one attempt (upstream.go)
 	checks   *upstreamChecks  // when attempts run, and their results (upstream_checks.go)
 }
@@ -102,6 +103,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := r.Client.Get(ctx, req.NamespacedName, pool); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.checks.Forget(req.NamespacedName)
+			r.applied.forget(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
@@ -294,7 +296,7 @@ func (r *Reconciler) ensureKeys(ctx context.Context, st *run) error {
 	}
 	for _, km := range keys {
 		before := existing[km.Name]
-		if _, err := ensureChild(ctx, r.Client, r.Reader, pool, appSecret(pool, km, st.clientCA)); err != nil {
+		if _, err := r.ensureChild(ctx, pool, appSecret(pool, km, st.clientCA)); err != nil {
 			return err
 		}
 		if prev, ok := keyFromSecret(before); ok && prev.Rotation != km.Rotation {
@@ -340,7 +342,7 @@ func (r *Reconciler) ensureConfig(ctx context.Context, st *run) error {
 	if err != nil {
 		return err
 	}
-	_, err = ensureChild(ctx, r.Client, r.Reader, st.pool, secret)
+	_, err = r.ensureChild(ctx, st.pool, secret)
 	return err
 }
 
@@ -353,7 +355,7 @@ func (r *Reconciler) ensureWorkload(ctx context.Context, st *run) error {
 		image = r.PoolerImage
 	}
 	var conflicts []error
-	live, err := ensureChild(ctx, r.Client, r.Reader, pool, poolerDeployment(pool, deploymentInputs{Image: image, CertSerial: st.certSerial, Budget: st.budget}))
+	live, err := r.ensureChild(ctx, pool, poolerDeployment(pool, deploymentInputs{Image: image, CertSerial: st.certSerial, Budget: st.budget}))
 	if err != nil {
 		var c *errNameConflict
 		if !errors.As(err, &c) {
@@ -363,7 +365,7 @@ func (r *Reconciler) ensureWorkload(ctx context.Context, st *run) error {
 	} else {
 		st.obs.Deployment = live.(*appsv1.Deployment)
 	}
-	if _, err := ensureChild(ctx, r.Client, r.Reader, pool, poolerService(pool)); err != nil {
+	if _, err := r.ensureChild(ctx, pool, poolerService(pool)); err != nil {
 		var c *errNameConflict
 		if !errors.As(err, &c) {
 			return err
@@ -371,7 +373,7 @@ func (r *Reconciler) ensureWorkload(ctx context.Context, st *run) error {
 		conflicts = append(conflicts, err)
 	}
 	if pdb := poolerPDB(pool); pdb != nil {
-		if _, err := ensureChild(ctx, r.Client, r.Reader, pool, pdb); err != nil {
+		if _, err := r.ensureChild(ctx, pool, pdb); err != nil {
 			var c *errNameConflict
 			if !errors.As(err, &c) {
 				return err

@@ -79,12 +79,26 @@ func TestTwoHundredPools(t *testing.T) {
 
 	reconcilesBefore := reconcileCount(t)
 	checksBefore := suite.reconciler.checks.Checks()
+	// Created as a GitOps tool or `kubectl apply` of a directory would: several at a time.
 	start := time.Now()
-	for _, p := range pools {
-		if err := suite.client.Create(ctx, p); err != nil {
-			t.Fatal(err)
-		}
+	work := make(chan *poolingv1alpha1.ConnectionPool)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				if err := suite.client.Create(ctx, p); err != nil {
+					t.Errorf("create %s: %v", p.Name, err)
+				}
+			}
+		}()
 	}
+	for _, p := range pools {
+		work <- p
+	}
+	close(work)
+	wg.Wait()
 	created := time.Since(start)
 
 	var reachableReady, allReported time.Duration
@@ -214,21 +228,35 @@ func blackHoleListener(ctx context.Context, t *testing.T) int32 {
 }
 
 // markAvailableLoop plays the Deployment controller for a namespace until ctx ends: a Deployment
-// whose status does not describe its spec gets one where every replica is available.
+// whose status does not describe its spec gets one where every replica is available. Like the
+// real controller it has several workers.
 func markAvailableLoop(ctx context.Context, ns string) {
 	for ctx.Err() == nil {
 		list := &appsv1.DeploymentList{}
 		if err := suite.client.List(ctx, list, client.InNamespace(ns)); err == nil {
+			work := make(chan *appsv1.Deployment)
+			var wg sync.WaitGroup
+			for range 5 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for d := range work {
+						n := *d.Spec.Replicas
+						d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n,
+							ReadyReplicas: n, AvailableReplicas: n, TerminatingReplicas: ptr.To[int32](0)}
+						_ = suite.client.Status().Update(ctx, d)
+					}
+				}()
+			}
 			for i := range list.Items {
 				d := &list.Items[i]
 				n := *d.Spec.Replicas
-				if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == n && d.Status.Replicas == n {
-					continue
+				if d.Status.ObservedGeneration != d.Generation || d.Status.AvailableReplicas != n || d.Status.Replicas != n {
+					work <- d
 				}
-				d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n,
-					ReadyReplicas: n, AvailableReplicas: n, TerminatingReplicas: ptr.To[int32](0)}
-				_ = suite.client.Status().Update(ctx, d)
 			}
+			close(work)
+			wg.Wait()
 		}
 		select {
 		case <-ctx.Done():

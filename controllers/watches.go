@@ -10,10 +10,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -82,7 +84,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&poolingv1alpha1.ConnectionPool{}).
+		// The pool's own status writes are not news: only spec (generation), label and
+		// annotation changes, creations and deletions reconcile it.
+		For(&poolingv1alpha1.ConnectionPool{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.Secret{}).
@@ -96,8 +101,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// A changed reachability result (upstream_checks.go) reconciles its pool.
 		WatchesRawSource(source.Channel(r.checks.changed, &handler.EnqueueRequestForObject{})).
 		Named("connectionpool").
-		// Reconciles never wait for the upstream; a few workers overlap their API round trips.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		// Reconciles never wait for the upstream; their time goes to API round trips, which
+		// several workers overlap (200 pools: docs/operator.md).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 8}).
 		Complete(r)
 }
 
