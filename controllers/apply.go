@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,6 +55,8 @@ func desiredHash(obj client.Object) string {
 			Data map[string][]byte
 		}{o.Type, o.Data}
 	case *policyv1.PodDisruptionBudget:
+		payload = o.Spec
+	case *networkingv1.NetworkPolicy:
 		payload = o.Spec
 	default:
 		panic(fmt.Sprintf("desiredHash: unsupported child type %T", obj))
@@ -212,6 +215,7 @@ func (a *appliedMarks) forget(pool types.NamespacedName) {
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: deploymentName(p)}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: serviceName(p)}},
 		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: pdbName(p)}},
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: networkPolicyName(p)}},
 	} {
 		delete(a.m, childKey(child))
 	}
@@ -360,6 +364,8 @@ func kindOf(obj client.Object) string {
 		return "Secret"
 	case *policyv1.PodDisruptionBudget:
 		return "PodDisruptionBudget"
+	case *networkingv1.NetworkPolicy:
+		return "NetworkPolicy"
 	}
 	return fmt.Sprintf("%T", obj)
 }

@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -34,6 +35,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -383,6 +385,18 @@ func (r *Reconciler) ensureWorkload(ctx context.Context, st *run) error {
 	} else if err := deleteChild(ctx, r.Client, pool, &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{Name: pdbName(pool), Namespace: pool.Namespace}}); err != nil {
 		return fmt.Errorf("delete PodDisruptionBudget: %w", err)
+	}
+	if np := poolerNetworkPolicy(pool); np != nil {
+		if _, err := r.ensureChild(ctx, pool, np); err != nil {
+			var c *errNameConflict
+			if !errors.As(err, &c) {
+				return err
+			}
+			conflicts = append(conflicts, err)
+		}
+	} else if err := deleteChild(ctx, r.Client, pool, &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: networkPolicyName(pool), Namespace: pool.Namespace}}); err != nil {
+		return fmt.Errorf("delete NetworkPolicy: %w", err)
 	}
 	for _, c := range conflicts {
 		var nc *errNameConflict

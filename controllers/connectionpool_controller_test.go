@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -779,6 +780,38 @@ func TestHandEditedWorkloadIsReverted(t *testing.T) {
 		}
 		if len(s.Spec.Ports) != 1 || s.Spec.Ports[0].Name != "postgres" || s.Spec.ClusterIP != clusterIP {
 			return fmt.Errorf("ports %+v clusterIP %s", s.Spec.Ports, s.Spec.ClusterIP)
+		}
+		return nil
+	})
+}
+
+// TestNetworkPolicyFollowsTheSpec: enabling spec.networkPolicy creates <pool>-pooler owned by the
+// pool; disabling it deletes it.
+func TestNetworkPolicyFollowsTheSpec(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	p := testPool(ns, "np")
+	p.Spec.NetworkPolicy.Enabled = true
+	createPool(t, p)
+	eventually(t, waitFor, "NetworkPolicy created", func() error {
+		np := &networkingv1.NetworkPolicy{}
+		if err := suite.client.Get(ctx, key(ns, "np-pooler"), np); err != nil {
+			return err
+		}
+		if !metav1.IsControlledBy(np, getPool(t, ns, "np")) || len(np.Spec.Ingress) != 1 {
+			return fmt.Errorf("policy %+v", np)
+		}
+		return nil
+	})
+	eventually(t, waitFor, "disable", func() error {
+		cur := getPool(t, ns, "np")
+		cur.Spec.NetworkPolicy.Enabled = false
+		return suite.client.Update(ctx, cur)
+	})
+	eventually(t, waitFor, "NetworkPolicy deleted", func() error {
+		err := suite.client.Get(ctx, key(ns, "np-pooler"), &networkingv1.NetworkPolicy{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there (%v)", err)
 		}
 		return nil
 	})

@@ -139,10 +139,15 @@ func poolerDeployment(pool *poolingv1alpha1.ConnectionPool, in deploymentInputs)
 }
 
 func poolerContainerSpec(pool *poolingv1alpha1.ConnectionPool, image string) corev1.Container {
-	resources := corev1.ResourceRequirements{Requests: corev1.ResourceList{
-		corev1.ResourceCPU:    resource.MustParse("100m"),
-		corev1.ResourceMemory: resource.MustParse("64Mi"),
-	}}
+	// A memory limit keeps a pooler that misbehaves from taking the node down with it; the
+	// HTTP cache (64Mi by default) and client buffers fit well inside it.
+	resources := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("100m"),
+			corev1.ResourceMemory: resource.MustParse("128Mi"),
+		},
+		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("512Mi")},
+	}
 	if r := pool.Spec.Template.Resources; r != nil {
 		resources = *r
 	}
