@@ -72,10 +72,11 @@ demo: build ## Run edgepool locally (PostgreSQL, control plane, operator, config
 	$(BIN)/edgepool-demo -repo $(CURDIR)
 
 .PHONY: test-e2e
-test-e2e: build ## The user's path end to end: apply, Ready, pgx/psql/HTTP, scale, rotate, disable, credentials, delete; and the Cloudflare Worker.
+test-e2e: build ## The user's path end to end: apply, Ready, pgx/psql/HTTP, scale, rotate, disable, credentials, delete; the upstream budget under scaling; the Cloudflare Worker; 200 pools against envtest.
 	./hack/install-test-deps.sh
 	./hack/install-node-deps.sh examples/cloudflare-worker
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -tags e2e $(E2E_FLAGS) ./test/e2e/
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -tags scale -count=1 -timeout 10m -v -run '^TestTwoHundredPools$$' ./controllers/
 
 .PHONY: test-worker
 test-worker: build ## Only the Cloudflare Worker example under wrangler dev against a local pool (pg over TCP, neon() over HTTP).

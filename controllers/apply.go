@@ -136,6 +136,9 @@ func (r *Reconciler) ensureChild(ctx context.Context, pool *poolingv1alpha1.Conn
 			}
 			return nil, fmt.Errorf("create %s %s: %w", kind, desired.GetName(), err)
 		}
+		if _, isSecret := desired.(*corev1.Secret); !isSecret {
+			r.applied.record(desired, hash) // created as desired: nothing to apply until it changes
+		}
 		return desired, nil
 	case err != nil:
 		return nil, fmt.Errorf("get %s %s: %w", kind, desired.GetName(), err)

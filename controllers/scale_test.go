@@ -1,3 +1,5 @@
+//go:build scale
+
 package controllers
 
 import (
@@ -28,7 +30,8 @@ import (
 // measures the time until every pool has its children and a status, the time until the reachable
 // ones are Ready, the reconciles per pool, and the writes over a quiet minute afterwards, which
 // must be zero: re-checks that find what the last one found change nothing. Numbers are logged
-// (docs/operator.md quotes them).
+// (docs/operator.md quotes them). Build tag scale: `make test-e2e` runs it on its own (a minute of
+// quiet observation, and timings that other packages' tests running in parallel would distort).
 func TestTwoHundredPools(t *testing.T) {
 	const (
 		reachable  = 100

@@ -105,7 +105,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("connectionpool").
 		// Reconciles never wait for the upstream; their time goes to API round trips, which
 		// several workers overlap (200 pools: docs/operator.md).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 8}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 16}).
 		Complete(r)
 }
 
