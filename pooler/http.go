@@ -9,15 +9,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgepool/edgepool/pooler/accelerate"
 	"github.com/edgepool/edgepool/pooler/config"
 	"github.com/edgepool/edgepool/pooler/edge"
 )
 
-// httpListener is the edge transports' listener: POST /sql and Postgres over WebSocket. Its
-// handler is swapped on reload (reloadHTTP), so the HTTP limits and the cache apply live.
+// httpListener is the edge transports' listener: POST /sql, Postgres over WebSocket and the
+// Prisma Accelerate protocol. Its handler is swapped on reload (reloadHTTP), so the HTTP limits
+// and the cache apply live.
 type httpListener struct {
 	ln      net.Listener
 	srv     *http.Server
+	accel   *accelerate.Server // Prisma Accelerate protocol (accelerate_mount.go); nil when disabled
 	metrics *edge.Metrics
 	handler atomic.Pointer[http.Handler]
 	// settings and cache are those of the handler in force; only Reload (under the server's
@@ -43,6 +46,14 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 		return fmt.Errorf("register http metrics: %w", err)
 	}
 	l := &httpListener{metrics: metrics}
+	s.setHTTPCache(l, cfg)
+	// The Accelerate endpoint is mounted once (its settings are restart-only: it holds open
+	// transactions); it shares the cache the pooler started with.
+	accel, err := s.mountAccelerate(http.NewServeMux(), cfg, l.cache)
+	if err != nil {
+		return err
+	}
+	l.accel = accel
 	s.setHTTPHandler(l, cfg)
 	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", cfg.Listen.HTTP)
 	if err != nil {
@@ -67,17 +78,24 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 	return nil
 }
 
-// setHTTPHandler builds the edge handler for cfg and puts it in force. The cache is kept when
-// its settings did not change (a new one starts empty).
-func (s *Server) setHTTPHandler(l *httpListener, cfg *config.Config) {
-	if l.cache == nil || cfg.HTTP.Cache != l.settings.Cache {
-		l.cache = nil
-		if cfg.HTTP.Cache.Enabled {
-			l.cache = edge.NewCache(cfg.HTTP.Cache.MaxBytes, l.metrics)
-		}
+// setHTTPCache makes the cache cfg asks for: the one in force when its settings did not change,
+// a new (empty) one when they did, none when it is off.
+func (s *Server) setHTTPCache(l *httpListener, cfg *config.Config) {
+	if l.cache != nil && cfg.HTTP.Cache == l.settings.Cache {
+		return
 	}
+	l.cache = nil
+	if cfg.HTTP.Cache.Enabled {
+		l.cache = edge.NewCache(cfg.HTTP.Cache.MaxBytes, l.metrics)
+	}
+}
+
+// setHTTPHandler builds the handler for cfg and puts it in force: the edge transports with
+// cfg's limits and cache, and the Accelerate endpoint mounted at start.
+func (s *Server) setHTTPHandler(l *httpListener, cfg *config.Config) {
 	l.settings = cfg.HTTP
-	var handler http.Handler = edge.NewServer(edge.Options{
+	mux := http.NewServeMux()
+	mux.Handle("/", edge.NewServer(edge.Options{
 		Upstream:         edge.PoolUpstream(s.pool),
 		Keys:             edge.KeyringFunc(s.Keyring),
 		Database:         cfg.Database,
@@ -90,8 +108,12 @@ func (s *Server) setHTTPHandler(l *httpListener, cfg *config.Config) {
 		WebSocket:        edge.WebSocketSessions(s.proxy),
 		Metrics:          l.metrics,
 		Logger:           s.log,
-	}).Handler()
-	l.handler.Store(&handler)
+	}).Handler())
+	if l.accel != nil {
+		l.accel.Register(mux)
+	}
+	var h http.Handler = mux
+	l.handler.Store(&h)
 }
 
 // reloadHTTP applies changed HTTP limits and cache settings: new requests get a handler built
@@ -100,6 +122,7 @@ func (s *Server) reloadHTTP(old, cfg *config.Config) {
 	if s.http == nil || (cfg.HTTP == s.http.settings && cfg.Pool.MaxClientConnections == old.Pool.MaxClientConnections) {
 		return
 	}
+	s.setHTTPCache(s.http, cfg)
 	s.setHTTPHandler(s.http, cfg)
 	s.log.Info("http settings reloaded", "cache", cfg.HTTP.Cache.Enabled, "cacheMaxBytes", cfg.HTTP.Cache.MaxBytes,
 		"cacheDefaultTTL", cfg.HTTP.Cache.DefaultTTL.String())
@@ -128,6 +151,9 @@ func (s *Server) shutdownHTTP(timeout time.Duration) <-chan struct{} {
 		defer cancel()
 		if err := s.http.srv.Shutdown(ctx); err != nil {
 			_ = s.http.srv.Close()
+		}
+		if s.http.accel != nil { // no request can reach its transactions now: roll them back
+			s.http.accel.Close()
 		}
 	}()
 	return done

@@ -2,7 +2,8 @@ package config
 
 // RestartSettings are the settings a running pooler cannot change: the listeners it bound (their
 // addresses, TLS on or off, the HTTP listener on or off), the database name clients ask for and
-// the pool mode. Everything else in Config is applied live by a reload (keys, pool sizes and
+// the pool mode, and the Prisma Accelerate endpoint's settings (it is mounted once and holds open
+// transactions). Everything else in Config is applied live by a reload (keys, pool sizes and
 // timeouts, pause, upstream address and credentials, the HTTP limits and cache, certificate
 // files). This is the one list both sides use: the pooler's reload keeps these from the running
 // config (KeepRestartSettings), and the operator hashes them into the pod template, so changing
@@ -11,8 +12,9 @@ type RestartSettings struct {
 	Listen   Listen `json:"listen"`
 	TLS      bool   `json:"tls"`
 	Database string `json:"database"`
-	PoolMode string `json:"poolMode"`
-	HTTP     bool   `json:"http"`
+	PoolMode   string     `json:"poolMode"`
+	HTTP       bool       `json:"http"`
+	Accelerate Accelerate `json:"accelerate"`
 }
 
 // RestartSettings returns the restart-only part of c.
@@ -21,8 +23,9 @@ func (c *Config) RestartSettings() RestartSettings {
 		Listen:   c.Listen,
 		TLS:      c.TLS != nil,
 		Database: c.Database,
-		PoolMode: c.Pool.Mode,
-		HTTP:     c.HTTP.Enabled,
+		PoolMode:   c.Pool.Mode,
+		HTTP:       c.HTTP.Enabled,
+		Accelerate: c.HTTP.Accelerate,
 	}
 }
 
@@ -49,6 +52,10 @@ func (c *Config) KeepRestartSettings(running *Config) []string {
 	if c.HTTP.Enabled != running.HTTP.Enabled {
 		changed = append(changed, "http.enabled")
 		c.HTTP.Enabled = running.HTTP.Enabled
+	}
+	if c.HTTP.Accelerate != running.HTTP.Accelerate {
+		changed = append(changed, "http.accelerate")
+		c.HTTP.Accelerate = running.HTTP.Accelerate
 	}
 	return changed
 }

@@ -11,7 +11,8 @@ import (
 // be added to one of them (and, if it is restart-only, to RestartSettings): the test fails
 // otherwise, so the pooler's reload and the operator's restart hash cannot drift apart.
 var (
-	restartOnly = []string{"listen.postgres", "listen.http", "listen.admin", "tls", "database", "pool.mode", "http.enabled"}
+	restartOnly = []string{"listen.postgres", "listen.http", "listen.admin", "tls", "database", "pool.mode", "http.enabled",
+		"http.accelerate.enabled", "http.accelerate.maxTransactionTimeout", "http.accelerate.maxRequestBytes", "http.accelerate.maxBindValues"}
 	live        = []string{
 		"tls.certFile", "tls.keyFile",
 		"upstream.host", "upstream.port", "upstream.database", "upstream.user", "upstream.password", "upstream.sslMode", "upstream.caFile",
@@ -75,6 +76,7 @@ func TestRestartSettings(t *testing.T) {
 		{"database", func(c *Config) { c.Database = "other" }, "database"},
 		{"pool mode", func(c *Config) { c.Pool.Mode = ModeSession }, "pool.mode"},
 		{"http off", func(c *Config) { c.HTTP.Enabled = false }, "http.enabled"},
+		{"accelerate off", func(c *Config) { c.HTTP.Accelerate.Enabled = false }, "http.accelerate"},
 		{"cache on", func(c *Config) { c.HTTP.Cache.Enabled = true }, ""},
 		{"cache ttl", func(c *Config) { c.HTTP.Cache.DefaultTTL.Duration = 5e9 }, ""},
 		{"upstream host", func(c *Config) { c.Upstream.Host = "db2" }, ""},
