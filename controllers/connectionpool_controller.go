@@ -56,7 +56,7 @@ type Reconciler struct {
 	Now func() time.Time
 
 	keys     keySource
-	applied  appliedMarks // children applied and unchanged since (apply.go)
+	applied  appliedMarks     // children applied and unchanged since (apply.go)
 	upstream *upstreamChecker // one attempt (upstream.go)
 	checks   *upstreamChecks  // when attempts run, and their results (upstream_checks.go)
 }
@@ -348,60 +348,53 @@ func (r *Reconciler) ensureConfig(ctx context.Context, st *run) error {
 	return err
 }
 
-// ensureWorkload keeps the Deployment, Service and PodDisruptionBudget in shape. A name conflict
-// on one of them does not stop the others.
+// ensureWorkload keeps the Deployment, Service, PodDisruptionBudget and NetworkPolicy in shape.
+// A name conflict on one of them does not stop the others.
 func (r *Reconciler) ensureWorkload(ctx context.Context, st *run) error {
 	pool := st.pool
 	image := pool.Spec.Image
 	if image == "" {
 		image = r.PoolerImage
 	}
-	var conflicts []error
-	live, err := r.ensureChild(ctx, pool, poolerDeployment(pool, deploymentInputs{Image: image, CertSerial: st.certSerial, Budget: st.budget}))
-	if err != nil {
-		var c *errNameConflict
-		if !errors.As(err, &c) {
-			return err
+	// ensure writes one child (or, when desired is nil, deletes absent); a name conflict is
+	// reported and does not stop the other children.
+	ensure := func(desired, absent client.Object) (client.Object, error) {
+		if desired == nil {
+			if err := deleteChild(ctx, r.Client, pool, absent); err != nil {
+				return nil, fmt.Errorf("delete %s: %w", kindOf(absent), err)
+			}
+			return nil, nil
 		}
-		conflicts = append(conflicts, err)
-	} else {
+		live, err := r.ensureChild(ctx, pool, desired)
+		var conflict *errNameConflict
+		if errors.As(err, &conflict) {
+			st.problem(problem{Reason: ReasonNameConflict, Message: conflict.Error()})
+			return nil, nil
+		}
+		return live, err
+	}
+	live, err := ensure(poolerDeployment(pool, deploymentInputs{Image: image, CertSerial: st.certSerial, Budget: st.budget}), nil)
+	if err != nil {
+		return err
+	}
+	if live != nil {
 		st.obs.Deployment = live.(*appsv1.Deployment)
 	}
-	if _, err := r.ensureChild(ctx, pool, poolerService(pool)); err != nil {
-		var c *errNameConflict
-		if !errors.As(err, &c) {
-			return err
-		}
-		conflicts = append(conflicts, err)
+	if _, err := ensure(poolerService(pool), nil); err != nil {
+		return err
 	}
-	if pdb := poolerPDB(pool); pdb != nil {
-		if _, err := r.ensureChild(ctx, pool, pdb); err != nil {
-			var c *errNameConflict
-			if !errors.As(err, &c) {
-				return err
-			}
-			conflicts = append(conflicts, err)
-		}
-	} else if err := deleteChild(ctx, r.Client, pool, &policyv1.PodDisruptionBudget{
-		ObjectMeta: metav1.ObjectMeta{Name: pdbName(pool), Namespace: pool.Namespace}}); err != nil {
-		return fmt.Errorf("delete PodDisruptionBudget: %w", err)
+	var pdb, np client.Object // typed nils must not reach ensure as non-nil interfaces
+	if p := poolerPDB(pool); p != nil {
+		pdb = p
 	}
-	if np := poolerNetworkPolicy(pool); np != nil {
-		if _, err := r.ensureChild(ctx, pool, np); err != nil {
-			var c *errNameConflict
-			if !errors.As(err, &c) {
-				return err
-			}
-			conflicts = append(conflicts, err)
-		}
-	} else if err := deleteChild(ctx, r.Client, pool, &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: networkPolicyName(pool), Namespace: pool.Namespace}}); err != nil {
-		return fmt.Errorf("delete NetworkPolicy: %w", err)
+	if n := poolerNetworkPolicy(pool); n != nil {
+		np = n
 	}
-	for _, c := range conflicts {
-		var nc *errNameConflict
-		errors.As(c, &nc)
-		st.problem(problem{Reason: ReasonNameConflict, Message: nc.Error()})
+	if _, err := ensure(pdb, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: pdbName(pool), Namespace: pool.Namespace}}); err != nil {
+		return err
+	}
+	if _, err := ensure(np, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: networkPolicyName(pool), Namespace: pool.Namespace}}); err != nil {
+		return err
 	}
 	return nil
 }

@@ -189,7 +189,8 @@ func TestChartMonitoringSelectsPoolers(t *testing.T) {
 	}
 }
 
-// kubectlAs writes a kubeconfig for an envtest admin and returns a kubectl runner.
+// kubectlAdmin writes a kubeconfig for an envtest admin (system:masters) and returns a kubectl
+// runner that feeds stdin (when not nil) and returns the combined output.
 func kubectlAdmin(t *testing.T) func(stdin []byte, args ...string) (string, error) {
 	t.Helper()
 	user, err := suite.env.AddUser(envtest.User{Name: "chart-test", Groups: []string{"system:masters"}}, nil)

@@ -187,17 +187,6 @@ func countKind[K comparable](m map[string]K, k K) int {
 	return n
 }
 
-// closedPort is a loopback port nothing listens on: connections are refused.
-func closedPort(t *testing.T) int32 {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return int32(l.Addr().(*net.TCPAddr).Port)
-}
-
 // blackHoleListener accepts connections and never answers, like a firewall that drops replies.
 func blackHoleListener(ctx context.Context, t *testing.T) int32 {
 	t.Helper()

@@ -23,14 +23,7 @@ import (
 func TestUpstreamCheckAgainstRealPostgres(t *testing.T) {
 	pg := suite.pg
 	good := upstreamCredentials{Username: pg.User, Password: pg.Password}
-	closedPort := func() int32 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return int32(l.Addr().(*net.TCPAddr).Port)
-	}()
+	closedPort := closedPort(t)
 	tests := []struct {
 		name       string
 		target     upstreamTarget
@@ -157,4 +150,15 @@ func TestVerifyFullPoolBecomesReady(t *testing.T) {
 	if c := condition(p, poolingv1alpha1.ConditionUpstreamReachable); c.Reason != ReasonConnected {
 		t.Fatalf("UpstreamReachable %+v", c)
 	}
+}
+
+// closedPort is a loopback port nothing listens on: connections are refused.
+func closedPort(t *testing.T) int32 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return int32(l.Addr().(*net.TCPAddr).Port)
 }

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
+	"github.com/edgepool/edgepool/internal/localenv"
 )
 
 // TestBudgetHoldsWhileScalingAndRolling: PostgreSQL never sees more than
@@ -32,32 +33,10 @@ func TestBudgetHoldsWhileScalingAndRolling(t *testing.T) {
 		clients = 16
 	)
 	ctx := context.Background()
-	db, err := env.CreateDatabase(ctx, "budgetdb", "budget_app", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-db", Namespace: namespace},
-		StringData: map[string]string{"username": db.User, "password": db.Password}}
-	pool := &poolingv1alpha1.ConnectionPool{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-		Spec: poolingv1alpha1.ConnectionPoolSpec{
-			Region: region,
-			Upstream: poolingv1alpha1.Upstream{Host: "127.0.0.1", Port: int32(env.Postgres.Port), Database: db.Name, SSLMode: "disable",
-				CredentialsSecret: poolingv1alpha1.CredentialsSecretRef{Name: creds.Name}},
-			Replicas: ptr.To[int32](2),
-			Pool:     poolingv1alpha1.PoolSettings{MaxUpstreamConnections: budget},
-			APIKeys:  []poolingv1alpha1.APIKey{{Name: "load"}},
-			TLS:      poolingv1alpha1.TLSSettings{Mode: poolingv1alpha1.TLSDisabled},
-		},
-	}
-	for _, o := range []client.Object{creds, pool} {
-		if err := env.Client.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_ = env.Client.Delete(context.Background(), pool)
-		_ = env.Client.Delete(context.Background(), creds)
+	db := createLocalPool(ctx, t, name, "budgetdb", "budget_app", func(spec *poolingv1alpha1.ConnectionPoolSpec) {
+		spec.Replicas = ptr.To[int32](2)
+		spec.Pool.MaxUpstreamConnections = budget
+		spec.APIKeys = []poolingv1alpha1.APIKey{{Name: "load"}}
 	})
 	if _, err := env.WaitReady(ctx, namespace, name, 90*time.Second); err != nil {
 		t.Fatal(err)
@@ -240,4 +219,38 @@ func connectThroughService(ctx context.Context, pool, database, key string) (*pg
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return pgx.ConnectConfig(cctx, cfg)
+}
+
+// createLocalPool creates a database and role in the suite's PostgreSQL and a pool in front of
+// it (one replica, TLS off, as mutate leaves it), deleted when the test ends.
+func createLocalPool(ctx context.Context, t *testing.T, name, database, role string, mutate func(*poolingv1alpha1.ConnectionPoolSpec)) localenv.Database {
+	t.Helper()
+	db, err := env.CreateDatabase(ctx, database, role, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-db", Namespace: namespace},
+		StringData: map[string]string{"username": db.User, "password": db.Password}}
+	pool := &poolingv1alpha1.ConnectionPool{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: poolingv1alpha1.ConnectionPoolSpec{
+			Region: region,
+			Upstream: poolingv1alpha1.Upstream{Host: "127.0.0.1", Port: int32(env.Postgres.Port), Database: db.Name, SSLMode: "disable",
+				CredentialsSecret: poolingv1alpha1.CredentialsSecretRef{Name: creds.Name}},
+			Replicas: ptr.To[int32](1),
+			APIKeys:  []poolingv1alpha1.APIKey{{Name: "app"}},
+			TLS:      poolingv1alpha1.TLSSettings{Mode: poolingv1alpha1.TLSDisabled},
+		},
+	}
+	mutate(&pool.Spec)
+	for _, o := range []client.Object{creds, pool} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_ = env.Client.Delete(context.Background(), pool)
+		_ = env.Client.Delete(context.Background(), creds)
+	})
+	return db
 }

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
@@ -24,31 +21,8 @@ import (
 func TestCacheFlipThroughThePool(t *testing.T) {
 	const name = "cacheflip"
 	ctx := context.Background()
-	db, err := env.CreateDatabase(ctx, "cachedb", "cache_app", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-db", Namespace: namespace},
-		StringData: map[string]string{"username": db.User, "password": db.Password}}
-	pool := &poolingv1alpha1.ConnectionPool{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-		Spec: poolingv1alpha1.ConnectionPoolSpec{
-			Region: region,
-			Upstream: poolingv1alpha1.Upstream{Host: "127.0.0.1", Port: int32(env.Postgres.Port), Database: db.Name, SSLMode: "disable",
-				CredentialsSecret: poolingv1alpha1.CredentialsSecretRef{Name: creds.Name}},
-			Replicas: ptr.To[int32](1),
-			APIKeys:  []poolingv1alpha1.APIKey{{Name: "web"}},
-			TLS:      poolingv1alpha1.TLSSettings{Mode: poolingv1alpha1.TLSDisabled},
-		},
-	}
-	for _, o := range []client.Object{creds, pool} {
-		if err := env.Client.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_ = env.Client.Delete(context.Background(), pool)
-		_ = env.Client.Delete(context.Background(), creds)
+	createLocalPool(ctx, t, name, "cachedb", "cache_app", func(spec *poolingv1alpha1.ConnectionPoolSpec) {
+		spec.APIKeys = []poolingv1alpha1.APIKey{{Name: "web"}}
 	})
 	if _, err := env.WaitReady(ctx, namespace, name, 90*time.Second); err != nil {
 		t.Fatal(err)
