@@ -44,6 +44,10 @@ const minReadySeconds = terminationGrace + 5
 type budgetInputs struct {
 	Deployment *appsv1.Deployment
 	ConfigSize int32
+	// ConfigFrozen says the config Secret cannot be rewritten now (the credentials are
+	// unusable): what runs is held as it is, since pods restarted or added now would start with
+	// the old size.
+	ConfigFrozen bool
 }
 
 // budgetPlan is what the operator writes this time.
@@ -73,6 +77,12 @@ func planBudget(pool *poolingv1alpha1.ConnectionPool, live budgetInputs) budgetP
 	settled := deploymentSettled(d)
 
 	plan := budgetPlan{Replicas: running, PoolSize: size, TemplatePoolSize: templateSize}
+	if live.ConfigFrozen {
+		if want.Replicas != running || want.PoolSize != size {
+			plan.Waiting = "holding the pooler replicas as they run until the upstream credentials are usable"
+		}
+		return plan
+	}
 	switch {
 	case want.PoolSize < size:
 		// Shrink: the running pods restart with the smaller size (the template changes), at

@@ -43,26 +43,28 @@ func TestPlanBudget(t *testing.T) {
 		podsAtOnce, worstSize int32 // worst case while this plan is in force
 	}{
 		{"create", 2, 20, budgetInputs{}, budgetPlan{Replicas: 2, PoolSize: 6, TemplatePoolSize: 6}, false, 3, 6},
-		{"steady", 2, 20, budgetInputs{liveDeployment(2, 6, true), 6}, budgetPlan{Replicas: 2, PoolSize: 6, TemplatePoolSize: 6}, false, 3, 6},
-		{"scale up 2→5: restart the 2 with size 3 first", 5, 20, budgetInputs{liveDeployment(2, 6, true), 6},
+		{"steady", 2, 20, budgetInputs{Deployment: liveDeployment(2, 6, true), ConfigSize: 6}, budgetPlan{Replicas: 2, PoolSize: 6, TemplatePoolSize: 6}, false, 3, 6},
+		{"scale up 2→5: restart the 2 with size 3 first", 5, 20, budgetInputs{Deployment: liveDeployment(2, 6, true), ConfigSize: 6},
 			budgetPlan{Replicas: 2, PoolSize: 3, TemplatePoolSize: 3}, true, 3, 6},
-		{"…while they restart, keep 2", 5, 20, budgetInputs{liveDeployment(2, 3, false), 3},
+		{"…while they restart, keep 2", 5, 20, budgetInputs{Deployment: liveDeployment(2, 3, false), ConfigSize: 3},
 			budgetPlan{Replicas: 2, PoolSize: 3, TemplatePoolSize: 3}, true, 3, 6},
-		{"…then scale to 5", 5, 20, budgetInputs{liveDeployment(2, 3, true), 3},
+		{"…then scale to 5", 5, 20, budgetInputs{Deployment: liveDeployment(2, 3, true), ConfigSize: 3},
 			budgetPlan{Replicas: 5, PoolSize: 3, TemplatePoolSize: 3}, false, 6, 3},
-		{"scale down 5→1: fewer pods first, size kept", 1, 20, budgetInputs{liveDeployment(5, 3, true), 3},
+		{"scale down 5→1: fewer pods first, size kept", 1, 20, budgetInputs{Deployment: liveDeployment(5, 3, true), ConfigSize: 3},
 			budgetPlan{Replicas: 1, PoolSize: 3, TemplatePoolSize: 3}, true, 6, 3},
-		{"…while the 4 drain, size kept", 1, 20, budgetInputs{liveDeployment(1, 3, false), 3},
+		{"…while the 4 drain, size kept", 1, 20, budgetInputs{Deployment: liveDeployment(1, 3, false), ConfigSize: 3},
 			budgetPlan{Replicas: 1, PoolSize: 3, TemplatePoolSize: 3}, true, 6, 3},
-		{"…then the size grows live (no restart)", 1, 20, budgetInputs{liveDeployment(1, 3, true), 3},
+		{"…then the size grows live (no restart)", 1, 20, budgetInputs{Deployment: liveDeployment(1, 3, true), ConfigSize: 3},
 			budgetPlan{Replicas: 1, PoolSize: 10, TemplatePoolSize: 3}, false, 2, 10},
-		{"scale up with room: at once", 3, 40, budgetInputs{liveDeployment(2, 6, true), 6},
+		{"scale up with room: at once", 3, 40, budgetInputs{Deployment: liveDeployment(2, 6, true), ConfigSize: 6},
 			budgetPlan{Replicas: 3, PoolSize: 6, TemplatePoolSize: 6}, false, 4, 6},
 		// A lower budget binds once the pods restarted with the smaller size: until then they
 		// hold what the old budget gave them (no worst case to check against the new one).
-		{"budget cut, same replicas: restart with the smaller size", 2, 9, budgetInputs{liveDeployment(2, 6, true), 6},
+		{"budget cut, same replicas: restart with the smaller size", 2, 9, budgetInputs{Deployment: liveDeployment(2, 6, true), ConfigSize: 6},
 			budgetPlan{Replicas: 2, PoolSize: 3, TemplatePoolSize: 3}, false, 0, 0},
-		{"scale to zero", 0, 20, budgetInputs{liveDeployment(2, 6, true), 6},
+		{"credentials unusable: hold what runs", 5, 20, budgetInputs{Deployment: liveDeployment(2, 6, true), ConfigSize: 6, ConfigFrozen: true},
+			budgetPlan{Replicas: 2, PoolSize: 6, TemplatePoolSize: 6}, true, 3, 6},
+		{"scale to zero", 0, 20, budgetInputs{Deployment: liveDeployment(2, 6, true), ConfigSize: 6},
 			budgetPlan{Replicas: 0, PoolSize: 6, TemplatePoolSize: 6}, true, 3, 6},
 	}
 	for _, tt := range tests {

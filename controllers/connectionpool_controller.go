@@ -236,7 +236,7 @@ func (r *Reconciler) readInputs(ctx context.Context, st *run) error {
 // (budget.go), so the upstream budget holds while the pool scales.
 func (r *Reconciler) planBudget(ctx context.Context, st *run) error {
 	pool := st.pool
-	in := budgetInputs{}
+	in := budgetInputs{ConfigFrozen: st.creds == nil}
 	d := &appsv1.Deployment{}
 	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: deploymentName(pool)}, d); {
 	case err == nil && metav1.IsControlledBy(d, pool):
