@@ -811,7 +811,7 @@ func TestNetworkPolicyFollowsTheSpec(t *testing.T) {
 	eventually(t, waitFor, "NetworkPolicy deleted", func() error {
 		err := suite.client.Get(ctx, key(ns, "np-pooler"), &networkingv1.NetworkPolicy{})
 		if !apierrors.IsNotFound(err) {
-			return fmt.Errorf("still there (%v)", err)
+			return fmt.Errorf("still there (%w)", err)
 		}
 		return nil
 	})

@@ -73,7 +73,12 @@ func TestUpstreamChecks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- checks.Start(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("checks: %v", err)
+		}
+	}()
 
 	key := types.NamespacedName{Namespace: "ns", Name: "p"}
 	target := upstreamTarget{Host: pg.Host, Port: int32(pg.Port), Database: "postgres", SSLMode: "disable",

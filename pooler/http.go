@@ -125,7 +125,7 @@ func (s *Server) reloadHTTP(old, cfg *config.Config) {
 	s.setHTTPCache(s.http, cfg)
 	s.setHTTPHandler(s.http, cfg)
 	s.log.Info("http settings reloaded", "cache", cfg.HTTP.Cache.Enabled, "cacheMaxBytes", cfg.HTTP.Cache.MaxBytes,
-		"cacheDefaultTTL", cfg.HTTP.Cache.DefaultTTL.String())
+		"cacheDefaultTtl", cfg.HTTP.Cache.DefaultTTL.String())
 }
 
 // HTTPAddr is the bound address of the HTTP SQL / WebSocket listener (nil if disabled).

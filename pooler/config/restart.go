@@ -9,9 +9,9 @@ package config
 // config (KeepRestartSettings), and the operator hashes them into the pod template, so changing
 // one of them rolls the pods and changing anything else never does.
 type RestartSettings struct {
-	Listen   Listen `json:"listen"`
-	TLS      bool   `json:"tls"`
-	Database string `json:"database"`
+	Listen     Listen     `json:"listen"`
+	TLS        bool       `json:"tls"`
+	Database   string     `json:"database"`
 	PoolMode   string     `json:"poolMode"`
 	HTTP       bool       `json:"http"`
 	Accelerate Accelerate `json:"accelerate"`
@@ -20,9 +20,9 @@ type RestartSettings struct {
 // RestartSettings returns the restart-only part of c.
 func (c *Config) RestartSettings() RestartSettings {
 	return RestartSettings{
-		Listen:   c.Listen,
-		TLS:      c.TLS != nil,
-		Database: c.Database,
+		Listen:     c.Listen,
+		TLS:        c.TLS != nil,
+		Database:   c.Database,
 		PoolMode:   c.Pool.Mode,
 		HTTP:       c.HTTP.Enabled,
 		Accelerate: c.HTTP.Accelerate,

@@ -13,7 +13,7 @@ import (
 var (
 	restartOnly = []string{"listen.postgres", "listen.http", "listen.admin", "tls", "database", "pool.mode", "http.enabled",
 		"http.accelerate.enabled", "http.accelerate.maxTransactionTimeout", "http.accelerate.maxRequestBytes", "http.accelerate.maxBindValues"}
-	live        = []string{
+	live = []string{
 		"tls.certFile", "tls.keyFile",
 		"upstream.host", "upstream.port", "upstream.database", "upstream.user", "upstream.password", "upstream.sslMode", "upstream.caFile",
 		"pool.size", "pool.maxClientConnections", "pool.queryWaitTimeout", "pool.idleTransactionTimeout", "pool.serverLifetime",
