@@ -22,9 +22,38 @@ type upstreamCredentials struct {
 	Password string
 }
 
-// poolerConfig renders the pooler's config file: upstream credentials and the verifiers of the
-// enabled keys (never a plaintext key). Keys are sorted by name so the output is stable.
-func poolerConfig(pool *poolingv1alpha1.ConnectionPool, creds upstreamCredentials, keys []keyMaterial) (*config.Config, error) {
+// poolerConfig renders the pooler's config file: upstream credentials, the per-replica pool size
+// (planBudget's) and the verifiers of the enabled keys (never a plaintext key). Keys are sorted by
+// name so the output is stable.
+func poolerConfig(pool *poolingv1alpha1.ConnectionPool, creds upstreamCredentials, keys []keyMaterial, poolSize int32) (*config.Config, error) {
+	cfg := poolerConfigBase(pool)
+	cfg.Pool.Size = int(poolSize)
+	cfg.Upstream.User, cfg.Upstream.Password = creds.Username, creds.Password
+	cfg.Keys = []config.Key{}
+	for _, km := range keys {
+		if km.Disabled {
+			continue
+		}
+		current, err := verifierFor(km.Key, km.Salt, km.Iterations)
+		if err != nil {
+			return nil, fmt.Errorf("api key %s: %w", km.Name, err)
+		}
+		k := config.Key{Name: km.Name, Verifiers: []config.Verifier{current}}
+		if km.Previous != nil {
+			k.Verifiers = append(k.Verifiers, *km.Previous)
+		}
+		cfg.Keys = append(cfg.Keys, k)
+	}
+	slices.SortFunc(cfg.Keys, func(a, b config.Key) int { return strings.Compare(a.Name, b.Name) })
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("rendered pooler config is invalid: %w", err)
+	}
+	return &cfg, nil
+}
+
+// poolerConfigBase is the pooler config of a pool without credentials and keys: everything the
+// spec decides (the pool size as in steady state).
+func poolerConfigBase(pool *poolingv1alpha1.ConnectionPool) config.Config {
 	cfg := config.Defaults()
 	cfg.Listen = config.Listen{Postgres: fmt.Sprintf(":%d", PostgresPort), Admin: fmt.Sprintf(":%d", AdminPort)}
 	if pool.HTTPEnabled() {
@@ -46,8 +75,6 @@ func poolerConfig(pool *poolingv1alpha1.ConnectionPool, creds upstreamCredential
 		Host:     pool.Spec.Upstream.Host,
 		Port:     int(pool.UpstreamPort()),
 		Database: pool.Spec.Upstream.Database,
-		User:     creds.Username,
-		Password: creds.Password,
 		SSLMode:  string(pool.UpstreamSSLMode()),
 	}
 	if pool.Spec.Upstream.CASecret != nil {
@@ -67,27 +94,7 @@ func poolerConfig(pool *poolingv1alpha1.ConnectionPool, creds upstreamCredential
 		DefaultTTL: config.Duration{Duration: poolingv1alpha1.DurationOr(pool.Spec.HTTP.Cache.DefaultTTL, 0)},
 		MaxBytes:   pool.CacheMaxBytes(),
 	}
-
-	cfg.Keys = []config.Key{}
-	for _, km := range keys {
-		if km.Disabled {
-			continue
-		}
-		current, err := verifierFor(km.Key, km.Salt, km.Iterations)
-		if err != nil {
-			return nil, fmt.Errorf("api key %s: %w", km.Name, err)
-		}
-		k := config.Key{Name: km.Name, Verifiers: []config.Verifier{current}}
-		if km.Previous != nil {
-			k.Verifiers = append(k.Verifiers, *km.Previous)
-		}
-		cfg.Keys = append(cfg.Keys, k)
-	}
-	slices.SortFunc(cfg.Keys, func(a, b config.Key) int { return strings.Compare(a.Name, b.Name) })
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("rendered pooler config is invalid: %w", err)
-	}
-	return &cfg, nil
+	return cfg
 }
 
 // configSecret is the <pool>-pooler-config Secret mounted into the pooler pods.
@@ -128,11 +135,17 @@ func appSecret(pool *poolingv1alpha1.ConnectionPool, km keyMaterial, clientCA []
 	}
 	if pool.HTTPEnabled() {
 		data["HTTP_URL"] = []byte(httpURL(pool, host))
+		if u, ok := accelerateURL(pool, km, host); ok {
+			data["ACCELERATE_URL"] = []byte(u)
+		}
 	}
 	if ext := pool.Spec.Service.ExternalHost; ext != "" {
 		data["EXTERNAL_DATABASE_URL"] = []byte(databaseURL(pool, km, ext, sslMode))
 		if pool.HTTPEnabled() {
 			data["EXTERNAL_HTTP_URL"] = []byte(httpURL(pool, ext))
+			if u, ok := accelerateURL(pool, km, ext); ok {
+				data["EXTERNAL_ACCELERATE_URL"] = []byte(u)
+			}
 		}
 	}
 	if pool.TLSEnabled() && len(clientCA) > 0 {
@@ -169,4 +182,22 @@ func httpURL(pool *poolingv1alpha1.ConnectionPool, host string) string {
 		scheme = "https"
 	}
 	return fmt.Sprintf("%s://%s/sql", scheme, net.JoinHostPort(host, strconv.Itoa(HTTPPort)))
+}
+
+// accelerateURL is the Prisma Accelerate URL (Prisma 7 `accelerateUrl`) of the pool's HTTP
+// endpoint: prisma://<host>:<http port>/?api_key=<key>. Prisma's client always speaks https to a
+// prisma:// URL, and to a prisma+postgres:// URL too unless the host is localhost/127.0.0.1, so
+// with TLS Disabled no URL of a cluster host would work: there is none (ok false). Local
+// development over a port-forward uses prisma+postgres://localhost:<port>/?api_key=<key>.
+func accelerateURL(pool *poolingv1alpha1.ConnectionPool, km keyMaterial, host string) (string, bool) {
+	if !pool.TLSEnabled() {
+		return "", false
+	}
+	u := url.URL{
+		Scheme:   "prisma",
+		Host:     net.JoinHostPort(host, strconv.Itoa(HTTPPort)),
+		Path:     "/",
+		RawQuery: url.Values{"api_key": {km.Key}}.Encode(),
+	}
+	return u.String(), true
 }

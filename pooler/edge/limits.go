@@ -16,7 +16,7 @@ import (
 // shared by every handler on the listener (POST /sql, Prisma Accelerate): a key's budget covers
 // all of them. A nil Limiter limits nothing.
 type Limiter struct {
-	total, perKey int64
+	total, perKey atomic.Int64
 	n             atomic.Int64
 	mu            sync.Mutex
 	keys          map[string]int64
@@ -24,7 +24,15 @@ type Limiter struct {
 
 // NewLimiter returns a Limiter with total and per-key caps (0: no cap).
 func NewLimiter(total, perKey int) *Limiter {
-	return &Limiter{total: int64(total), perKey: int64(perKey), keys: map[string]int64{}}
+	l := &Limiter{keys: map[string]int64{}}
+	l.SetLimits(total, perKey)
+	return l
+}
+
+// SetLimits changes the caps (config reload); requests in flight keep their slots.
+func (l *Limiter) SetLimits(total, perKey int) {
+	l.total.Store(int64(total))
+	l.perKey.Store(int64(perKey))
 }
 
 // Enter takes one of the total slots. When none is free it reports false (answer 429) and
@@ -33,7 +41,7 @@ func (l *Limiter) Enter() (release func(), ok bool) {
 	if l == nil {
 		return func() {}, true
 	}
-	if n := l.n.Add(1); l.total > 0 && n > l.total {
+	if n, total := l.n.Add(1), l.total.Load(); total > 0 && n > total {
 		l.n.Add(-1)
 		return nil, false
 	}
@@ -42,12 +50,16 @@ func (l *Limiter) Enter() (release func(), ok bool) {
 
 // EnterKey takes one of key name's slots, like Enter.
 func (l *Limiter) EnterKey(name string) (release func(), ok bool) {
-	if l == nil || l.perKey <= 0 {
+	if l == nil {
+		return func() {}, true
+	}
+	perKey := l.perKey.Load()
+	if perKey <= 0 {
 		return func() {}, true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.keys[name] >= l.perKey {
+	if l.keys[name] >= perKey {
 		return nil, false
 	}
 	l.keys[name]++
