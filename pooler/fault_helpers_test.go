@@ -168,7 +168,7 @@ func startLedger(t *testing.T, db *testpg.Server, database string, dsn func() st
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Exec(ctx, fmt.Sprintf("create table %s (worker int, seq int, primary key (worker, seq))", table)).ReadAll()
+	_, err = c.Exec(ctx, fmt.Sprintf("drop table if exists %[1]s; create table %[1]s (worker int, seq int, primary key (worker, seq))", table)).ReadAll()
 	c.Close(ctx)
 	if err != nil {
 		t.Fatal(err)

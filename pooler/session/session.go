@@ -84,6 +84,7 @@ type session struct {
 	user    string
 	key     auth.KeyID  // the key the client proved (checked again on reload)
 	revoked atomic.Bool // the key is no longer valid: end between transactions (revoke.go)
+	adm     *admission  // while logging in (admission.go)
 
 	defaults  map[string]string // tracked parameters' values on fresh connections (shared, read-only)
 	overrides map[string]string // where this client wants others (params.go); guarded by mu

@@ -24,7 +24,10 @@ import (
 // that carries the binary frames' payload.
 func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) error {
 	errc := make(chan error, 1)
-	p.serve(ctx, conn, opts, false, func(err error) { errc <- err })
+	done := func(err error) { errc <- err }
+	if rt, adm, ok := p.enter(conn, done); ok {
+		p.serve(ctx, conn, opts, rt, adm, false, done)
+	}
 	return <-errc
 }
 
@@ -35,19 +38,26 @@ func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) erro
 // Other conns (TLS, other platforms) wait on a fresh goroutine with a small stack instead of
 // one grown by startup and query work.
 func (p *Proxy) ServeConnAsync(ctx context.Context, conn net.Conn, opts Options, done func(error)) {
-	go p.serve(ctx, conn, opts, true, done)
+	// Admitted here, on the accept loop, so logins are admitted in the order they arrived.
+	if rt, adm, ok := p.enter(conn, done); ok {
+		go p.serve(ctx, conn, opts, rt, adm, true, done)
+	}
 }
 
-func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, park bool, done func(error)) {
+// enter counts a new connection and admits it (admission.go), or refuses it and reports done.
+func (p *Proxy) enter(conn net.Conn, done func(error)) (*Runtime, *admission, bool) {
 	rt := p.Runtime()
 	p.accepted.Add(1)
 	adm, ok := p.admit(conn, rt)
 	if !ok {
 		refuseTooMany(conn)
 		done(errors.New("too many clients"))
-		return
 	}
-	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure, park: park, done: done, ctx: ctx}
+	return rt, adm, ok
+}
+
+func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, rt *Runtime, adm *admission, park bool, done func(error)) {
+	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure, park: park, done: done, ctx: ctx, adm: adm}
 	s.r = msgReader{conn: conn, maxBody: maxAuthMessageBytes}
 	s.w = msgWriter{conn: conn}
 	s.setState(stateStartup)
@@ -57,6 +67,11 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, park boo
 			s.onPanic(r)
 		}
 	}()
+	if !p.settle(adm, rt) {
+		refuseTooMany(conn)
+		done(errors.New("too many clients"))
+		return
+	}
 	_ = conn.SetDeadline(time.Now().Add(rt.AuthTimeout))
 	err := s.startup(ctx)
 	p.admitted(adm)
@@ -115,6 +130,7 @@ func (s *session) startup(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		s.proxy.spoke(s.adm)
 		pkt, err := decodeStartupPacket(body)
 		if err != nil {
 			s.fatal("08P01", err.Error())
