@@ -350,7 +350,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	// connection dies is closed, as in PgBouncer): the old password no longer works.
 	pg.Exec(t, "alter role reload_a password 'second'")
 	pg.Exec(t, "select pg_terminate_backend(pid) from pg_stat_activity where usename = 'reload_a'")
-	testwait.For(t, "the old password refused", 5*time.Second, func() bool {
+	testwait.For(t, "the old password refused", 15*time.Second, func() bool {
 		probe := h.connect(ctx, t)
 		defer probe.Close(ctx)
 		_, err := probe.Exec(ctx, "select 1").ReadAll()
@@ -359,7 +359,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	cfg := *h.cfg
 	cfg.Upstream.Password = "second"
 	h.writeConfig(&cfg) // picked up by the file watch, not at once
-	testwait.For(t, "queries with the new password", 5*time.Second, func() bool {
+	testwait.For(t, "queries with the new password", 15*time.Second, func() bool {
 		probe := h.connect(ctx, t)
 		defer probe.Close(ctx)
 		_, err := probe.Exec(ctx, "select 1").ReadAll()
@@ -371,7 +371,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	// A different role: idle connections of the old role are retired, not reused.
 	cfg.Upstream.User, cfg.Upstream.Password = "reload_b", "other"
 	h.writeConfig(&cfg)
-	testwait.For(t, "queries as the new role", 5*time.Second, func() bool {
+	testwait.For(t, "queries as the new role", 15*time.Second, func() bool {
 		res, err := c.Exec(ctx, "select current_user").ReadAll()
 		return err == nil && len(res) == 1 && len(res[0].Rows) == 1 && string(res[0].Rows[0][0]) == "reload_b"
 	})
