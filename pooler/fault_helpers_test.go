@@ -152,7 +152,7 @@ type ledgerWorkload struct {
 	mu       sync.Mutex
 	acked    [][2]int
 	failures []error
-	failedIn []time.Duration // how long each failed attempt took
+	failedIn []time.Duration // how long each failed attempt's statements took (after its login)
 	okIn     []time.Duration // how long each acknowledged transaction took
 	attempts int
 }
@@ -195,6 +195,7 @@ func (w *ledgerWorkload) run(worker int, dsn func() string, attemptTimeout time.
 		default:
 		}
 		start := time.Now()
+		execStart := start
 		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
 		err := func() error {
 			if conn == nil {
@@ -203,6 +204,7 @@ func (w *ledgerWorkload) run(worker int, dsn func() string, attemptTimeout time.
 					return err
 				}
 				conn = c
+				execStart = time.Now()
 			}
 			for _, sql := range []string{"begin", fmt.Sprintf("insert into %s values (%d, %d)", w.table, worker, seq), "commit"} {
 				if _, err := conn.Exec(ctx, sql).ReadAll(); err != nil {
@@ -212,15 +214,14 @@ func (w *ledgerWorkload) run(worker int, dsn func() string, attemptTimeout time.
 			return nil
 		}()
 		cancel()
-		took := time.Since(start)
 		w.mu.Lock()
 		w.attempts++
 		if err == nil {
 			w.acked = append(w.acked, [2]int{worker, seq})
-			w.okIn = append(w.okIn, took)
+			w.okIn = append(w.okIn, time.Since(start))
 		} else {
 			w.failures = append(w.failures, err)
-			w.failedIn = append(w.failedIn, took)
+			w.failedIn = append(w.failedIn, time.Since(execStart))
 		}
 		w.mu.Unlock()
 		if err != nil {
