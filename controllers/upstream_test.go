@@ -9,14 +9,11 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
 	"github.com/edgepool/edgepool/internal/certs"
-	"github.com/edgepool/edgepool/internal/testpg"
 )
 
 // TestUpstreamCheckAgainstRealPostgres classifies real connection attempts against the suite's
@@ -178,21 +175,8 @@ func TestUpstreamChecks(t *testing.T) {
 // Ready against a PostgreSQL that serves TLS only (the check verifies the server certificate for
 // the host name with the CA read from the Secret).
 func TestVerifyFullPoolBecomesReady(t *testing.T) {
-	pg := testpg.Start(t, testpg.WithTLS())
-	ctx := context.Background()
 	ns := newNamespace(t)
-	ca := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db-ca", Namespace: ns}, Data: map[string][]byte{"ca.crt": pg.CACert}}
-	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns},
-		StringData: map[string]string{"username": pg.User, "password": pg.Password}}
-	pool := testPool(ns, "tls")
-	pool.Spec.Upstream = poolingv1alpha1.Upstream{Host: "localhost", Port: int32(pg.Port), Database: "postgres",
-		SSLMode: "verify-full", CASecret: &poolingv1alpha1.SecretKeyRef{Name: ca.Name},
-		CredentialsSecret: poolingv1alpha1.CredentialsSecretRef{Name: creds.Name}}
-	for _, o := range []client.Object{ca, creds, pool} {
-		if err := suite.client.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	verifyFullPool(t, ns, "tls", suite.tlsPG.CACert)
 	markDeploymentAvailable(t, ns, "tls-pooler")
 	p := waitCondition(t, ns, "tls", poolingv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
 	if c := condition(p, poolingv1alpha1.ConditionUpstreamReachable); c.Reason != ReasonConnected {
