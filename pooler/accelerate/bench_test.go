@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgepool/edgepool/pooler/edge"
 )
 
 // captureBody returns the request body of one exchange of a capture, as compact as the client
@@ -124,34 +126,46 @@ func setClientHeaders(h http.Header) {
 
 // BenchmarkQuery measures POST /query in the server's handler alone (no HTTP client, no
 // connection handling), so allocations, cpu-ns/op and profiles show this package's own cost
-// per request, plus the pool's and the database client's.
+// per request: on a pooled connection to PostgreSQL ("postgres"), and on a connection whose
+// backend replays the database's answers from memory ("replayed", replay_test.go), where
+// cpu-ns/op is this package's and pgconn's CPU without the database's or the socket's noise.
 func BenchmarkQuery(b *testing.B) {
-	ts := newTestServer(b, benchDatabase(b), nil)
-	mux := http.NewServeMux()
-	ts.Register(mux)
-	for _, c := range benchRequests(b) {
-		b.Run(c.name, func(b *testing.B) {
-			body := &benchBody{}
-			req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, "/query", body)
-			if err != nil {
-				b.Fatal(err)
-			}
-			setClientHeaders(req.Header)
-			req.ContentLength = int64(len(c.body))
-			req.Header.Set("Content-Length", strconv.Itoa(len(c.body)))
-			w := &benchWriter{header: http.Header{}}
-			b.ReportAllocs()
-			cpu := processCPU(b)
-			for b.Loop() {
-				body.Reset(c.body)
-				w.reset()
-				mux.ServeHTTP(w, req)
-				if w.status != http.StatusOK {
-					b.Fatalf("%d %s", w.status, w.body.String())
+	db := benchDatabase(b)
+	upstreams := []struct {
+		name     string
+		upstream func() edge.Upstream
+	}{
+		{"postgres", func() edge.Upstream { return edge.PoolUpstream(newPool(b, db, 4)) }},
+		{"replayed", func() edge.Upstream { return newReplayUpstream(b, db) }},
+	}
+	for _, u := range upstreams {
+		ts := newTestServer(b, db, func(o *Options) { o.Upstream = u.upstream() })
+		mux := http.NewServeMux()
+		ts.Register(mux)
+		for _, c := range benchRequests(b) {
+			b.Run(u.name+"/"+c.name, func(b *testing.B) {
+				body := &benchBody{}
+				req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, "/query", body)
+				if err != nil {
+					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(processCPU(b)-cpu)/float64(b.N), "cpu-ns/op")
-		})
+				setClientHeaders(req.Header)
+				req.ContentLength = int64(len(c.body))
+				req.Header.Set("Content-Length", strconv.Itoa(len(c.body)))
+				w := &benchWriter{header: http.Header{}}
+				b.ReportAllocs()
+				cpu := processCPU(b)
+				for b.Loop() {
+					body.Reset(c.body)
+					w.reset()
+					mux.ServeHTTP(w, req)
+					if w.status != http.StatusOK {
+						b.Fatalf("%d %s", w.status, w.body.String())
+					}
+				}
+				b.ReportMetric(float64(processCPU(b)-cpu)/float64(b.N), "cpu-ns/op")
+			})
+		}
 	}
 }
 
