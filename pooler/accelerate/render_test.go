@@ -116,6 +116,45 @@ func TestChunking(t *testing.T) {
 	}
 }
 
+// A template of text and single parameters is rendered once; what it renders per request is
+// what the general renderer makes, limits and errors included.
+func TestPrerenderedTemplate(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		q        *dbQuery
+		args     []any
+		maxBind  int
+		rendered bool // whether prerender applies
+	}{
+		{"findUnique", template(t, true, "SELECT a FROM t WHERE (id = ", "?", " AND 1=1) LIMIT ", "?", " OFFSET ", "?"), []any{7.0, "1", "0"}, 32766, true},
+		{"more args than parameters", template(t, false, "SELECT ", "?"), []any{1.0, 2.0}, 0, true},
+		{"over the bind limit", template(t, true, "SELECT ", "?", ",", "?", ",", "?"), []any{1.0, 2.0, 3.0}, 2, true},
+		{"a list value in a parameter", template(t, false, "SELECT ", "?"), []any{[]any{1.0, 2.0}}, 0, true},
+		{"no parameters", template(t, false, "SELECT 1"), nil, 0, true},
+		{"a tuple", template(t, true, "SELECT ", "?", " IN ", "(?)"), []any{1.0, nums(1, 3)}, 0, false},
+		{"too few arguments", template(t, false, "SELECT ", "?", ",", "?"), []any{1.0}, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			want, wantErr := renderQuery(c.q, c.args, c.maxBind)
+			c.q.args = c.args // the plan's arguments, before evaluation
+			c.q.prerender()
+			if (c.q.static != nil) != c.rendered {
+				t.Fatalf("prerendered: %v, want %v", c.q.static != nil, c.rendered)
+			}
+			got, err := renderQuery(c.q, c.args, c.maxBind)
+			if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(err, wantErr) {
+				t.Errorf("prerendered %+v, %v; rendered %+v, %v", got, err, want, wantErr)
+			}
+		})
+	}
+	tupleType := template(t, false, "SELECT ", "?")
+	tupleType.argTypes = []argType{{arity: "tuple", elements: []argType{{arity: "scalar"}, {arity: "scalar"}}}}
+	tupleType.args = []any{1.0}
+	if tupleType.prerender(); tupleType.static != nil {
+		t.Error("a parameter of tuple type was prerendered (its malformation must be reported per request)")
+	}
+}
+
 func TestEncodeParams(t *testing.T) {
 	d := time.Date(2024, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
 	dt := func(db string) argType { return argType{arity: "scalar", scalarType: "datetime", dbType: db} }
