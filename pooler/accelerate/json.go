@@ -38,16 +38,19 @@ type jsonParser struct {
 	data []byte
 	pos  int
 	// deferKey names a member of the top-level object that is checked but not built;
-	// deferred is its raw text (parseJSONDeferring).
+	// deferred is its raw text (parseJSONDeferring). known, when not nil, returns the length
+	// of a text already known to be a JSON value that its argument starts with (0 if none):
+	// that much is taken as the member's text without checking it again.
 	deferKey string
 	deferred []byte
+	known    func([]byte) int
 }
 
 // parseJSONDeferring parses a JSON document whose top-level object has a member key that the
 // caller wants as raw text (to look it up in a cache before building it). That member is
-// validated, left out of the returned record, and returned as raw.
-func parseJSONDeferring(data []byte, key string) (top any, raw []byte, err error) {
-	p := jsonParser{data: data, deferKey: key}
+// validated (or found by known), left out of the returned record, and returned as raw.
+func parseJSONDeferring(data []byte, key string, known func([]byte) int) (top any, raw []byte, err error) {
+	p := jsonParser{data: data, deferKey: key, known: known}
 	p.skipSpace()
 	if top, err = p.value(0); err != nil {
 		return nil, nil, err
@@ -57,6 +60,14 @@ func parseJSONDeferring(data []byte, key string) (top any, raw []byte, err error
 		return nil, nil, p.errorf("unexpected data after the JSON value")
 	}
 	return top, p.deferred, nil
+}
+
+// knownValue is the length of the known JSON text at the parser's position, or 0.
+func (p *jsonParser) knownValue() int {
+	if p.known == nil {
+		return 0
+	}
+	return p.known(p.data[p.pos:])
 }
 
 func (p *jsonParser) errorf(format string, args ...any) error {
@@ -156,8 +167,10 @@ func (p *jsonParser) skip(depth int) error {
 		}
 	case '"':
 		return p.skipString()
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return p.scanNumber()
 	default:
-		_, err := p.value(depth) // literals and numbers allocate nothing worth avoiding
+		_, err := p.value(depth) // literals, and the error for anything else
 		return err
 	}
 }
@@ -228,7 +241,9 @@ func (p *jsonParser) object(depth int) (any, error) {
 		p.skipSpace()
 		if depth == 0 && p.deferKey != "" && key == p.deferKey {
 			start := p.pos
-			if err := p.skip(depth + 1); err != nil {
+			if n := p.knownValue(); n > 0 {
+				p.pos += n
+			} else if err := p.skip(depth + 1); err != nil {
 				return nil, err
 			}
 			p.deferred = p.data[start:p.pos]
@@ -288,6 +303,18 @@ func (p *jsonParser) array(depth int) (any, error) {
 
 func (p *jsonParser) number() (any, error) {
 	start := p.pos
+	if err := p.scanNumber(); err != nil {
+		return nil, err
+	}
+	f, err := strconv.ParseFloat(string(p.data[start:p.pos]), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) { // out of range is ±Infinity or 0, as in JavaScript
+		return nil, p.errorf("invalid number")
+	}
+	return f, nil
+}
+
+// scanNumber checks a number's syntax and moves past it.
+func (p *jsonParser) scanNumber() error {
 	if p.data[p.pos] == '-' {
 		p.pos++
 	}
@@ -302,12 +329,12 @@ func (p *jsonParser) number() (any, error) {
 	if p.pos < len(p.data) && p.data[p.pos] == '0' {
 		p.pos++
 	} else if digits() == 0 {
-		return nil, p.errorf("invalid number")
+		return p.errorf("invalid number")
 	}
 	if p.pos < len(p.data) && p.data[p.pos] == '.' {
 		p.pos++
 		if digits() == 0 {
-			return nil, p.errorf("invalid number")
+			return p.errorf("invalid number")
 		}
 	}
 	if p.pos < len(p.data) && (p.data[p.pos] == 'e' || p.data[p.pos] == 'E') {
@@ -316,14 +343,10 @@ func (p *jsonParser) number() (any, error) {
 			p.pos++
 		}
 		if digits() == 0 {
-			return nil, p.errorf("invalid number")
+			return p.errorf("invalid number")
 		}
 	}
-	f, err := strconv.ParseFloat(string(p.data[start:p.pos]), 64)
-	if err != nil && !errors.Is(err, strconv.ErrRange) { // out of range is ±Infinity or 0, as in JavaScript
-		return nil, p.errorf("invalid number")
-	}
-	return f, nil
+	return nil
 }
 
 func (p *jsonParser) str() (string, error) {

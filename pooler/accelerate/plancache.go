@@ -2,6 +2,7 @@ package accelerate
 
 import (
 	"container/list"
+	"slices"
 	"sync"
 )
 
@@ -10,6 +11,12 @@ import (
 // plan is most of the CPU a small request costs. planCache keeps decoded plans by their text.
 // A decoded plan is shared by concurrent requests, so nothing may change it: the interpreter
 // copies the literals it hands out (interpreter.evalArg).
+//
+// Finding where a plan's text ends in a request means checking it as JSON, which costs about
+// as much as the rest of a small request. So the cache also finds a plan by the text a request
+// continues with (startOf): a request that continues with the text of a cached plan holds that
+// plan, already checked when it was first decoded (a JSON value's text is never the beginning
+// of another value's text).
 
 // Bounds of the plan cache: how many plans it keeps, and the largest plan text it keeps (large
 // plans carry their data, e.g. a createMany's rows, and rarely repeat).
@@ -18,10 +25,20 @@ const (
 	planCacheMaxBytes = 64 << 10
 )
 
+// planHeadBytes is how much of a plan's text indexes it for startOf: enough to get past the
+// opening every plan has in common, into its SQL. Shorter plans are found by decode alone.
+// startOf compares at most planHeadTries plans of one head (the plans of one model's queries
+// may share a head), the last found first.
+const (
+	planHeadBytes = 256
+	planHeadTries = 8
+)
+
 type planCache struct {
 	mu      sync.Mutex
 	lru     *list.List // of *cachedPlan, most recently used first
 	entries map[string]*list.Element
+	byHead  map[string][]*list.Element // plans of planHeadBytes or more, by their first planHeadBytes
 }
 
 type cachedPlan struct {
@@ -31,7 +48,25 @@ type cachedPlan struct {
 }
 
 func newPlanCache() *planCache {
-	return &planCache{lru: list.New(), entries: map[string]*list.Element{}}
+	return &planCache{lru: list.New(), entries: map[string]*list.Element{}, byHead: map[string][]*list.Element{}}
+}
+
+// startOf returns the length of the cached plan text that data starts with, or 0. A nil
+// cache has none.
+func (c *planCache) startOf(data []byte) int {
+	if c == nil || len(data) < planHeadBytes {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	plans := c.byHead[string(data[:planHeadBytes])]
+	for i, el := range plans[:min(len(plans), planHeadTries)] {
+		if t := el.Value.(*cachedPlan).text; len(t) <= len(data) && string(data[:len(t)]) == t {
+			plans[0], plans[i] = plans[i], plans[0]
+			return len(t)
+		}
+	}
+	return 0
 }
 
 // decode returns the decoded plan of text (a JSON object), from the cache when it is there.
@@ -56,16 +91,36 @@ func (c *planCache) decode(text []byte) (plan node, readOnly bool, err error) {
 	}
 	readOnly = !writes(plan)
 	if c != nil && len(text) <= planCacheMaxBytes {
-		c.mu.Lock()
-		if _, ok := c.entries[string(text)]; !ok {
-			p := &cachedPlan{text: string(text), plan: plan, readOnly: readOnly}
-			c.entries[p.text] = c.lru.PushFront(p)
-			for c.lru.Len() > planCacheEntries {
-				old := c.lru.Remove(c.lru.Back()).(*cachedPlan)
-				delete(c.entries, old.text)
-			}
-		}
-		c.mu.Unlock()
+		c.add(&cachedPlan{text: string(text), plan: plan, readOnly: readOnly})
 	}
 	return plan, readOnly, nil
+}
+
+// add keeps p (unless a concurrent request added its text first), evicting the least recently
+// used plan beyond planCacheEntries.
+func (c *planCache) add(p *cachedPlan) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[p.text]; ok {
+		return
+	}
+	el := c.lru.PushFront(p)
+	c.entries[p.text] = el
+	if len(p.text) >= planHeadBytes {
+		head := p.text[:planHeadBytes]
+		c.byHead[head] = append(c.byHead[head], el)
+	}
+	for c.lru.Len() > planCacheEntries {
+		old := c.lru.Back()
+		text := c.lru.Remove(old).(*cachedPlan).text
+		delete(c.entries, text)
+		if len(text) >= planHeadBytes {
+			head := text[:planHeadBytes]
+			if rest := slices.DeleteFunc(c.byHead[head], func(e *list.Element) bool { return e == old }); len(rest) > 0 {
+				c.byHead[head] = rest
+			} else {
+				delete(c.byHead, head)
+			}
+		}
+	}
 }

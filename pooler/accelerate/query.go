@@ -25,7 +25,7 @@ type queryRequest struct {
 
 // parseQueryRequest reads a query request; its plan comes from plans when that has it.
 func parseQueryRequest(body []byte, plans *planCache) (*queryRequest, error) {
-	v, planText, err := parseJSONDeferring(body, "plan")
+	v, planText, err := parseJSONDeferring(body, "plan", plans.startOf)
 	if err != nil {
 		return nil, badRequest(err.Error())
 	}

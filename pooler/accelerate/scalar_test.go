@@ -165,6 +165,26 @@ func TestJSONRoundTrip(t *testing.T) {
 	}
 }
 
+// A deferred member (the plan of a request, skipped to look it up in the plan cache) is checked
+// exactly as a parsed one.
+func TestJSONSkipChecksAsParse(t *testing.T) {
+	for _, plan := range []string{
+		`{"a":[1,2.5,-0,1e400,"x\"\\\n\u0001é"],"b":{"c":null,"d":true},"":false}`, `"a long string with no escapes at all"`, `[]`, `{}`,
+		``, `{`, `{"a" 1}`, `[1,]`, `01`, `-`, `1.`, `1e`, `"\x"`, `"\u12"`, `"\u12g4"`, `tru`, `nul`, `"a` + "\x01" + `b"`,
+		`"unterminated`, `"unterminated \`, `{"a":1,}`, `[1 2]`, `{"a":1 "b":2}`, `{1:2}`, `@`,
+	} {
+		body := []byte(`{"plan":` + plan + `,"x":1}`)
+		_, parseErr := parseJSON(body)
+		_, raw, skipErr := parseJSONDeferring(body, "plan", nil)
+		if (parseErr == nil) != (skipErr == nil) {
+			t.Errorf("%s: parsed with %v, skipped with %v", plan, parseErr, skipErr)
+		}
+		if skipErr == nil && string(raw) != plan {
+			t.Errorf("%s: skipped %s", plan, raw)
+		}
+	}
+}
+
 func TestRecordKeys(t *testing.T) {
 	rec := recordOf("id", 1.0, "b", []byte{1, 2}, "d", time.Unix(0, 0), "n", nil)
 	if got := recordKey(rec, []string{"id", "b", "d", "n", "missing"}, nil); got != `[1,{"type":"Buffer","data":[1,2]},"1970-01-01T00:00:00.000Z",null,null]` {
