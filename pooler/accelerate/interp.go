@@ -502,7 +502,7 @@ func (in *interpreter) statement(ctx context.Context, st renderedQuery, raw, rea
 	}
 	start := time.Now()
 	rs, err := in.conn.runStatement(ctx, sql, params, readRows)
-	in.logs.query(start, time.Since(start), sql, logParams(st.args))
+	in.logs.query(start, time.Since(start), sql, st.args)
 	if err != nil {
 		return nil, in.dbError(err, raw)
 	}
@@ -549,7 +549,7 @@ func (in *interpreter) inTransaction(ctx context.Context, fn func() (evalResult,
 	}
 	start := time.Now()
 	_, endErr := in.conn.run(context.WithoutCancel(ctx), end)
-	in.logs.query(start, time.Since(start), end, "[]")
+	in.logs.query(start, time.Since(start), end, nil)
 	if err != nil {
 		return r, err
 	}

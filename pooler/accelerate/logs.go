@@ -42,11 +42,12 @@ func logTimestamp(t time.Time) []any {
 	return []any{float64(ms / 1000), float64(ms%1000) * 1e6}
 }
 
-// query logs one statement.
-func (l *logSink) query(start time.Time, took time.Duration, sql, params string) {
+// query logs one statement with its arguments (nil for none).
+func (l *logSink) query(start time.Time, took time.Duration, sql string, args []any) {
 	if l == nil || !l.wantQueries {
 		return
 	}
+	params := logParams(args)
 	l.entries = append(l.entries, recordOf(
 		"level", "query", "spanId", zeroSpanID, "timestamp", logTimestamp(start.Add(took)), "message", "Query",
 		"attributes", recordOf("timestamp", float64(start.UnixMilli()), "duration", float64(took.Microseconds())/1000,

@@ -166,9 +166,18 @@ func bearerToken(h string) (string, bool) {
 	return strings.TrimSpace(h[len(prefix):]), true
 }
 
-// readBody reads the request body within the size cap.
+// readBody reads the request body within the size cap, into one buffer of the declared
+// Content-Length when there is one (the client always sends it; net/http holds the body to it).
 func (s *Server) readBody(req *request) ([]byte, error) {
-	body, err := io.ReadAll(io.LimitReader(req.r.Body, int64(s.opts.MaxRequestBytes)+1))
+	limit := int64(s.opts.MaxRequestBytes) + 1
+	var body []byte
+	var err error
+	if n := req.r.ContentLength; n >= 0 && n < limit {
+		body = make([]byte, n)
+		_, err = io.ReadFull(req.r.Body, body)
+	} else {
+		body, err = io.ReadAll(io.LimitReader(req.r.Body, limit))
+	}
 	if err != nil {
 		return nil, badRequest("could not read the request body")
 	}
