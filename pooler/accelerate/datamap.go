@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -266,12 +265,10 @@ func mapValue(v any, column string, ft fieldType, enums map[string]map[string]st
 	return nil, dataMapError("DataMapper: Unknown result type: %s", ft.typ)
 }
 
-var timeTZPattern = regexp.MustCompile(`\d{2}:\d{2}:\d{2}(?:\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?$`)
-
 // normalizeDateTime completes the date/time strings of date, time and timestamp columns into
 // full ISO timestamps: a date gets midnight UTC, a time the date 1970-01-01, a missing zone Z.
 func normalizeDateTime(dt string) string {
-	m := timeTZPattern.FindStringSubmatchIndex(dt)
+	m := matchTimeTZ(dt)
 	if m == nil {
 		return dt + "T00:00:00Z"
 	}
@@ -295,4 +292,53 @@ func normalizeDateTime(dt string) string {
 		withTZ = withTZ[:sep] + "T" + withTZ[sep+1:]
 	}
 	return withTZ
+}
+
+// matchTimeTZ finds a time with an optional zone at the end of s, as the reference's regular
+// expression /\d{2}:\d{2}:\d{2}(?:\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?$/ does (its leftmost match), and
+// returns the submatch indices FindStringSubmatchIndex would: the match, the zone and the
+// zone's minutes, -1 for a group that took no part; nil for no match.
+func matchTimeTZ(s string) []int {
+	digits := func(i, n int) bool {
+		if i+n > len(s) {
+			return false
+		}
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	for start := 0; start+8 <= len(s); start++ {
+		if !digits(start, 2) || s[start+2] != ':' || !digits(start+3, 2) || s[start+5] != ':' || !digits(start+6, 2) {
+			continue
+		}
+		i := start + 8
+		if i < len(s) && s[i] == '.' && digits(i+1, 1) {
+			for i++; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			}
+		}
+		m := []int{start, len(s), -1, -1, -1, -1}
+		switch {
+		case i == len(s):
+			return m
+		case s[i] == 'Z' && i+1 == len(s):
+			m[2], m[3] = i, len(s)
+			return m
+		case (s[i] == '+' || s[i] == '-') && digits(i+1, 2):
+			m[2], m[3] = i, len(s)
+			switch rest := s[i+3:]; {
+			case rest == "":
+				return m
+			case len(rest) == 2 && digits(i+3, 2):
+				m[4], m[5] = i+3, len(s)
+				return m
+			case len(rest) == 3 && rest[0] == ':' && digits(i+4, 2):
+				m[4], m[5] = i+3, len(s)
+				return m
+			}
+		}
+	}
+	return nil
 }

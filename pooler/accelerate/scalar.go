@@ -67,19 +67,43 @@ func toDate(v any) (time.Time, error) {
 }
 
 // jsISOString is Date.prototype.toISOString: UTC, milliseconds, extended years beyond 0-9999.
-func jsISOString(t time.Time) string {
-	t = t.UTC().Truncate(time.Millisecond)
-	y := t.Year()
-	var year string
+func jsISOString(t time.Time) string { return string(appendJSISOString(make([]byte, 0, 24), t)) }
+
+// appendJSISOString appends jsISOString(t).
+func appendJSISOString(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
 	switch {
-	case y >= 0 && y <= 9999:
-		year = fmt.Sprintf("%04d", y)
-	case y < 0:
-		year = fmt.Sprintf("-%06d", -y)
+	case year >= 0 && year <= 9999:
+		dst = appendDigits(dst, year, 4)
+	case year < 0:
+		dst = appendDigits(append(dst, '-'), -year, 6)
 	default:
-		year = fmt.Sprintf("+%06d", y)
+		dst = appendDigits(append(dst, '+'), year, 6)
 	}
-	return year + t.Format("-01-02T15:04:05.000Z")
+	dst = appendDigits(append(dst, '-'), int(month), 2)
+	dst = appendDigits(append(dst, '-'), day, 2)
+	dst = appendDigits(append(dst, 'T'), hour, 2)
+	dst = appendDigits(append(dst, ':'), minute, 2)
+	dst = appendDigits(append(dst, ':'), sec, 2)
+	dst = appendDigits(append(dst, '.'), t.Nanosecond()/int(time.Millisecond), 3)
+	return append(dst, 'Z')
+}
+
+// appendDigits appends n (>= 0) in decimal, zero-padded to width digits.
+func appendDigits(dst []byte, n, width int) []byte {
+	var buf [20]byte
+	i := len(buf)
+	for n >= 10 || width > 1 {
+		i--
+		buf[i] = byte('0' + n%10)
+		n /= 10
+		width--
+	}
+	i--
+	buf[i] = byte('0' + n)
+	return append(dst, buf[i:]...)
 }
 
 // parseJSDate parses the ISO-8601 forms JavaScript's Date accepts: a date (UTC), or a date and

@@ -1,7 +1,10 @@
 package accelerate
 
 import (
+	"fmt"
 	"math"
+	"reflect"
+	"regexp"
 	"testing"
 	"time"
 )
@@ -99,6 +102,68 @@ func TestNormalizeDateTime(t *testing.T) {
 	} {
 		if got := normalizeDateTime(in); got != want {
 			t.Errorf("normalizeDateTime(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// matchTimeTZ finds what the reference's regular expression finds, on every string of a small
+// alphabet up to six characters and on longer variations of date/time strings.
+func TestMatchTimeTZ(t *testing.T) {
+	re := regexp.MustCompile(`\d{2}:\d{2}:\d{2}(?:\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?$`)
+	check := func(s string) {
+		if got, want := matchTimeTZ(s), re.FindStringSubmatchIndex(s); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: %v, want %v", s, got, want)
+		}
+	}
+	alphabet := []string{"1", ":", ".", "Z", "+", "-", "x"}
+	var all func(prefix string, n int)
+	all = func(prefix string, n int) {
+		check(prefix)
+		if n == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			all(prefix+c, n-1)
+		}
+	}
+	all("", 6)
+	for _, base := range []string{"12:34:56", "2026-11-29T12:34:56", "1970-01-01 12:34:56"} {
+		for _, frac := range []string{"", ".", ".5", ".123456", ".1x"} {
+			for _, zone := range []string{"", "Z", "ZZ", "+05", "-05", "+0530", "+05:30", "+05:3", "+05:301", "+5", "z", " "} {
+				for _, wrap := range []string{"%s", "x%s", "%s:00", "12:%s", "00:00:00 %s"} {
+					check(fmt.Sprintf(wrap, base+frac+zone))
+				}
+			}
+		}
+	}
+}
+
+// jsISOString writes what toISOString does (the former fmt/time.Format implementation).
+func TestJSISOString(t *testing.T) {
+	reference := func(t time.Time) string {
+		t = t.UTC().Truncate(time.Millisecond)
+		y := t.Year()
+		var year string
+		switch {
+		case y >= 0 && y <= 9999:
+			year = fmt.Sprintf("%04d", y)
+		case y < 0:
+			year = fmt.Sprintf("-%06d", -y)
+		default:
+			year = fmt.Sprintf("+%06d", y)
+		}
+		return year + t.Format("-01-02T15:04:05.000Z")
+	}
+	zone := time.FixedZone("x", 5*3600+1800)
+	for _, d := range []time.Time{
+		time.Date(2026, 11, 29, 11, 58, 43, 8_765_432, time.UTC), time.Date(2026, 1, 2, 3, 4, 5, 0, zone),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(-271821, 4, 20, 0, 0, 0, 1, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999_500_000, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(275760, 9, 13, 0, 0, 0, 0, time.UTC),
+		time.Unix(0, 0), time.Date(1969, 12, 31, 23, 59, 59, 1_000_000, time.UTC),
+	} {
+		if got, want := jsISOString(d), reference(d); got != want {
+			t.Errorf("%v: %s, want %s", d, got, want)
 		}
 	}
 }
