@@ -87,7 +87,7 @@ func mapObject(data any, fields []namedResult, enums map[string]map[string]strin
 			if err != nil {
 				return nil, err
 			}
-			out.set(f.name, v)
+			out.add(f.name, v)
 		case "field":
 			v, ok := row.get(f.node.dbName)
 			if !ok {
@@ -97,7 +97,7 @@ func mapObject(data any, fields []namedResult, enums map[string]map[string]strin
 			if err != nil {
 				return nil, err
 			}
-			out.set(f.name, mapped)
+			out.add(f.name, mapped)
 		}
 	}
 	return out, nil
@@ -142,7 +142,10 @@ func mapValue(v any, column string, ft fieldType, enums map[string]map[string]st
 	case "int":
 		switch x := v.(type) {
 		case float64:
-			return math.Trunc(x), nil
+			if t := math.Trunc(x); t != x {
+				return t, nil
+			}
+			return v, nil // already an integer (or NaN): no new value
 		case string:
 			n := math.Trunc(jsStringToNumber(x))
 			if math.IsNaN(n) || math.IsInf(n, 0) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"time"
 )
@@ -560,13 +561,28 @@ func (in *interpreter) inTransaction(ctx context.Context, fn func() (evalResult,
 }
 
 // rowRecords turns rows into records keyed by column name (a repeated name keeps its first
-// position and its last value).
+// position and its last value). The columns' places are worked out once, and the records of
+// all rows made in two allocations.
 func rowRecords(rs *resultSet) []any {
+	shape := newRecord(len(rs.columns))
+	slots := make([]int, len(rs.columns))
+	for j, name := range rs.columns {
+		shape.set(name, nil)
+		slots[j] = shape.find(name)
+	}
+	n := len(shape.fields)
+	records := make([]record, len(rs.rows))
+	fields := make([]field, n*len(rs.rows))
 	out := make([]any, len(rs.rows))
 	for i, row := range rs.rows {
-		rec := newRecord(len(rs.columns))
-		for j, name := range rs.columns {
-			rec.set(name, row[j])
+		rec := &records[i]
+		rec.fields = fields[i*n : (i+1)*n : (i+1)*n] // a field added later must not spill into the next record
+		copy(rec.fields, shape.fields)
+		for j, v := range row {
+			rec.fields[slots[j]].value = v
+		}
+		if shape.index != nil {
+			rec.index = maps.Clone(shape.index)
 		}
 		out[i] = rec
 	}

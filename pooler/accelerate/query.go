@@ -190,7 +190,7 @@ func (s *Server) serveQuery(ctx context.Context, req *request) error {
 	defer cancel()
 	// What the extension's withAccelerateInfo() reports for an answer not served from or
 	// stored in the cache (serveCached overrides it).
-	req.header.Set("Accelerate-Cache-Status", cacheNone)
+	req.header["Accelerate-Cache-Status"] = []string{cacheNone}
 	if id := req.r.PathValue("id"); id != "" {
 		var data []byte
 		err := s.txs.withTx(ctx, id, req.keyName, "query", func(opCtx context.Context, tx *itx, conn *dbConn) error {
@@ -201,7 +201,7 @@ func (s *Server) serveQuery(ctx context.Context, req *request) error {
 		req.rawData = data
 		return err
 	}
-	if policy, ok := parseCacheControl(req.r.Header.Get("Cache-Control")); ok {
+	if policy, ok := parseCacheControl(headerValue(req.r.Header, "Cache-Control")); ok {
 		return s.serveCached(ctx, req, q, body, policy)
 	}
 	req.rawData, err = s.runPooled(ctx, q, req.logs, false)

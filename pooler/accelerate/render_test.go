@@ -2,6 +2,7 @@ package accelerate
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -152,6 +153,43 @@ func TestPrerenderedTemplate(t *testing.T) {
 	tupleType.args = []any{1.0}
 	if tupleType.prerender(); tupleType.static != nil {
 		t.Error("a parameter of tuple type was prerendered (its malformation must be reported per request)")
+	}
+}
+
+// Rows become records keyed by column name: a repeated name keeps its first position and its
+// last value, and a field added to one record (a join's children) stays in that record.
+func TestRowRecords(t *testing.T) {
+	many := make([]string, indexFrom+2)
+	for i := range many {
+		many[i] = fmt.Sprint("c", i)
+	}
+	for _, columns := range [][]string{{"id", "name", "id"}, many} {
+		rs := &resultSet{columns: columns}
+		for r := range 3 {
+			row := make([]any, len(columns))
+			for c := range columns {
+				row[c] = float64(10*r + c)
+			}
+			rs.rows = append(rs.rows, row)
+		}
+		recs := rowRecords(rs)
+		first := recs[0].(*record)
+		first.set("added", true)
+		for r, v := range recs {
+			want := newRecord(len(columns))
+			for c, name := range columns {
+				want.set(name, float64(10*r+c))
+			}
+			if r == 0 {
+				want.set("added", true)
+			}
+			if !deepEqual(v, want) || !reflect.DeepEqual(v.(*record).fields, want.fields) {
+				t.Errorf("%v row %d: %v, want %v", columns[:3], r, v.(*record).fields, want.fields)
+			}
+			if got, _ := v.(*record).get(columns[len(columns)-1]); got != float64(10*r+len(columns)-1) {
+				t.Errorf("%v row %d: lookup of the last column = %v", columns[:3], r, got)
+			}
+		}
 	}
 }
 

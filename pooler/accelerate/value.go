@@ -94,6 +94,21 @@ func (r *record) set(key string, v any) {
 	}
 }
 
+// add appends key, which the record does not have (the caller knows: keys of one plan
+// object, distinct column slots), without looking for it first.
+func (r *record) add(key string, v any) {
+	r.fields = append(r.fields, field{key, v})
+	switch {
+	case r.index != nil:
+		r.index[key] = len(r.fields) - 1
+	case len(r.fields) > indexFrom:
+		r.index = make(map[string]int, 2*len(r.fields))
+		for i, f := range r.fields {
+			r.index[f.name] = i
+		}
+	}
+}
+
 // tagged is a typed result value ({"$type":"BigInt","value":"1"}) as dataMap produces it. It
 // is normalised to the wire form when written.
 type tagged struct {
