@@ -70,6 +70,7 @@ func mapObject(data any, fields []namedResult, enums map[string]map[string]strin
 		return nil, dataMapError("Expected an object, but got '%s'", jsTypeOf(data))
 	}
 	out := newRecord(len(fields))
+	next := 0 // where the row's next column probably is: rows hold the columns in the structure's order
 	for _, f := range fields {
 		switch f.node.typ {
 		case "affectedRows":
@@ -89,7 +90,15 @@ func mapObject(data any, fields []namedResult, enums map[string]map[string]strin
 			}
 			out.add(f.name, v)
 		case "field":
-			v, ok := row.get(f.node.dbName)
+			var v any
+			var ok bool
+			if next < len(row.fields) && row.fields[next].name == f.node.dbName {
+				v, ok = row.fields[next].value, true
+				next++
+			} else if i := row.find(f.node.dbName); i >= 0 {
+				v, ok = row.fields[i].value, true
+				next = i + 1
+			}
 			if !ok {
 				return nil, dataMapError("Missing data field (Value): '%s'", f.node.dbName)
 			}
@@ -302,6 +311,9 @@ func normalizeDateTime(dt string) string {
 // returns the submatch indices FindStringSubmatchIndex would: the match, the zone and the
 // zone's minutes, -1 for a group that took no part; nil for no match.
 func matchTimeTZ(s string) []int {
+	if len(s) < 8 {
+		return nil
+	}
 	digits := func(i, n int) bool {
 		if i+n > len(s) {
 			return false
@@ -314,7 +326,7 @@ func matchTimeTZ(s string) []int {
 		return true
 	}
 	for start := 0; start+8 <= len(s); start++ {
-		if !digits(start, 2) || s[start+2] != ':' || !digits(start+3, 2) || s[start+5] != ':' || !digits(start+6, 2) {
+		if s[start+2] != ':' || s[start+5] != ':' || !digits(start, 2) || !digits(start+3, 2) || !digits(start+6, 2) {
 			continue
 		}
 		i := start + 8

@@ -479,6 +479,9 @@ func appendJSONAs(dst []byte, v any, bufferObjects bool) ([]byte, error) {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return append(dst, "null"...), nil
 		}
+		if i := int64(x); float64(i) == x && i > -1e15 && i < 1e15 {
+			return strconv.AppendInt(dst, i, 10), nil // an integer (-0 included, written 0)
+		}
 		return append(dst, jsNumberString(x)...), nil
 	case string:
 		return appendJSONString(dst, x), nil
@@ -514,7 +517,7 @@ func appendJSONAs(dst []byte, v any, bufferObjects bool) ([]byte, error) {
 		}
 		return append(dst, '}'), nil
 	case time.Time:
-		return appendJSONString(dst, jsISOString(x)), nil
+		return append(appendJSISOString(append(dst, '"'), x), '"'), nil
 	case []byte:
 		if bufferObjects {
 			dst = append(dst, `{"type":"Buffer","data":[`...)
@@ -528,13 +531,23 @@ func appendJSONAs(dst []byte, v any, bufferObjects bool) ([]byte, error) {
 		}
 		return appendJSONString(dst, base64.StdEncoding.EncodeToString(x)), nil
 	case tagged:
+		dst = append(dst, `{"$type":`...)
+		dst = appendJSONString(dst, x.typ)
+		dst = append(dst, `,"value":`...)
+		switch v, isString := x.value.(string); {
+		case x.typ == tagBigInt && isString:
+			return append(appendJSONString(dst, v), '}'), nil
+		case x.typ == tagDateTime:
+			d, err := toDate(x.value)
+			if err != nil {
+				return dst, err
+			}
+			return append(appendJSISOString(append(dst, '"'), d), '"', '}'), nil
+		}
 		s, err := x.normalized()
 		if err != nil {
 			return dst, err
 		}
-		dst = append(dst, `{"$type":`...)
-		dst = appendJSONString(dst, x.typ)
-		dst = append(dst, `,"value":`...)
 		dst = appendJSONString(dst, s)
 		return append(dst, '}'), nil
 	}
@@ -587,12 +600,27 @@ func arrayIndex(key string) (uint64, bool) {
 
 const hexDigits = "0123456789abcdef"
 
+// plainWord reports whether none of the eight bytes of w needs escaping in a JSON string: no
+// byte is below 0x20, '"' or '\\' (the "has a zero byte" trick on w, w^'"' and w^'\\', whose
+// answer is exact for whether any byte matches).
+func plainWord(w string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+	q, b := x^(ones*'"'), x^(ones*'\\')
+	return ((x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b)&highs == 0
+}
+
 // appendJSONString quotes s as JSON.stringify does: only '"', '\\' and control characters are
 // escaped (no HTML escaping, U+2028 left as is).
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
+		if i+8 <= len(s) && plainWord(s[i:i+8]) {
+			i += 7
+			continue
+		}
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue

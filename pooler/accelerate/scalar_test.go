@@ -1,10 +1,13 @@
 package accelerate
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,9 +49,18 @@ func TestJSNumberString(t *testing.T) {
 		0: "0", math.Copysign(0, -1): "0", 1: "1", -2.5: "-2.5", math.Nextafter(0.3, 1): "0.30000000000000004",
 		1e21: "1e+21", 1e20: "100000000000000000000", 1e-7: "1e-7", 0.000001: "0.000001",
 		123e-20: "1.23e-18", 9007199254740993: "9007199254740992", math.NaN(): "NaN", math.Inf(-1): "-Infinity",
+		-7: "-7", 999999999999999: "999999999999999", -999999999999999: "-999999999999999", 1e15: "1000000000000000",
+		-1e15: "-1000000000000000", 1e300: "1e+300", -9223372036854775808: "-9223372036854776000",
 	} {
 		if got := jsNumberString(in); got != want {
 			t.Errorf("jsNumberString(%v) = %q, want %q", in, got, want)
+		}
+		// JSON writes numbers as String does, and null for NaN and the infinities.
+		if want == "NaN" || strings.HasSuffix(want, "Infinity") {
+			want = "null"
+		}
+		if got, err := appendJSON(nil, in); err != nil || string(got) != want {
+			t.Errorf("JSON of %v = %s, want %s", in, got, want)
 		}
 	}
 	for in, want := range map[string]float64{"": 0, "\t12\n": 12, "0x1A": 26, "1e3": 1000, "-Infinity": math.Inf(-1)} {
@@ -246,6 +258,34 @@ func TestJSONSkipChecksAsParse(t *testing.T) {
 		}
 		if skipErr == nil && string(raw) != plan {
 			t.Errorf("%s: skipped %s", plan, raw)
+		}
+	}
+}
+
+// plainWord tells exactly whether eight bytes need no escaping, whatever their neighbours.
+func TestPlainWord(t *testing.T) {
+	for c := range 256 {
+		for _, neighbour := range []byte{'a', 0x00, 0x1f, 0x20, 0x21, '"', '\\', 0x7f, 0x80, 0xff} {
+			for pos := range 8 {
+				w := []byte{neighbour, neighbour, neighbour, neighbour, neighbour, neighbour, neighbour, neighbour}
+				w[pos] = byte(c)
+				want := true
+				for _, b := range w {
+					want = want && b >= 0x20 && b != '"' && b != '\\'
+				}
+				if got := plainWord(string(w)); got != want {
+					t.Fatalf("%q: %v, want %v", w, got, want)
+				}
+			}
+		}
+	}
+	for _, s := range []string{"", "plain", "exactly8", "0123456789abcdef\"", "0123456\n89abcdef", "é€😀 \u2028 ok",
+		strings.Repeat("x", 15) + "\x01" + strings.Repeat("y", 9)} {
+		want, _ := json.Marshal(s)
+		// encoding/json escapes U+2028 and U+2029 (and HTML, absent here); JSON.stringify does not.
+		want = bytes.ReplaceAll(want, []byte(`\u2028`), []byte("\u2028"))
+		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
+			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want)
 		}
 	}
 }

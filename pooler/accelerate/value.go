@@ -163,6 +163,9 @@ func asList(v any) []any {
 
 // jsNumberString formats f as JavaScript's String(number) does.
 func jsNumberString(f float64) string {
+	if i := int64(f); float64(i) == f && i > -1e15 && i < 1e15 && i != 0 {
+		return strconv.FormatInt(i, 10) // an integer, written as is (most numbers are)
+	}
 	switch {
 	case math.IsNaN(f):
 		return "NaN"
