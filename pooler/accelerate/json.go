@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -650,14 +651,106 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
+// maxRewrittenKeys bounds the keys of one object that rewrite compares against each other;
+// a larger object is built instead.
+const maxRewrittenKeys = 32
+
+// rewrite appends the value at the parser's position as JSON.stringify writes it after
+// JSON.parse: no white space, strings escaped its way, numbers as JavaScript prints them. It
+// reports false, for the caller to build the value instead, for an object JavaScript would
+// reorder (a key that is an array index, a repeated key) and for anything that does not parse.
+func (p *jsonParser) rewrite(dst []byte, depth int) ([]byte, bool) {
+	if depth > maxJSONDepth || p.pos >= len(p.data) {
+		return dst, false
+	}
+	switch c := p.data[p.pos]; c {
+	case '{', '[':
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		dst = append(dst, c)
+		p.pos++
+		p.skipSpace()
+		if p.pos < len(p.data) && p.data[p.pos] == closing {
+			p.pos++
+			return append(dst, closing), true
+		}
+		var seen [8]string
+		keys := seen[:0] // of an object, up to maxRewrittenKeys
+		for {
+			p.skipSpace()
+			if c == '{' {
+				if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+					return dst, false
+				}
+				key, err := p.str()
+				if _, isIndex := arrayIndex(key); err != nil || isIndex || len(keys) == maxRewrittenKeys || slices.Contains(keys, key) {
+					return dst, false
+				}
+				keys = append(keys, key)
+				dst = append(appendJSONString(dst, key), ':')
+				p.skipSpace()
+				if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+					return dst, false
+				}
+				p.pos++
+				p.skipSpace()
+			}
+			var ok bool
+			if dst, ok = p.rewrite(dst, depth+1); !ok {
+				return dst, false
+			}
+			p.skipSpace()
+			if p.pos >= len(p.data) {
+				return dst, false
+			}
+			switch p.data[p.pos] {
+			case ',':
+				dst = append(dst, ',')
+				p.pos++
+			case closing:
+				p.pos++
+				return append(dst, closing), true
+			default:
+				return dst, false
+			}
+		}
+	case '"':
+		s, err := p.str()
+		return appendJSONString(dst, s), err == nil
+	case 't':
+		return append(dst, "true"...), p.literal("true") == nil
+	case 'f':
+		return append(dst, "false"...), p.literal("false") == nil
+	case 'n':
+		return append(dst, "null"...), p.literal("null") == nil
+	}
+	v, err := p.number()
+	if err != nil {
+		return dst, false
+	}
+	dst, err = appendJSON(dst, v)
+	return dst, err == nil
+}
+
 // jsonStringify is JSON.stringify(v) as a string (safeJsonStringify: Buffers as base64).
 func jsonStringify(v any) (string, error) {
 	b, err := appendJSON(nil, v)
 	return string(b), err
 }
 
-// reformatJSON is JSON.stringify(JSON.parse(s)).
+// reformatJSON is JSON.stringify(JSON.parse(s)). Most documents (a Json column's value) are
+// rewritten token by token; one that JavaScript would reorder (an object with a key that is an
+// array index, or a repeated key) or that does not parse is built and written.
 func reformatJSON(s string) (string, error) {
+	p := jsonParser{data: []byte(s)}
+	p.skipSpace()
+	if out, ok := p.rewrite(make([]byte, 0, len(s)), 0); ok {
+		if p.skipSpace(); p.pos == len(p.data) {
+			return string(out), nil
+		}
+	}
 	v, err := parseJSON([]byte(s))
 	if err != nil {
 		return "", err
