@@ -24,8 +24,8 @@ func FuzzParseQueryRequest(f *testing.F) {
 			return
 		}
 		writes(q.plan)
-		for _, v := range q.params {
-			if _, err := appendJSON(nil, v); err != nil {
+		for _, f := range q.params.fields {
+			if _, err := appendJSON(nil, f.value); err != nil {
 				t.Fatalf("a parsed parameter does not encode: %v", err)
 			}
 		}

@@ -27,12 +27,12 @@ type interpreter struct {
 // scope resolves parameter names: the request's params at the root, let bindings above it.
 type scope struct {
 	parent *scope
-	vars   map[string]any
+	vars   *record
 }
 
 func (s *scope) lookup(name string) (any, bool) {
 	for ; s != nil; s = s.parent {
-		if v, ok := s.vars[name]; ok {
+		if v, ok := s.vars.get(name); ok {
 			return v, true
 		}
 	}
@@ -56,7 +56,7 @@ func (e *planError) Error() string { return e.msg }
 func planErrorf(format string, args ...any) error { return &planError{fmt.Sprintf(format, args...)} }
 
 // run evaluates the plan and returns its result value.
-func (in *interpreter) run(ctx context.Context, plan node, params map[string]any) (any, error) {
+func (in *interpreter) run(ctx context.Context, plan node, params *record) (any, error) {
 	r, err := in.eval(ctx, plan, &scope{vars: params})
 	if err != nil {
 		return nil, err
@@ -82,13 +82,13 @@ func (in *interpreter) eval(ctx context.Context, n node, sc *scope) (evalResult,
 		v, _ := sc.lookup(n.name)
 		return result(v), nil
 	case *letNode:
-		inner := &scope{parent: sc, vars: make(map[string]any, len(n.bindings))}
+		inner := &scope{parent: sc, vars: newRecord(len(n.bindings))}
 		for _, b := range n.bindings {
 			r, err := in.eval(ctx, b.expr, inner)
 			if err != nil {
 				return r, err
 			}
-			inner.vars[b.name] = r.value
+			inner.vars.set(b.name, r.value)
 		}
 		return in.eval(ctx, n.expr, inner)
 	case *getFirstNonEmptyNode:

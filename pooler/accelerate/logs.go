@@ -23,7 +23,7 @@ func newLogSink(header string, present bool) *logSink {
 	if !present {
 		return nil
 	}
-	l := &logSink{entries: []any{}}
+	l := &logSink{}
 	for _, level := range strings.Split(header, ",") {
 		switch strings.TrimSpace(level) {
 		case "query":
@@ -84,4 +84,12 @@ func (l *logSink) extensions() *record {
 		return nil
 	}
 	return recordOf("logs", l.entries)
+}
+
+// appendExtensions appends the JSON of extensions() (l is not nil).
+func (l *logSink) appendExtensions(dst []byte) ([]byte, error) {
+	if len(l.entries) == 0 { // what a query answers unless the client logs queries
+		return append(dst, `{"logs":[]}`...), nil
+	}
+	return appendJSON(dst, l.extensions())
 }

@@ -18,7 +18,7 @@ import (
 type queryRequest struct {
 	operation string
 	plan      node
-	params    map[string]any
+	params    *record // name → value
 	comment   string // the SQL comment rendered from "comments"
 	readOnly  bool   // the plan has no statement that writes (no execute, no transaction)
 }
@@ -42,13 +42,8 @@ func parseQueryRequest(body []byte, plans *planCache) (*queryRequest, error) {
 			return nil, badRequest(`"model" must be a non-empty string`)
 		}
 	}
-	params, ok := r.value("params").(*record)
-	if !ok {
+	if q.params, ok = r.value("params").(*record); !ok {
 		return nil, badRequest(`"params" must be an object`)
-	}
-	q.params = make(map[string]any, len(params.fields))
-	for _, f := range params.fields {
-		q.params[f.name] = f.value
 	}
 	if c, ok := r.get("comments"); ok {
 		cr, isRec := c.(*record)

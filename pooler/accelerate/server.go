@@ -296,13 +296,13 @@ func (s *Server) write(w http.ResponseWriter, req *request, err error) int {
 			out = append(out, `"data":`...)
 			out = append(out, req.rawData...)
 		}
-		if ext := req.logs.extensions(); ext != nil {
+		if req.logs != nil {
 			if req.rawData != nil {
 				out = append(out, ',')
 			}
 			out = append(out, `"extensions":`...)
 			var encErr error
-			if out, encErr = appendJSON(out, ext); encErr != nil {
+			if out, encErr = req.logs.appendExtensions(out); encErr != nil {
 				return s.writeError(w, req, encErr)
 			}
 		}
