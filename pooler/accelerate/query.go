@@ -19,8 +19,8 @@ type queryRequest struct {
 	operation string
 	plan      node
 	params    *record // name → value
-	comment   string // the SQL comment rendered from "comments"
-	readOnly  bool   // the plan has no statement that writes (no execute, no transaction)
+	comment   string  // the SQL comment rendered from "comments"
+	readOnly  bool    // the plan has no statement that writes (no execute, no transaction)
 }
 
 // parseQueryRequest reads a query request; its plan comes from plans when that has it.
