@@ -331,7 +331,9 @@ func matchTimeTZ(s string) []int {
 		}
 		i := start + 8
 		if i < len(s) && s[i] == '.' && digits(i+1, 1) {
-			for i++; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			i += 2
+			for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+				i++
 			}
 		}
 		m := []int{start, len(s), -1, -1, -1, -1}

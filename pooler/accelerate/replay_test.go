@@ -26,7 +26,7 @@ type replayUpstream struct {
 func newReplayUpstream(tb testing.TB, db string) *replayUpstream {
 	tb.Helper()
 	ctx := context.Background()
-	real, err := pgconn.Connect(ctx, pg.DSN(db))
+	direct, err := pgconn.Connect(ctx, pg.DSN(db))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func newReplayUpstream(tb testing.TB, db string) *replayUpstream {
 		client, server := net.Pipe()
 		go func() {
 			defer close(backendDone)
-			serveReplay(server, real)
+			serveReplay(server, direct)
 		}()
 		return client, nil
 	}
@@ -51,7 +51,7 @@ func newReplayUpstream(tb testing.TB, db string) *replayUpstream {
 	tb.Cleanup(func() {
 		_ = conn.Close(ctx)
 		<-backendDone
-		_ = real.Close(ctx)
+		_ = direct.Close(ctx)
 	})
 	return &replayUpstream{conn: conn}
 }
@@ -66,8 +66,8 @@ func (l replayLease) PgConn() *pgconn.PgConn { return l.conn }
 func (l replayLease) Release()               {}
 
 // serveReplay is the backend: startup, then statements answered from memory (a statement seen
-// the first time is run on real). It returns when the client terminates or goes away.
-func serveReplay(conn net.Conn, real *pgconn.PgConn) {
+// the first time is run on the real database). It returns when the client terminates or goes away.
+func serveReplay(conn net.Conn, direct *pgconn.PgConn) {
 	defer conn.Close()
 	be := pgproto3.NewBackend(conn, conn)
 	if _, err := be.ReceiveStartupMessage(); err != nil {
@@ -97,7 +97,7 @@ func serveReplay(conn net.Conn, real *pgconn.PgConn) {
 		}
 		a, ok := answers[string(key)]
 		if !ok {
-			a = runOnReal(real, sql, params, formats, simple)
+			a = runDirect(direct, sql, params, formats, simple)
 			answers[string(key)] = a
 		}
 		return a
@@ -136,14 +136,14 @@ func serveReplay(conn net.Conn, real *pgconn.PgConn) {
 	}
 }
 
-// runOnReal runs a statement on the real database and returns the backend messages of its
+// runDirect runs a statement on the real database and returns the backend messages of its
 // answer.
-func runOnReal(real *pgconn.PgConn, sql string, params [][]byte, formats []int16, simple bool) []pgproto3.BackendMessage {
+func runDirect(direct *pgconn.PgConn, sql string, params [][]byte, formats []int16, simple bool) []pgproto3.BackendMessage {
 	ctx := context.Background()
 	var out []pgproto3.BackendMessage
 	var err error
 	if simple {
-		mrr := real.Exec(ctx, sql)
+		mrr := direct.Exec(ctx, sql)
 		for err == nil && mrr.NextResult() {
 			out, err = appendResult(out, mrr.ResultReader(), false)
 		}
@@ -152,7 +152,7 @@ func runOnReal(real *pgconn.PgConn, sql string, params [][]byte, formats []int16
 		}
 	} else {
 		out = append(out, &pgproto3.ParseComplete{}, &pgproto3.BindComplete{})
-		out, err = appendResult(out, real.ExecParams(ctx, sql, params, nil, formats, nil), true)
+		out, err = appendResult(out, direct.ExecParams(ctx, sql, params, nil, formats, nil), true)
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -160,7 +160,7 @@ func runOnReal(real *pgconn.PgConn, sql string, params [][]byte, formats []int16
 	} else if err != nil {
 		out = append(out, &pgproto3.ErrorResponse{Severity: "FATAL", Code: "XX000", Message: err.Error()})
 	}
-	return append(out, &pgproto3.ReadyForQuery{TxStatus: real.TxStatus()})
+	return append(out, &pgproto3.ReadyForQuery{TxStatus: direct.TxStatus()})
 }
 
 // appendResult appends the messages of one statement's result: its row description (NoData

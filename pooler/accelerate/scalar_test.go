@@ -281,7 +281,10 @@ func TestPlainWord(t *testing.T) {
 	}
 	for _, s := range []string{"", "plain", "exactly8", "0123456789abcdef\"", "0123456\n89abcdef", "é€😀 \u2028 ok",
 		strings.Repeat("x", 15) + "\x01" + strings.Repeat("y", 9)} {
-		want, _ := json.Marshal(s)
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
 		// encoding/json escapes U+2028 and U+2029 (and HTML, absent here); JSON.stringify does not.
 		want = bytes.ReplaceAll(want, []byte(`\u2028`), []byte("\u2028"))
 		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
