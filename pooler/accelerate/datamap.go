@@ -280,8 +280,8 @@ func mapValue(v any, column string, ft fieldType, enums map[string]map[string]st
 // normalizeDateTime completes the date/time strings of date, time and timestamp columns into
 // full ISO timestamps: a date gets midnight UTC, a time the date 1970-01-01, a missing zone Z.
 func normalizeDateTime(dt string) string {
-	m := matchTimeTZ(dt)
-	if m == nil {
+	m, ok := matchTimeTZ(dt)
+	if !ok {
 		return dt + "T00:00:00Z"
 	}
 	withTZ := dt
@@ -309,10 +309,10 @@ func normalizeDateTime(dt string) string {
 // matchTimeTZ finds a time with an optional zone at the end of s, as the reference's regular
 // expression /\d{2}:\d{2}:\d{2}(?:\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?$/ does (its leftmost match), and
 // returns the submatch indices FindStringSubmatchIndex would: the match, the zone and the
-// zone's minutes, -1 for a group that took no part; nil for no match.
-func matchTimeTZ(s string) []int {
+// zone's minutes, -1 for a group that took no part; ok is false for no match.
+func matchTimeTZ(s string) (m [6]int, ok bool) {
 	if len(s) < 8 {
-		return nil
+		return m, false
 	}
 	digits := func(i, n int) bool {
 		if i+n > len(s) {
@@ -336,26 +336,26 @@ func matchTimeTZ(s string) []int {
 				i++
 			}
 		}
-		m := []int{start, len(s), -1, -1, -1, -1}
+		m = [6]int{start, len(s), -1, -1, -1, -1}
 		switch {
 		case i == len(s):
-			return m
+			return m, true
 		case s[i] == 'Z' && i+1 == len(s):
 			m[2], m[3] = i, len(s)
-			return m
+			return m, true
 		case (s[i] == '+' || s[i] == '-') && digits(i+1, 2):
 			m[2], m[3] = i, len(s)
 			switch rest := s[i+3:]; {
 			case rest == "":
-				return m
+				return m, true
 			case len(rest) == 2 && digits(i+3, 2):
 				m[4], m[5] = i+3, len(s)
-				return m
+				return m, true
 			case len(rest) == 3 && rest[0] == ':' && digits(i+4, 2):
 				m[4], m[5] = i+3, len(s)
-				return m
+				return m, true
 			}
 		}
 	}
-	return nil
+	return m, false
 }

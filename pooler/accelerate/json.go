@@ -539,6 +539,11 @@ func appendJSONAs(dst []byte, v any, bufferObjects bool) ([]byte, error) {
 		case x.typ == tagBigInt && isString:
 			return append(appendJSONString(dst, v), '}'), nil
 		case x.typ == tagDateTime:
+			if isString { // most are strings read from timestamp columns
+				if out, ok := appendUTCDateTime(append(dst, '"'), v); ok {
+					return append(out, '"', '}'), nil
+				}
+			}
 			d, err := toDate(x.value)
 			if err != nil {
 				return dst, err

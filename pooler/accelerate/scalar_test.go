@@ -123,7 +123,12 @@ func TestNormalizeDateTime(t *testing.T) {
 func TestMatchTimeTZ(t *testing.T) {
 	re := regexp.MustCompile(`\d{2}:\d{2}:\d{2}(?:\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?$`)
 	check := func(s string) {
-		if got, want := matchTimeTZ(s), re.FindStringSubmatchIndex(s); !reflect.DeepEqual(got, want) {
+		m, ok := matchTimeTZ(s)
+		var got []int
+		if ok {
+			got = m[:]
+		}
+		if want := re.FindStringSubmatchIndex(s); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q: %v, want %v", s, got, want)
 		}
 	}
@@ -145,6 +150,47 @@ func TestMatchTimeTZ(t *testing.T) {
 				for _, wrap := range []string{"%s", "x%s", "%s:00", "12:%s", "00:00:00 %s"} {
 					check(fmt.Sprintf(wrap, base+frac+zone))
 				}
+			}
+		}
+	}
+}
+
+// A DateTime in the form the result decoders write is written by copying its digits, exactly
+// as parsing it and writing the date would; anything else is left to the general path.
+func TestUTCDateTimeShortcut(t *testing.T) {
+	var inputs []string
+	for _, date := range []string{"2026-11-29", "0000-01-01", "9999-12-31", "2024-02-29", "2023-02-29", "2000-02-29",
+		"1900-02-29", "2026-04-31", "2026-13-01", "2026-00-10", "2026-01-00", "+02026-01-01", "2026-1-01", "20x6-01-01"} {
+		for _, sep := range []string{"T", " ", "t"} {
+			for _, clock := range []string{"00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60", "1:00:00", "12:0a:00"} {
+				for _, frac := range []string{"", ".", ".5", ".12", ".123", ".1234567891234", ".12a"} {
+					for _, zone := range []string{"+00:00", "Z", "z", "-00:00", "+01:00", "", "+0000"} {
+						inputs = append(inputs, date+sep+clock+frac+zone)
+					}
+				}
+			}
+		}
+	}
+	shortcuts := 0
+	for _, s := range inputs {
+		out, ok := appendUTCDateTime(nil, s)
+		d, err := toDate(s)
+		switch {
+		case ok && err != nil:
+			t.Errorf("%q: written %s, but it is not a date (%v)", s, out, err)
+		case ok && string(out) != jsISOString(d):
+			t.Errorf("%q: written %s, want %s", s, out, jsISOString(d))
+		case ok:
+			shortcuts++
+		}
+	}
+	if shortcuts == 0 {
+		t.Error("no date took the shortcut")
+	}
+	for year := -1000; year <= 3000; year++ {
+		for month := 1; month <= 12; month++ {
+			if got, want := daysIn(year, month), time.Date(year, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day(); got != want {
+				t.Fatalf("daysIn(%d, %d) = %d, want %d", year, month, got, want)
 			}
 		}
 	}
