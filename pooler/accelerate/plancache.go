@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // An app sends the same few plans over and over with different params (the plan of
@@ -45,6 +46,9 @@ type cachedPlan struct {
 	text     string
 	plan     node
 	readOnly bool
+	// answerSize is the length of the last answer to the plan: the next one is encoded into a
+	// buffer of about that size (up to 64 KiB) instead of growing one.
+	answerSize atomic.Int64
 }
 
 func newPlanCache() *planCache {
@@ -71,29 +75,31 @@ func (c *planCache) startOf(data []byte) int {
 
 // decode returns the decoded plan of text (a JSON object), from the cache when it is there.
 // A nil cache decodes every time.
-func (c *planCache) decode(text []byte) (plan node, readOnly bool, err error) {
+func (c *planCache) decode(text []byte) (*cachedPlan, error) {
 	if c != nil {
 		c.mu.Lock()
 		if el, ok := c.entries[string(text)]; ok {
 			c.lru.MoveToFront(el)
 			p := el.Value.(*cachedPlan)
 			c.mu.Unlock()
-			return p.plan, p.readOnly, nil
+			return p, nil
 		}
 		c.mu.Unlock()
 	}
 	v, err := parseJSON(text)
 	if err != nil {
-		return nil, false, badRequest(err.Error())
+		return nil, badRequest(err.Error())
 	}
-	if plan, err = decodePlan(v); err != nil {
-		return nil, false, err
+	plan, err := decodePlan(v)
+	if err != nil {
+		return nil, err
 	}
-	readOnly = !writes(plan)
+	p := &cachedPlan{plan: plan, readOnly: !writes(plan)}
 	if c != nil && len(text) <= planCacheMaxBytes {
-		c.add(&cachedPlan{text: string(text), plan: plan, readOnly: readOnly})
+		p.text = string(text)
+		c.add(p)
 	}
-	return plan, readOnly, nil
+	return p, nil
 }
 
 // add keeps p (unless a concurrent request added its text first), evicting the least recently

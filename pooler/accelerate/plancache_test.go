@@ -18,7 +18,7 @@ func longValuePlan(tail string) string {
 func TestPlanCacheFindsPlansByTheirText(t *testing.T) {
 	c := newPlanCache()
 	cached := longValuePlan("a")
-	if _, _, err := c.decode([]byte(cached)); err != nil {
+	if _, err := c.decode([]byte(cached)); err != nil {
 		t.Fatal(err)
 	}
 	if n := c.startOf([]byte(cached + `,"params":{}}`)); n != len(cached) {
@@ -54,7 +54,7 @@ func TestPlanCacheFindsPlansByTheirText(t *testing.T) {
 		}
 	}
 	short := value(`"short"`)
-	if _, _, err := c.decode([]byte(short)); err != nil {
+	if _, err := c.decode([]byte(short)); err != nil {
 		t.Fatal(err)
 	}
 	if n := c.startOf([]byte(short + strings.Repeat(" ", planHeadBytes))); n != 0 {
@@ -66,7 +66,7 @@ func TestPlanCacheFindsPlansByTheirText(t *testing.T) {
 func TestPlanCacheEviction(t *testing.T) {
 	c := newPlanCache()
 	for i := range planCacheEntries + 10 {
-		if _, _, err := c.decode([]byte(longValuePlan(fmt.Sprint(i)))); err != nil {
+		if _, err := c.decode([]byte(longValuePlan(fmt.Sprint(i)))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -89,7 +89,7 @@ func TestPlanCacheEviction(t *testing.T) {
 	if n := c.startOf([]byte(last)); n != 0 {
 		t.Errorf("the %dth plan of a head was compared", planCacheEntries)
 	}
-	if _, _, err := c.decode([]byte(last)); err != nil || c.lru.Front().Value.(*cachedPlan).text != last {
+	if _, err := c.decode([]byte(last)); err != nil || c.lru.Front().Value.(*cachedPlan).text != last {
 		t.Errorf("the last plan of a head is not found by decode: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -21,6 +22,8 @@ type queryRequest struct {
 	params    *record // name → value
 	comment   string  // the SQL comment rendered from "comments"
 	readOnly  bool    // the plan has no statement that writes (no execute, no transaction)
+	// answerSize is the plan's last answer size (cachedPlan.answerSize), kept for the next.
+	answerSize *atomic.Int64
 }
 
 // parseQueryRequest reads a query request; its plan comes from plans when that has it.
@@ -63,9 +66,11 @@ func parseQueryRequest(body []byte, plans *planCache) (*queryRequest, error) {
 	if len(planText) == 0 || planText[0] != '{' {
 		return nil, badRequest(`"plan" must be an object`)
 	}
-	if q.plan, q.readOnly, err = plans.decode(planText); err != nil {
+	p, err := plans.decode(planText)
+	if err != nil {
 		return nil, err
 	}
+	q.plan, q.readOnly, q.answerSize = p.plan, p.readOnly, &p.answerSize
 	return q, nil
 }
 
@@ -272,10 +277,11 @@ func (s *Server) runPlan(reqCtx, opCtx context.Context, conn *dbConn, q *queryRe
 	if v == any(undefined) {
 		return nil, nil
 	}
-	data, err := appendJSON(make([]byte, 0, 512), v)
+	data, err := appendJSON(make([]byte, 0, min(max(512, q.answerSize.Load()+64), 64<<10)), v)
 	if err != nil {
 		return nil, err
 	}
+	q.answerSize.Store(int64(len(data)))
 	if len(data) > s.opts.MaxResponseBytes {
 		return nil, errResponseTooLarge
 	}
