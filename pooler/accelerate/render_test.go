@@ -221,12 +221,28 @@ func TestEncodeParams(t *testing.T) {
 			t.Errorf("%v: %v", c.v, err)
 			continue
 		}
-		if string(p[0].data) != c.want || p[0].binary != c.binary || (p[0].data == nil) != c.null {
-			t.Errorf("%#v as %+v: got %q binary=%v", c.v, c.typ, p[0].data, p[0].binary)
+		binary := p.formats != nil && p.formats[0] == 1
+		if string(p.values[0]) != c.want || binary != c.binary || (p.values[0] == nil) != c.null {
+			t.Errorf("%#v as %+v: got %q binary=%v", c.v, c.typ, p.values[0], binary)
 		}
 	}
 	if _, err := encodeParams([]any{"not a date"}, []argType{dt("TIMESTAMP")}); err == nil {
 		t.Error("an invalid DateTime parameter was accepted")
+	}
+	// The text values share a buffer: each keeps its own bytes, an empty one is not NULL.
+	long := strings.Repeat("x", 100)
+	args := []any{"", 1.0, nil, "AQID", long, []any{"a", []byte{1}}, true}
+	types := []argType{{arity: "scalar"}, {arity: "scalar"}, {arity: "scalar"}, {arity: "scalar", scalarType: "bytes"},
+		{arity: "scalar"}, {arity: "list"}, {arity: "scalar"}}
+	p, err := encodeParams(args, types)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"", "1", "", "\x01\x02\x03", long, `{"a",\\x01}`, "true"}
+	for i, v := range p.values {
+		if string(v) != want[i] || (v == nil) != (i == 2) || (p.formats[i] == 1) != (i == 3) {
+			t.Errorf("parameter %d: %q (nil %v, format %d), want %q", i+1, v, v == nil, p.formats[i], want[i])
+		}
 	}
 }
 
