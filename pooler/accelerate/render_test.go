@@ -221,7 +221,7 @@ func TestEncodeParams(t *testing.T) {
 			t.Errorf("%v: %v", c.v, err)
 			continue
 		}
-		binary := p.formats != nil && p.formats[0] == 1
+		binary := len(p.formats) > 0 && p.formats[0] == 1
 		if string(p.values[0]) != c.want || binary != c.binary || (p.values[0] == nil) != c.null {
 			t.Errorf("%#v as %+v: got %q binary=%v", c.v, c.typ, p.values[0], binary)
 		}
