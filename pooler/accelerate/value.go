@@ -82,20 +82,11 @@ func (r *record) set(key string, v any) {
 		r.fields[i].value = v
 		return
 	}
-	r.fields = append(r.fields, field{key, v})
-	switch {
-	case r.index != nil:
-		r.index[key] = len(r.fields) - 1
-	case len(r.fields) > indexFrom:
-		r.index = make(map[string]int, 2*len(r.fields))
-		for i, f := range r.fields {
-			r.index[f.name] = i
-		}
-	}
+	r.add(key, v)
 }
 
-// add appends key, which the record does not have (the caller knows: keys of one plan
-// object, distinct column slots), without looking for it first.
+// add appends key, which the record does not have (set has looked; other callers know: keys
+// of one plan object, distinct column slots).
 func (r *record) add(key string, v any) {
 	r.fields = append(r.fields, field{key, v})
 	switch {
