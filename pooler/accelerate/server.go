@@ -175,13 +175,16 @@ func bearerToken(h string) (string, bool) {
 	return strings.TrimSpace(h[len(prefix):]), true
 }
 
-// readBody reads the request body within the size cap, into one buffer of the declared
-// Content-Length when there is one (the client always sends it; net/http holds the body to it).
+// readBody reads the request body within the size cap. A body of a small declared
+// Content-Length (the client always sends one; net/http holds the body to it) is read into one
+// buffer of that size; a larger one grows as it arrives, so a Content-Length alone never makes
+// the server set memory aside.
 func (s *Server) readBody(req *request) ([]byte, error) {
+	const preallocated = 16 << 10 // most requests are a few KiB
 	limit := int64(s.opts.MaxRequestBytes) + 1
 	var body []byte
 	var err error
-	if n := req.r.ContentLength; n >= 0 && n < limit {
+	if n := req.r.ContentLength; n >= 0 && n < limit && n <= preallocated {
 		body = make([]byte, n)
 		_, err = io.ReadFull(req.r.Body, body)
 	} else {
