@@ -144,7 +144,7 @@ type handlerFunc func(ctx context.Context, req *request) error
 func (s *Server) endpoint(name, method string, h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		tel, hasTel := r.Header[http.CanonicalHeaderKey("X-Capture-Telemetry")]
+		tel, hasTel := r.Header["X-Capture-Telemetry"]
 		req := &request{r: r, w: w, logs: newLogSink(strings.Join(tel, ","), hasTel), header: w.Header()}
 		var err error
 		if release, ok := s.opts.Limiter.Enter(); ok {
@@ -167,7 +167,7 @@ func (s *Server) handle(ctx context.Context, req *request, method string, h hand
 		req.header.Set("Allow", method)
 		return &apiError{status: http.StatusMethodNotAllowed, code: "P6005", message: "use " + method}
 	}
-	key, ok := bearerToken(req.r.Header.Get("Authorization"))
+	key, ok := bearerToken(headerValue(req.r.Header, "Authorization"))
 	if !ok {
 		return &apiError{status: http.StatusUnauthorized, code: "P6002", message: "authentication required: send the API key as \"Authorization: Bearer <key>\""}
 	}
@@ -205,6 +205,15 @@ func (s *Server) authorize(r *http.Request, key string) (string, error) {
 // tooManyRequests is Accelerate's 429 (P5011), with Retry-After.
 func tooManyRequests(msg string) *apiError {
 	return &apiError{status: http.StatusTooManyRequests, code: "P5011", message: msg, retryAfter: 1}
+}
+
+// headerValue is h.Get(key) for a key already in canonical form (net/http canonicalises the
+// keys of a request), without canonicalising it again on every request.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func bearerToken(h string) (string, bool) {
@@ -335,13 +344,13 @@ func (s *Server) write(w http.ResponseWriter, req *request, err error) int {
 			out = append(out, `"data":`...)
 			out = append(out, req.rawData...)
 		}
-		if ext := req.logs.extensions(); ext != nil {
+		if req.logs != nil {
 			if req.rawData != nil {
 				out = append(out, ',')
 			}
 			out = append(out, `"extensions":`...)
 			var encErr error
-			if out, encErr = appendJSON(out, ext); encErr != nil {
+			if out, encErr = req.logs.appendExtensions(out); encErr != nil {
 				return s.writeError(w, req, encErr)
 			}
 		}
@@ -351,8 +360,9 @@ func (s *Server) write(w http.ResponseWriter, req *request, err error) int {
 }
 
 func writeBody(w http.ResponseWriter, status int, body []byte) int {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	return status

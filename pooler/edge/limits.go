@@ -83,6 +83,11 @@ func (l *Limiter) InFlight() int64 {
 // ErrBodyTimeout means the client did not send its whole request body in time.
 var ErrBodyTimeout = errors.New("request body not received in time")
 
+// preallocatedBody is the largest declared Content-Length ReadBody reads into a buffer of that
+// size at once; a larger body grows as it arrives, so a Content-Length alone never makes the
+// server set memory aside.
+const preallocatedBody = 16 << 10
+
 // ReadBody reads the request body, at most maxBytes (more fails with *http.MaxBytesError) and
 // within timeout from now (slower fails with ErrBodyTimeout), so a client that trickles its
 // body cannot hold a request slot for long. It closes the connection on failure.
@@ -91,7 +96,15 @@ func ReadBody(w http.ResponseWriter, r *http.Request, maxBytes int, timeout time
 	if timeout > 0 {
 		_ = rc.SetReadDeadline(time.Now().Add(timeout))
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(maxBytes)))
+	var body []byte
+	var err error
+	limited := http.MaxBytesReader(w, r.Body, int64(maxBytes))
+	if n := r.ContentLength; n >= 0 && n <= int64(min(maxBytes, preallocatedBody)) {
+		body = make([]byte, n) // net/http holds the body to its Content-Length
+		_, err = io.ReadFull(limited, body)
+	} else {
+		body, err = io.ReadAll(limited)
+	}
 	if err != nil {
 		// The deadline stays: net/http must not wait for the rest of the body either.
 		w.Header().Set("Connection", "close")
