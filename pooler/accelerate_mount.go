@@ -2,17 +2,17 @@ package pooler
 
 import (
 	"fmt"
-	"net/http"
 
 	"github.com/edgepool/edgepool/pooler/accelerate"
 	"github.com/edgepool/edgepool/pooler/config"
 	"github.com/edgepool/edgepool/pooler/edge"
 )
 
-// mountAccelerate serves the Prisma Accelerate protocol on the HTTP listener's mux when it is
-// enabled: the same pool, keys (those in force at each request) and query cache as the edge
-// transports. It returns nil when disabled.
-func (s *Server) mountAccelerate(mux *http.ServeMux, cfg *config.Config, cache *edge.Cache, limiter *edge.Limiter) (*accelerate.Server, error) {
+// mountAccelerate makes the Prisma Accelerate server for the HTTP listener when it is enabled:
+// the same pool, keys (those in force at each request) and in-flight budget as the edge
+// transports; setHTTPHandler mounts it and gives it the query cache in force. It returns nil
+// when disabled.
+func (s *Server) mountAccelerate(cfg *config.Config, limiter *edge.Limiter) (*accelerate.Server, error) {
 	if !cfg.HTTP.Accelerate.Enabled {
 		return nil, nil
 	}
@@ -35,10 +35,5 @@ func (s *Server) mountAccelerate(mux *http.ServeMux, cfg *config.Config, cache *
 		Metrics:               metrics,
 		Logger:                s.log,
 	}
-	if cache != nil { // a nil *edge.Cache must not become a non-nil interface
-		opts.Cache = cache
-	}
-	a := accelerate.NewServer(opts)
-	a.Register(mux)
-	return a, nil
+	return accelerate.NewServer(opts), nil
 }

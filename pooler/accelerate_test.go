@@ -189,3 +189,57 @@ func TestAccelerateSharesTheConnectionBudget(t *testing.T) {
 		t.Errorf("TCP query after the commit: %v", err)
 	}
 }
+
+// TestAccelerateCacheFollowsReload: the Accelerate endpoint uses the query cache in force, like
+// POST /sql: off at start, a request with a cache strategy is run every time; after a reload
+// that turns the cache on, a repeat is answered from it.
+func TestAccelerateCacheFollowsReload(t *testing.T) {
+	h := startPooler(t, func(c *config.Config) {
+		c.Listen.HTTP = "127.0.0.1:0"
+		c.HTTP.Enabled = true
+		c.AllowCleartextWithoutTLS = true // plain HTTP on loopback
+	})
+	url := "http://" + h.srv.HTTPAddr().String() + "/query"
+	body := strings.Replace(rawPlan("query", "select 42 as answer"), `"queryRaw"`, `"findMany"`, 1)
+	cacheStatus := func() string {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+h.key.secret)
+		req.Header.Set("Cache-Control", "max-age=60")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `[[42]]`) {
+			t.Fatalf("POST /query: %d %s", resp.StatusCode, b)
+		}
+		return resp.Header.Get("Accelerate-Cache-Status")
+	}
+	if got := cacheStatus(); got != "none" {
+		t.Fatalf("cache off: Accelerate-Cache-Status %q, want none", got)
+	}
+	cfg := *h.srv.Config()
+	cfg.HTTP.Cache.Enabled = true
+	if err := h.srv.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := cacheStatus(); got != "miss" {
+		t.Fatalf("first request after the cache was turned on: %q, want miss", got)
+	}
+	if got := cacheStatus(); got != "ttl" {
+		t.Fatalf("repeat within max-age: %q, want ttl", got)
+	}
+	cfg2 := *h.srv.Config()
+	cfg2.HTTP.Cache.Enabled = false
+	if err := h.srv.Reload(&cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if got := cacheStatus(); got != "none" {
+		t.Fatalf("after the cache was turned off: %q, want none", got)
+	}
+}

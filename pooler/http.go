@@ -50,9 +50,9 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 	}
 	l := &httpListener{metrics: metrics, limiter: edge.NewLimiter(0, 0)}
 	s.setHTTPCache(l, cfg)
-	// The Accelerate endpoint is mounted once (its settings are restart-only: it holds open
-	// transactions); it shares the cache the pooler started with and the in-flight budget.
-	accel, err := s.mountAccelerate(http.NewServeMux(), cfg, l.cache, l.limiter)
+	// The Accelerate endpoint is made once (its own settings are restart-only: it holds open
+	// transactions); it shares the in-flight budget and the cache in force (setHTTPHandler).
+	accel, err := s.mountAccelerate(cfg, l.limiter)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (s *Server) setHTTPCache(l *httpListener, cfg *config.Config) {
 }
 
 // setHTTPHandler builds the handler for cfg and puts it in force: the edge transports with
-// cfg's limits and cache, and the Accelerate endpoint mounted at start.
+// cfg's limits and cache, and the Accelerate endpoint made at start, now with the same cache.
 func (s *Server) setHTTPHandler(l *httpListener, cfg *config.Config) {
 	l.settings = cfg.HTTP
 	l.limiter.SetLimits(limitsFor(cfg, s.nofile).maxClients, cfg.HTTP.MaxInFlightPerKey)
@@ -117,6 +117,11 @@ func (s *Server) setHTTPHandler(l *httpListener, cfg *config.Config) {
 		Logger:           s.log,
 	}).Handler())
 	if l.accel != nil {
+		var c accelerate.ResultCache
+		if l.cache != nil { // a nil *edge.Cache must not become a non-nil interface
+			c = l.cache
+		}
+		l.accel.SetCache(c)
 		l.accel.Register(mux)
 	}
 	var h http.Handler = mux

@@ -346,7 +346,7 @@ func allEntriesTag(keyName string) string { return "accelerate\x00" + keyName + 
 
 // serveCached answers a query that sent a cache strategy.
 func (s *Server) serveCached(ctx context.Context, req *request, q *queryRequest, body []byte, p cachePolicy) error {
-	c := s.opts.Cache
+	c := s.currentCache()
 	if c == nil || !q.readOnly || !cacheableOperations[q.operation] {
 		req.header.Set("Accelerate-Cache-Status", cacheNone)
 		s.opts.Metrics.cacheLookups.WithLabelValues(cacheNone).Inc()
@@ -372,7 +372,7 @@ func (s *Server) serveCached(ctx context.Context, req *request, q *queryRequest,
 		if c.StartRefresh(key) && !s.closing.Load() {
 			s.refresh.Add(1)
 			// The refresh outlives this request on purpose: it must not die with the response.
-			go s.refreshEntry(key, q, p, tags) //nolint:gosec // G118: detached by design
+			go s.refreshEntry(c, key, q, p, tags) //nolint:gosec // G118: detached by design
 		}
 	default:
 		var err error
@@ -400,11 +400,11 @@ func (s *Server) serveCached(ctx context.Context, req *request, q *queryRequest,
 	return nil
 }
 
-// refreshEntry revalidates a stale cache entry in the background.
-func (s *Server) refreshEntry(key string, q *queryRequest, p cachePolicy, tags []string) {
+// refreshEntry revalidates a stale entry of cache c in the background.
+func (s *Server) refreshEntry(c ResultCache, key string, q *queryRequest, p cachePolicy, tags []string) {
 	defer s.refresh.Done()
 	defer func() {
-		s.opts.Cache.EndRefresh(key)
+		c.EndRefresh(key)
 		if s.afterRefresh != nil {
 			s.afterRefresh()
 		}
@@ -417,7 +417,7 @@ func (s *Server) refreshEntry(key string, q *queryRequest, p cachePolicy, tags [
 		return
 	}
 	if data != nil {
-		s.opts.Cache.Store(key, data, p.maxAge, p.swr, tags)
+		c.Store(key, data, p.maxAge, p.swr, tags)
 	}
 }
 

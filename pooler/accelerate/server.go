@@ -24,7 +24,8 @@ type Options struct {
 	// Keys checks the API key of "Authorization: Bearer <key>" (edge.KeyringFunc follows
 	// config reloads). Required.
 	Keys edge.KeyChecker
-	// Cache, when not nil, serves queries that send a cache strategy.
+	// Cache, when not nil, serves queries that send a cache strategy. SetCache replaces it
+	// (config reloads).
 	Cache ResultCache
 	// MaxRequestBytes caps a request body (413 beyond).
 	MaxRequestBytes int
@@ -71,7 +72,8 @@ type Server struct {
 	log      *slog.Logger
 	txs      *txManager
 	plans    *planCache
-	refresh  sync.WaitGroup // background cache refreshes
+	cache    atomic.Pointer[cacheRef] // the query cache in force (SetCache)
+	refresh  sync.WaitGroup           // background cache refreshes
 	closing  atomic.Bool
 	closeOne sync.Once
 	// afterRefresh, when set, is called when a background cache refresh ends (tests).
@@ -99,9 +101,20 @@ func NewServer(opts Options) *Server {
 		opts.MaxTransactionTimeout = 15 * time.Second
 	}
 	s := &Server{opts: opts, log: opts.Logger, plans: newPlanCache()}
+	s.SetCache(opts.Cache)
 	s.txs = newTxManager(opts.Upstream, opts.MaxTransactionTimeout, opts.Metrics)
 	return s
 }
+
+// cacheRef holds the cache in force; c is nil when there is none.
+type cacheRef struct{ c ResultCache }
+
+// SetCache puts c in force for the requests that start from now on (nil: no cache). A request
+// or background refresh in flight finishes with the cache it started with.
+func (s *Server) SetCache(c ResultCache) { s.cache.Store(&cacheRef{c: c}) }
+
+// currentCache is the cache in force, nil when there is none.
+func (s *Server) currentCache() ResultCache { return s.cache.Load().c }
 
 // Register mounts the endpoints on mux.
 func (s *Server) Register(mux *http.ServeMux) {
@@ -317,8 +330,8 @@ func (s *Server) serveInvalidate(_ context.Context, req *request) error {
 		return badRequest(`expected {"tags": [...]} or {"tags": "all"}`)
 	}
 	n := 0
-	if s.opts.Cache != nil {
-		n = s.opts.Cache.Invalidate(tags)
+	if c := s.currentCache(); c != nil {
+		n = c.Invalidate(tags)
 	}
 	req.body = recordOf("invalidated", float64(n))
 	return nil

@@ -220,4 +220,6 @@ func (w *wrangler) do(method, path string, body any, want int, out any) error {
 	return json.Unmarshal(data, out)
 }
 
-func (w *wrangler) get(path string, out any) error { return w.do(http.MethodGet, path, nil, http.StatusOK, out) }
+func (w *wrangler) get(path string, out any) error {
+	return w.do(http.MethodGet, path, nil, http.StatusOK, out)
+}
