@@ -3,6 +3,7 @@ package pooler
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,7 +14,8 @@ import (
 	"github.com/edgepool/edgepool/pooler/session"
 )
 
-// adminHandler serves /healthz, /readyz, /metrics and /debug/pools.
+// adminHandler serves /healthz, /readyz, /metrics, /debug/pools and the Go profiler
+// (/debug/pprof/, as net/http/pprof; the admin port is cluster-internal, like /debug/pools).
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -38,6 +40,9 @@ func (s *Server) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s.PoolsReport())
 	})
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 
