@@ -164,6 +164,8 @@ func (s *Server) runtimeFrom(cfg *config.Config) (*session.Runtime, error) {
 		IdleTransactionTimeout:   cfg.Pool.IdleTransactionTimeout.Duration,
 		MaxMessageBytes:          cfg.Pool.MaxMessageBytes,
 		PreparedPerConn:          cfg.Pool.PreparedStatementsPerConn,
+		PreparedStatementBytes:   cfg.Pool.PreparedStatementBytes,
+		ClientStallTimeout:       cfg.Pool.ClientStallTimeout.Duration,
 	}
 	if cfg.TLS != nil {
 		rt.TLS = &tls.Config{

@@ -2,8 +2,6 @@ package session
 
 import (
 	"strings"
-
-	"github.com/edgepool/edgepool/pooler/pool"
 )
 
 // trackedParams are the session settings the pooler carries between upstream connections:
@@ -12,7 +10,7 @@ import (
 // with SET on whichever connection it lands on, a client's own SET of them follows it into
 // later transactions, and another client's SET never leaks into its session. Other startup
 // parameters are not passed upstream: on a shared connection they would leak.
-var trackedParams = []string{"application_name", "client_encoding", "DateStyle", "IntervalStyle", "TimeZone"}
+var trackedParams = [...]string{"application_name", "client_encoding", "DateStyle", "IntervalStyle", "TimeZone"}
 
 func trackedName(name string) (string, bool) {
 	for _, t := range trackedParams {
@@ -57,8 +55,7 @@ func clientOverrides(defaults, startup map[string]string) map[string]string {
 	return over
 }
 
-// want is the value of tracked parameter name the client should see. Callers hold s.mu (or
-// run before the pump starts).
+// want is the value of tracked parameter name the client should see.
 func (s *session) want(name string) string {
 	if v, ok := s.overrides[name]; ok {
 		return v
@@ -66,7 +63,7 @@ func (s *session) want(name string) string {
 	return s.defaults[name]
 }
 
-// track records a tracked parameter the client changed itself. Callers hold s.mu.
+// track records a tracked parameter the client changed itself.
 func (s *session) track(name, value string) {
 	if s.defaults[name] == value {
 		delete(s.overrides, name)
@@ -124,14 +121,13 @@ func parseOptions(opts string) map[string]string {
 	return out
 }
 
-// appendParamSync appends a simple query that SETs every tracked parameter whose value on c
-// differs from what the client wants, or nothing. Callers hold s.mu.
-func (s *session) appendParamSync(c *pool.Conn) bool {
-	pg := c.PgConn()
+// appendParamSync appends a simple query that SETs every tracked parameter whose value on the
+// connection differs from what the client wants, or nothing. Its answers are swallowed.
+func (s *session) appendParamSync(u *upstream) {
 	var q strings.Builder
-	for _, name := range trackedParams {
+	for i, name := range trackedParams {
 		want := s.want(name)
-		if pg.ParameterStatus(name) == want {
+		if u.params[i] == want {
 			continue
 		}
 		q.WriteString("SET ")
@@ -141,11 +137,9 @@ func (s *session) appendParamSync(c *pool.Conn) bool {
 		q.WriteString("';")
 	}
 	if q.Len() == 0 {
-		return false
+		return
 	}
 	s.out = appendMsg(s.out, 'Q', []byte(q.String()), zero)
-	s.pending++
-	s.sentSyncs++
-	s.injected++
-	return true
+	u.push(request{kind: reqQueryInjected})
+	u.flush()
 }

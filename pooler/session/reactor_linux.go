@@ -3,12 +3,15 @@
 package session
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The idle-session reactor: a plain TCP client that is idle between transactions, with no
@@ -160,8 +163,15 @@ func (r *reactor) run() {
 }
 
 // parkIdle hands an idle session's wait for its next message to the reactor (plain TCP) or to
-// a fresh goroutine with a small stack. The calling goroutine must return right after.
-func (s *session) parkIdle() {
+// a fresh goroutine with a small stack, holding no buffer; ServeConn (park off) waits the same
+// way on its own goroutine. It returns errParked when the calling goroutine must return at
+// once, nil when the client sent something meanwhile (ServeConn).
+func (s *session) parkIdle() error {
+	s.parkNext = false
+	if !s.park {
+		return s.waitParked()
+	}
+	s.enter(phaseParked)
 	if tc, ok := s.conn.(*net.TCPConn); ok {
 		if r := getReactor(); r != nil && r.park(s, tc) {
 			// Drain or CloseAll may have looked for this session before it was registered;
@@ -169,10 +179,11 @@ func (s *session) parkIdle() {
 			if s.proxy.draining.Load() || s.closeReq.Load() {
 				s.wake()
 			}
-			return
+			return errParked
 		}
 	}
-	go s.resume()
+	go s.resumeAfterWait()
+	return errParked
 }
 
 // wake resumes s if it is parked in the reactor (drain, CloseAll).
@@ -181,4 +192,28 @@ func (s *session) wake() {
 	if r := theReactor.Load(); r != nil && r.unpark(s) {
 		go s.resume()
 	}
+}
+
+// clientHungUp reports, without blocking, whether the client closed its end (or the
+// connection failed): poll for RDHUP on its socket, which does not consume anything.
+func clientHungUp(conn net.Conn) bool {
+	if tc, ok := conn.(*tls.Conn); ok {
+		conn = tc.NetConn()
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
+			gone = fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+		}
+	})
+	return gone
 }

@@ -60,7 +60,6 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, park boo
 	_ = conn.SetDeadline(time.Time{})
 	p.clients.Add(1)
 	s.r.maxBody = s.rt.MaxMessageBytes
-	s.stmts = map[string]*stmtDef{}
 	s.setState(StateIdle)
 	s.loop(ctx)
 }
