@@ -22,6 +22,10 @@ import (
 var pg *testpg.Server
 
 func TestMain(m *testing.M) {
+	if cfg := os.Getenv(poolerProcessEnv); cfg != "" {
+		runPoolerProcess(cfg) // this binary re-run as a pooler process (process_test.go)
+		return
+	}
 	var err error
 	pg, err = testpg.New()
 	if err != nil {

@@ -120,6 +120,8 @@ func (p *Proxy) inspect(s *session, rt *Runtime, now, tick int64) {
 			// Not reading: its socket is full, so no FATAL can reach it. Fail the write.
 			p.Log.Info("client not reading its results: disconnecting", "pid", s.pid,
 				"clientStallTimeout", s.rt.ClientStallTimeout.String())
+			s.kickAt.Store(kickStamp(ph, since))
+			s.kick.Store(kickStall)
 			_ = s.conn.SetWriteDeadline(time.Unix(1, 0))
 		}
 	case phaseServerWait:

@@ -44,8 +44,6 @@ const (
 	// server's answers to them are relayed before more is forwarded, so neither side's socket
 	// buffer fills up while the other is not read.
 	outFlushAt = 4 << 10
-	// maxReplays bounds how often one request moves to a fresh connection.
-	maxReplays = 3
 )
 
 // loop is the client loop: forward what the client sent, exchange with the upstream, wait for
@@ -188,9 +186,6 @@ func (s *session) flushOut() error {
 	}
 	err := s.writeUpstream(s.out)
 	s.out = s.out[:0]
-	if err != nil && s.replayable() {
-		return errReplay // nothing reached the server
-	}
 	return err
 }
 
@@ -199,6 +194,9 @@ func (s *session) writeUpstream(b []byte) error {
 	_, err := s.srv.conn.Write(b)
 	s.enter(phaseBusy)
 	if err != nil {
+		if s.replayable() {
+			return errReplay // the connection was closed before it got the request
+		}
 		return s.upstreamFailed(fmt.Errorf("write upstream: %w", err))
 	}
 	return nil
@@ -240,12 +238,13 @@ func (s *session) waitClient() error {
 		s.enter(phaseIdle)
 	}
 	err := s.r.fill()
+	ph, since := s.activity.get()
 	s.enter(phaseBusy)
 	if werr := s.stopWatch(); werr != nil && err == nil {
 		err = werr
 	}
 	if err != nil {
-		return s.readFailed(err, true)
+		return s.readFailed(err, true, ph, since)
 	}
 	return nil
 }
@@ -270,7 +269,7 @@ func (s *session) attachedPhase() phase {
 // readFailed decides what a failed client read means: the client left, or a kick (a read
 // deadline set by the janitor or Drain) asks the session to park (only when mayPark: between
 // messages, on a goroutine it may leave), end, or go on.
-func (s *session) readFailed(err error, mayPark bool) error {
+func (s *session) readFailed(err error, mayPark bool, p phase, since int64) error {
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		if errors.Is(err, errUpstreamLost) {
@@ -283,8 +282,7 @@ func (s *session) readFailed(err error, mayPark bool) error {
 	}
 	reason, at := s.takeKick()
 	_ = s.conn.SetReadDeadline(time.Time{})
-	p, since := s.activity.get()
-	stillSo := at == kickStamp(p, since)
+	stillSo := at == kickStamp(p, since) // the kick is about the wait that just ended
 	switch reason {
 	case kickClose:
 		return errors.New("closed by the pooler")
@@ -414,9 +412,10 @@ func (s *session) fillMidMessage() error {
 		s.enter(phaseUnsynced)
 	}
 	err := s.r.fill()
+	ph, since := s.activity.get()
 	s.enter(phaseBusy)
 	if err != nil {
-		return s.readFailed(err, false)
+		return s.readFailed(err, false, ph, since)
 	}
 	return nil
 }
@@ -523,33 +522,38 @@ func (s *session) discardClientBytes(n int) error {
 // keeps from the message that attached the connection until the first answer arrives.
 type replayState struct {
 	armed bool
-	count int
+	count int // replays of the current request
 }
 
 func (s *session) armReplay(start int) {
-	if start < 0 || s.replay.count >= maxReplays {
+	if start < 0 {
 		return
 	}
 	s.replay.armed = true
 	s.r.keep = start
 }
 
+// disarmReplay: the request got its first answer (or cannot be replayed).
 func (s *session) disarmReplay() {
 	s.replay.armed = false
+	s.replay.count = 0
 	s.r.keep = -1
 }
 
+// replayable reports whether the request can still move to another connection. Every
+// connection the pool held may have been terminated at once, so a request may meet several;
+// each is dropped, so the count stays below the pool's size plus one fresh connection.
 func (s *session) replayable() bool {
-	return s.replay.armed && s.r.keep >= 0 && s.replay.count < maxReplays
+	return s.replay.armed && s.r.keep >= 0 && s.replay.count <= s.proxy.Pool.Settings().Size
 }
 
 // replayOnFreshConnection drops the dead connection and rewinds the client's bytes to the
 // message that attached it; the loop then handles them again and borrows another connection.
 func (s *session) replayOnFreshConnection() {
 	u := s.srv
-	start := s.r.keep
-	s.replay.count++
+	start, count := s.r.keep, s.replay.count
 	s.disarmReplay()
+	s.replay.count = count + 1
 	s.out = s.out[:0]
 	s.in.discard()
 	u.broken = true

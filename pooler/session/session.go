@@ -124,7 +124,7 @@ func (s *session) waitParked() error {
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			return err
 		}
-		if err := s.readFailed(err, false); err != nil {
+		if err := s.readFailed(err, false, phaseParked, 0); err != nil {
 			return err
 		}
 	}

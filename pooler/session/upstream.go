@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/edgepool/edgepool/pooler/pool"
 )
@@ -263,18 +264,37 @@ func (s *session) relayBuffered(publish bool) error {
 		s.detach()
 	}
 	if out > start {
-		if publish {
-			s.enter(phaseClientWrite)
-		}
-		err := s.w.write(b[start:out])
-		if publish {
-			s.enter(phaseBusy)
-		}
-		if err != nil {
+		if err := s.writeClient(b[start:out], publish); err != nil {
 			return fmt.Errorf("write client: %w", err)
 		}
 	}
 	return nil
+}
+
+// writeClient writes relayed bytes to the client. publish: the write is the session's phase,
+// which lets the janitor cut a client that does not read (a write deadline in the past); a
+// deadline left from a kick that raced with the write completing is cleared and the rest
+// written.
+func (s *session) writeClient(b []byte, publish bool) error {
+	for {
+		if publish {
+			s.enter(phaseClientWrite)
+		}
+		n, err := s.w.write(b)
+		ph, since := s.activity.get()
+		if publish {
+			s.enter(phaseBusy)
+		}
+		var ne net.Error
+		if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+			return err
+		}
+		if reason, at := s.takeKick(); reason == kickStall && at == kickStamp(ph, since) {
+			return fmt.Errorf("client stopped reading for clientStallTimeout (%s): %w", s.rt.ClientStallTimeout, err)
+		}
+		_ = s.conn.SetWriteDeadline(time.Time{})
+		b = b[n:]
+	}
 }
 
 // moveDown moves b[from:from+k] to b[to:] (to <= from) and returns k; usually nothing moves.

@@ -269,13 +269,13 @@ func (w *msgWriter) flush(release bool) error {
 	return err
 }
 
-// write sends relayed bytes.
-func (w *msgWriter) write(b []byte) error {
+// write sends relayed bytes and reports how many went out.
+func (w *msgWriter) write(b []byte) (int, error) {
 	w.mu.Lock()
-	_, err := w.conn.Write(b)
-	w.bytesOut += int64(len(b))
+	n, err := w.conn.Write(b)
+	w.bytesOut += int64(n)
 	w.mu.Unlock()
-	return err
+	return n, err
 }
 
 // send encodes msgs and flushes them at once, releasing the buffer.
