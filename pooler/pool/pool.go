@@ -198,10 +198,10 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 			return nil, ErrClosed
 		}
 		if !p.paused {
-			if c := p.takeIdleLocked(); c != nil {
+			if c := p.takeIdleLocked(start); c != nil {
 				p.mu.Unlock()
-				if p.checkOut(c) {
-					return p.handOut(c, start, waited), nil
+				if p.checkOut(c, start) {
+					return p.handOut(c, start, waited, waited), nil
 				}
 				continue
 			}
@@ -211,7 +211,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 				p.mu.Unlock()
 				c, err := p.open(ctx, connectTimeout, deadline)
 				if err == nil {
-					return p.handOut(c, start, waited), nil
+					return p.handOut(c, start, waited, true), nil
 				}
 				lastErr = err
 				if ctx.Err() != nil {
@@ -240,7 +240,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 			return nil, err
 		}
 		if c != nil {
-			return p.handOut(c, start, waited), nil
+			return p.handOut(c, start, waited, true), nil
 		}
 		// Woken without a connection (a slot freed, a resize, unpause, or the deadline): look again.
 	}
@@ -248,11 +248,11 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 
 // takeIdleLocked pops the most recently used idle connection that is not past its lifetime,
 // closing expired ones on the way; nil if there is none.
-func (p *Pool) takeIdleLocked() *Conn {
+func (p *Pool) takeIdleLocked(now time.Time) *Conn {
 	for len(p.idle) > 0 {
 		c := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if c.expired(time.Now(), p.settings) || c.pg.IsClosed() {
+		if c.expired(now, p.settings) || c.pg.IsClosed() {
 			p.total--
 			p.destroyed.Add(1)
 			go c.close()
@@ -271,8 +271,8 @@ const checkAfter = time.Second
 // FATAL message and a close, which wait unread in the socket of an idle connection. A
 // connection that sat idle for a while is checked without a round trip (poll: anything to read
 // from an idle connection means it is going away). A dead one is destroyed and reports false.
-func (p *Pool) checkOut(c *Conn) bool {
-	if time.Since(c.lastUsed) < checkAfter || socketQuiet(c.pg.Conn()) {
+func (p *Pool) checkOut(c *Conn, now time.Time) bool {
+	if now.Sub(c.lastUsed) < checkAfter || socketQuiet(c.pg.Conn()) {
 		return true
 	}
 	p.mu.Lock()
@@ -324,8 +324,13 @@ func (p *Pool) waitLocked(ctx context.Context, deadline time.Time) (*Conn, error
 	return got, nil
 }
 
-func (p *Pool) handOut(c *Conn, start time.Time, waited bool) *Conn {
-	d := time.Since(start)
+// handOut completes an Acquire that started at start; timed: it waited or connected (an idle
+// connection taken at once costs no clock read).
+func (p *Pool) handOut(c *Conn, start time.Time, waited, timed bool) *Conn {
+	var d time.Duration
+	if timed {
+		d = time.Since(start)
+	}
 	if waited {
 		p.waitNanos.Add(int64(d))
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// forward appends one whole client message for the attached upstream connection to s.out and
+// forward appends one whole client message for the attached upstream connection to s.srv.out and
 // records what it asks for. Prepared statement names are rewritten: transaction pooling moves a
 // client between connections, so its statements get pooler-wide names and are prepared on
 // demand wherever it lands (the PgBouncer 1.21 approach).
@@ -34,14 +34,14 @@ func (s *session) forward(typ byte, body []byte) error {
 	case 'C':
 		return s.forwardClose(body)
 	case 'E':
-		s.out = appendMsg(s.out, typ, body)
+		s.srv.out = appendMsg(s.srv.out, typ, body)
 		u.unsynced = true
 		u.push(request{kind: reqExecute})
 	case 'H':
-		s.out = appendMsg(s.out, typ, body)
+		s.srv.out = appendMsg(s.srv.out, typ, body)
 		u.flush()
 	case 'S':
-		s.out = appendMsg(s.out, typ, body)
+		s.srv.out = appendMsg(s.srv.out, typ, body)
 		u.unsynced = false
 		u.push(request{kind: reqSync})
 		u.flush()
@@ -50,16 +50,16 @@ func (s *session) forward(typ byte, body []byte) error {
 			clear(s.stmts)
 			u.pc.Statements().Clear()
 		}
-		s.out = appendMsg(s.out, typ, body)
+		s.srv.out = appendMsg(s.srv.out, typ, body)
 		u.push(request{kind: reqQuery})
 		u.flush()
 	case 'F':
-		s.out = appendMsg(s.out, typ, body)
+		s.srv.out = appendMsg(s.srv.out, typ, body)
 		u.push(request{kind: reqFunction})
 		u.flush()
 	case 'd', 'c', 'f':
 		// Outside COPY PostgreSQL ignores them (a client finishing a COPY that failed).
-		s.out = appendMsg(s.out, typ, body)
+		s.srv.out = appendMsg(s.srv.out, typ, body)
 	default:
 		return protocolError(fmt.Sprintf("invalid frontend message type %q", typ))
 	}
@@ -77,7 +77,7 @@ func (s *session) forwardCopyIn(typ byte, body []byte) error {
 	default:
 		return protocolError(fmt.Sprintf("message %q during COPY FROM STDIN", typ))
 	}
-	s.out = appendMsg(s.out, typ, body)
+	s.srv.out = appendMsg(s.srv.out, typ, body)
 	return nil
 }
 
@@ -91,10 +91,10 @@ func (s *session) ensurePrepared(def *stmtDef) {
 		return
 	}
 	for _, old := range set.Add(def.serverName, s.rt.PreparedPerConn) {
-		s.out = appendClose(s.out, old)
+		s.srv.out = appendClose(s.srv.out, old)
 		u.push(request{kind: reqCloseInjected})
 	}
-	s.out = appendParse(s.out, def)
+	s.srv.out = appendParse(s.srv.out, def)
 	u.push(request{kind: reqParseInjected, def: def})
 }
 
@@ -121,7 +121,7 @@ func (s *session) forwardParse(body []byte) error {
 	u.unsynced = true
 	if len(name) == 0 {
 		// The unnamed statement lives only until the next Parse; pass it through.
-		s.out = appendMsg(s.out, 'P', body)
+		s.srv.out = appendMsg(s.srv.out, 'P', body)
 		u.push(request{kind: reqParse})
 		return nil
 	}
@@ -132,15 +132,15 @@ func (s *session) forwardParse(body []byte) error {
 	set := u.pc.Statements()
 	if set.Has(def.serverName) {
 		// Already prepared on this connection: answer in order via a harmless Close.
-		s.out = appendClose(s.out, noopStatement)
+		s.srv.out = appendClose(s.srv.out, noopStatement)
 		u.push(request{kind: reqParseAsClose})
 		return nil
 	}
 	for _, old := range set.Add(def.serverName, s.rt.PreparedPerConn) {
-		s.out = appendClose(s.out, old)
+		s.srv.out = appendClose(s.srv.out, old)
 		u.push(request{kind: reqCloseInjected})
 	}
-	s.out = appendParse(s.out, def)
+	s.srv.out = appendParse(s.srv.out, def)
 	u.push(request{kind: reqParse, def: def, clientName: clientName})
 	return nil
 }
@@ -175,13 +175,13 @@ func (s *session) forwardBind(body []byte) error {
 	u.unsynced = true
 	def := s.stmts[string(stmt)]
 	if len(stmt) == 0 || def == nil {
-		s.out = appendMsg(s.out, 'B', body)
+		s.srv.out = appendMsg(s.srv.out, 'B', body)
 		u.push(request{kind: reqBind})
 		return nil
 	}
 	s.ensurePrepared(def)
-	s.out = appendBind(s.out, portal, def.serverName, len(rest))
-	s.out = append(s.out, rest...)
+	s.srv.out = appendBind(s.srv.out, portal, def.serverName, len(rest))
+	s.srv.out = append(s.srv.out, rest...)
 	u.push(request{kind: reqBind})
 	return nil
 }
@@ -209,16 +209,16 @@ func (s *session) forwardDescribe(body []byte) error {
 	u.unsynced = true
 	def := s.stmts[string(name)]
 	if body[0] != 'S' || len(name) == 0 || def == nil {
-		s.out = appendMsg(s.out, 'D', body)
+		s.srv.out = appendMsg(s.srv.out, 'D', body)
 		u.push(request{kind: reqDescribe})
 		return nil
 	}
 	s.ensurePrepared(def)
-	s.out = append(s.out, 'D')
-	s.out = binary.BigEndian.AppendUint32(s.out, uint32(4+1+len(def.serverName)+1))
-	s.out = append(s.out, 'S')
-	s.out = append(s.out, def.serverName...)
-	s.out = append(s.out, 0)
+	s.srv.out = append(s.srv.out, 'D')
+	s.srv.out = binary.BigEndian.AppendUint32(s.srv.out, uint32(4+1+len(def.serverName)+1))
+	s.srv.out = append(s.srv.out, 'S')
+	s.srv.out = append(s.srv.out, def.serverName...)
+	s.srv.out = append(s.srv.out, 0)
 	u.push(request{kind: reqDescribe})
 	return nil
 }
@@ -238,11 +238,11 @@ func (s *session) forwardClose(body []byte) error {
 		if _, known := s.stmts[string(name)]; known {
 			// Other clients may share the server statement; forget only the client's name.
 			delete(s.stmts, string(name))
-			s.out = appendClose(s.out, noopStatement)
+			s.srv.out = appendClose(s.srv.out, noopStatement)
 			return nil
 		}
 	}
-	s.out = appendMsg(s.out, 'C', body)
+	s.srv.out = appendMsg(s.srv.out, 'C', body)
 	return nil
 }
 

@@ -91,7 +91,7 @@ func (s *session) serveBuffered(ctx context.Context) error {
 		if err := s.handle(ctx, typ, s.r.take(n), start); err != nil {
 			return err
 		}
-		if s.srv != nil && len(s.out) >= outFlushAt {
+		if s.srv != nil && len(s.srv.out) >= outFlushAt {
 			if err := s.exchange(); err != nil {
 				return err
 			}
@@ -181,11 +181,11 @@ func (s *session) exchange() error {
 
 // flushOut writes the forwarded messages upstream.
 func (s *session) flushOut() error {
-	if len(s.out) == 0 {
+	if len(s.srv.out) == 0 {
 		return nil
 	}
-	err := s.writeUpstream(s.out)
-	s.out = s.out[:0]
+	err := s.writeUpstream(s.srv.out)
+	s.srv.out = s.srv.out[:0]
 	return err
 }
 
@@ -207,7 +207,7 @@ func (s *session) writeUpstream(b []byte) error {
 func (s *session) canDetach() bool {
 	u := s.srv
 	return !s.rt.SessionMode && u.idle() && u.txStatus == 'I' && !u.unsynced && !u.skipping &&
-		s.in.empty() && len(s.out) == 0
+		s.srv.in.empty() && len(s.srv.out) == 0
 }
 
 // waitClient waits for more bytes from the client. Between transactions an idle session is
@@ -216,9 +216,7 @@ func (s *session) canDetach() bool {
 func (s *session) waitClient() error {
 	if s.srv != nil {
 		p := s.attachedPhase()
-		if p == phaseSessionIdle && s.r.w == s.r.r {
-			s.in.release()
-			s.releaseOut()
+		if p == phaseSessionIdle && !s.r.buffered() {
 			s.startWatch()
 		}
 		s.enter(p)
@@ -227,15 +225,11 @@ func (s *session) waitClient() error {
 			s.fatal("57P01", "the pooler is shutting down")
 			return errEnded
 		}
-		s.in.release()
-		s.releaseOut()
-		if !s.r.buffered() {
+		if s.parkNext && !s.r.buffered() {
 			s.r.release()
-			if s.parkNext {
-				return s.parkIdle()
-			}
+			return s.parkIdle()
 		}
-		s.enter(phaseIdle)
+		s.enter(phaseIdle) // the read buffer stays: a busy client is back soon
 	}
 	err := s.r.fill()
 	ph, since := s.activity.get()
@@ -496,7 +490,7 @@ func (s *session) rewriteBindStart() (int, error) {
 		return 0, nil // passed on as it is
 	}
 	s.ensurePrepared(def)
-	s.out = appendBind(s.out, portal, def.serverName, 5+n-consumed)
+	s.srv.out = appendBind(s.srv.out, portal, def.serverName, 5+n-consumed)
 	s.r.consume(consumed)
 	return consumed, nil
 }
@@ -554,8 +548,8 @@ func (s *session) replayOnFreshConnection() {
 	start, count := s.r.keep, s.replay.count
 	s.disarmReplay()
 	s.replay.count = count + 1
-	s.out = s.out[:0]
-	s.in.discard()
+	u.out = u.out[:0]
+	u.in.discard()
 	u.broken = true
 	s.setLink(nil)
 	s.setState(StateIdle)

@@ -65,6 +65,7 @@ func (s *session) want(name string) string {
 
 // track records a tracked parameter the client changed itself.
 func (s *session) track(name, value string) {
+	s.wants = nil
 	if s.defaults[name] == value {
 		delete(s.overrides, name)
 		return
@@ -121,25 +122,50 @@ func parseOptions(opts string) map[string]string {
 	return out
 }
 
-// appendParamSync appends a simple query that SETs every tracked parameter whose value on the
-// connection differs from what the client wants, or nothing. Its answers are swallowed.
-func (s *session) appendParamSync(u *upstream) {
+// paramSet is the tracked parameters' values a client wants. Sessions that want the
+// defaults share one, so a connection last brought to them needs no look for the next such
+// client: the usual attach costs one pointer comparison.
+type paramSet struct{ vals [len(trackedParams)]string }
+
+// wantedParams returns the session's paramSet.
+func (s *session) wantedParams() *paramSet {
+	if s.wants != nil {
+		return s.wants
+	}
+	if len(s.overrides) == 0 {
+		return s.proxy.defaultParams(s.defaults)
+	}
+	ps := &paramSet{}
+	for i, name := range trackedParams {
+		ps.vals[i] = s.want(name)
+	}
+	s.wants = ps
+	return ps
+}
+
+// syncParams brings the connection's tracked parameters to what the client wants: a simple
+// query that SETs those that differ, whose answers are swallowed (nothing when they agree).
+func (s *session) syncParams(u *upstream) {
+	ws := s.wantedParams()
+	if u.syncedTo == ws {
+		return
+	}
+	u.syncedTo = ws
 	var q strings.Builder
 	for i, name := range trackedParams {
-		want := s.want(name)
-		if u.params[i] == want {
+		if u.params[i] == ws.vals[i] {
 			continue
 		}
 		q.WriteString("SET ")
 		q.WriteString(name)
 		q.WriteString(" TO '")
-		q.WriteString(strings.ReplaceAll(want, "'", "''"))
+		q.WriteString(strings.ReplaceAll(ws.vals[i], "'", "''"))
 		q.WriteString("';")
 	}
 	if q.Len() == 0 {
 		return
 	}
-	s.out = appendMsg(s.out, 'Q', []byte(q.String()), zero)
+	u.out = appendMsg(u.out, 'Q', []byte(q.String()), zero)
 	u.push(request{kind: reqQueryInjected})
 	u.flush()
 }

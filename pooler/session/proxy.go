@@ -96,6 +96,7 @@ type Proxy struct {
 
 	params     atomic.Pointer[[]serverParam]
 	defaults   atomic.Pointer[map[string]string]
+	defaultPS  atomic.Pointer[paramSet]
 	paramsOnce sync.Mutex
 
 	mu        sync.Mutex
@@ -253,6 +254,19 @@ func (p *Proxy) paramDefaults(params []serverParam) map[string]string {
 	d := paramDefaults(params)
 	p.defaults.CompareAndSwap(nil, &d)
 	return *p.defaults.Load()
+}
+
+// defaultParams is the paramSet of clients that want the defaults (shared by them all).
+func (p *Proxy) defaultParams(defaults map[string]string) *paramSet {
+	if ps := p.defaultPS.Load(); ps != nil {
+		return ps
+	}
+	ps := &paramSet{}
+	for i, name := range trackedParams {
+		ps.vals[i] = defaults[name]
+	}
+	p.defaultPS.CompareAndSwap(nil, ps)
+	return p.defaultPS.Load()
 }
 
 // serverParams returns the ParameterStatus values clients see, learned from an upstream

@@ -33,11 +33,7 @@ func (s *session) attach(ctx context.Context, start int) error {
 	s.setLink(u)
 	s.attachedAt = time.Now()
 	s.setState(StateActive)
-	if s.obuf == nil {
-		s.obuf = getBuf()
-		s.out = (*s.obuf)[:0]
-	}
-	s.appendParamSync(u)
+	s.syncParams(u)
 	s.armReplay(start)
 	return nil
 }
@@ -91,9 +87,9 @@ func (s *session) finish(cause error) error {
 		return cleanExit(cause)
 	}
 	s.setLink(nil)
-	clean := u.idle() && !u.unsynced && !u.skipping && s.in.empty() && len(s.out) == 0
-	s.out = s.out[:0]
-	s.in.discard()
+	clean := u.idle() && !u.unsynced && !u.skipping && u.in.empty() && len(u.out) == 0
+	u.out = u.out[:0]
+	u.in.discard()
 	if !clean {
 		if u.pending() > 0 && !u.broken {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -129,24 +125,11 @@ func cleanExit(cause error) error {
 	return cause
 }
 
-// releaseOut gives back the buffer of requests for the upstream when it is empty.
-func (s *session) releaseOut() {
-	if s.obuf != nil && len(s.out) == 0 {
-		*s.obuf = s.out[:cap(s.out)]
-		putBuf(s.obuf)
-		s.obuf, s.out = nil, nil
-	}
-}
-
 // releaseBuffers returns pooled buffers at the end of a session.
 func (s *session) releaseBuffers() {
 	s.r.keep = -1
 	s.r.r = s.r.w
 	s.r.release()
-	s.in.discard()
-	s.in.release()
-	s.out = s.out[:0]
-	s.releaseOut()
 	s.w.mu.Lock()
 	if s.w.buf != nil {
 		putBuf(s.w.buf)

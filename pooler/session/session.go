@@ -37,6 +37,7 @@ type session struct {
 
 	defaults  map[string]string   // tracked parameters' values on fresh connections (shared, read-only)
 	overrides map[string]string   // where this client wants others (params.go)
+	wants     *paramSet           // cached view of defaults+overrides (params.go)
 	stmts     map[string]*stmtDef // client statement name → shared definition (nil until the first)
 
 	park     bool            // hand idle waits to the reactor or a fresh goroutine (ServeConnAsync)
@@ -50,9 +51,6 @@ type session struct {
 	// Relay state, owned by the goroutine running the client loop.
 	srv           *upstream   // attached connection; written under linkMu
 	linkMu        sync.Mutex  // held by cancel requests so the connection stays attached
-	in            upReader    // upstream input
-	obuf          *[]byte     // backs out while attached
-	out           []byte      // forwarded messages not yet written upstream
 	attachedAt    time.Time   // for the transaction-duration metric
 	skipUntilSync bool        // an extended-protocol batch whose connection could not be had
 	replay        replayState // see loop.go

@@ -44,14 +44,14 @@ const (
 	stateAuth    = StateAuth
 )
 
-// transitions lists the states each state may move to.
-var transitions = [numStates][]State{
-	StateStartup: {StateAuth, StateIdle, StateClosed},
-	StateAuth:    {StateIdle, StateClosed},
-	StateIdle:    {StateWaiting, StateClosed},
-	StateWaiting: {StateActive, StateIdle, StateClosed},
-	StateActive:  {StateIdle, StateWaiting, StateClosed}, // Waiting: the connection died before answering; replaced
-	StateClosed:  {},
+// transitions lists the states each state may move to (a bit per target state).
+var transitions = [numStates]uint8{
+	StateStartup: 1<<StateAuth | 1<<StateIdle | 1<<StateClosed,
+	StateAuth:    1<<StateIdle | 1<<StateClosed,
+	StateIdle:    1<<StateWaiting | 1<<StateClosed,
+	StateWaiting: 1<<StateActive | 1<<StateIdle | 1<<StateClosed,
+	StateActive:  1<<StateIdle | 1<<StateClosed,
+	StateClosed:  0,
 }
 
 // counted are the states the proxy counts (Stats): authenticated sessions.
@@ -64,11 +64,7 @@ func (s *session) setState(to State) {
 	if from == to {
 		return
 	}
-	ok := false
-	for _, t := range transitions[from] {
-		ok = ok || t == to
-	}
-	if !ok {
+	if transitions[from]&(1<<to) == 0 {
 		panic(fmt.Sprintf("session %d: invalid state transition %s → %s", s.pid, from, to))
 	}
 	s.state.Store(int32(to))

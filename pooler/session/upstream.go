@@ -43,6 +43,14 @@ type upstream struct {
 	txStatus byte
 	// broken: out of step with the server (or its socket failed); never released.
 	broken bool
+
+	// The relay's buffers, kept with the connection (the pool has few): what the server sent,
+	// and the requests forwarded but not yet written.
+	in  upReader
+	out []byte
+	// syncedTo is the set of tracked parameter values the connection was last brought to
+	// (syncParams); nil when unknown.
+	syncedTo *paramSet
 }
 
 // reqKind is what a request sent upstream expects as its completing response.
@@ -77,7 +85,8 @@ func upstreamOf(ctx context.Context, c *pool.Conn) (*upstream, error) {
 	st, uses := c.Relay()
 	u, _ := st.(*upstream)
 	if u == nil {
-		u = &upstream{pc: c, conn: c.Socket(), paramsAt: ^uint64(0)}
+		u = &upstream{pc: c, conn: c.Socket(), paramsAt: ^uint64(0), out: make([]byte, 0, readBufSize)}
+		u.in.buf = new(make([]byte, upstreamBufSize))
 		c.SetRelay(u)
 	}
 	if u.paramsAt != uses {
@@ -87,6 +96,7 @@ func upstreamOf(ctx context.Context, c *pool.Conn) (*upstream, error) {
 		for i, name := range trackedParams {
 			u.params[i] = c.ParameterStatus(name)
 		}
+		u.syncedTo = nil
 		_, u.paramsAt = c.Relay()
 	}
 	u.queue, u.head, u.owed = u.queue[:0], 0, 0
@@ -139,10 +149,6 @@ type upReader struct {
 }
 
 func (u *upReader) fill(conn net.Conn) error {
-	if u.buf == nil {
-		u.buf = upBufPool.Get().(*[]byte)
-		u.r, u.w = 0, 0
-	}
 	b := *u.buf
 	if u.r == u.w {
 		u.r, u.w = 0, 0
@@ -168,13 +174,6 @@ func (u *upReader) empty() bool { return u.r == u.w && u.stream == 0 }
 // discard forgets what is buffered (the connection it came from is being dropped).
 func (u *upReader) discard() { u.r, u.w, u.stream = 0, 0, 0 }
 
-func (u *upReader) release() {
-	if u.buf != nil && u.r == u.w {
-		upBufPool.Put(u.buf)
-		u.buf = nil
-		u.r, u.w = 0, 0
-	}
-}
 
 // verdict says what happens to one upstream message.
 type verdict uint8
@@ -188,7 +187,7 @@ const (
 // relayOnce reads once from the upstream and relays what arrived.
 func (s *session) relayOnce() error {
 	s.enter(phaseServerWait)
-	err := s.in.fill(s.srv.conn)
+	err := s.srv.in.fill(s.srv.conn)
 	s.enter(phaseBusy)
 	if err != nil {
 		return s.upstreamFailed(err)
@@ -199,12 +198,12 @@ func (s *session) relayOnce() error {
 // relayBuffered passes what the upstream sent to the client, message by message, without
 // decoding what it only forwards: the type byte and length of each message decide, plus a few
 // bytes of the ones that change the relay's state. Swallowed messages are cut out of the
-// buffer in place. When the chunk ends the transaction (transaction mode), the connection is
-// handed back before the client is written to, so the next client can use it while this one's
-// answer travels. publish says whether to publish the client write as the session's phase (not
-// from session mode's watcher).
+// buffer in place (the connection's own buffer). When the chunk ends the transaction
+// (transaction mode), the connection goes back to the pool right after the client write.
+// publish says whether to publish the client write as the session's phase (not from session
+// mode's watcher).
 func (s *session) relayBuffered(publish bool) error {
-	in := &s.in
+	in := &s.srv.in
 	b := *in.buf
 	start, out := in.r, in.r
 	for {
@@ -260,13 +259,14 @@ func (s *session) relayBuffered(publish bool) error {
 			break
 		}
 	}
-	if s.canDetach() {
-		s.detach()
-	}
+	detach := s.canDetach()
 	if out > start {
 		if err := s.writeClient(b[start:out], publish); err != nil {
 			return fmt.Errorf("write client: %w", err)
 		}
+	}
+	if detach {
+		s.detach()
 	}
 	return nil
 }
@@ -504,6 +504,7 @@ func (s *session) trackServerParam(body []byte, n int, injected bool) {
 			}
 			if !injected {
 				s.track(t, s.srv.params[i])
+				s.srv.syncedTo = nil // the client's own SET: its wishes changed
 			}
 			return
 		}

@@ -19,18 +19,15 @@ const MaxStartupBytes = 10_000
 const maxAuthMessageBytes = 10_000
 
 // Buffer sizes: a client's read buffer (held while it has work or waits on a goroutine between
-// transactions; never while parked) and the upstream buffer of an attached session (requests
-// out, responses in). Messages larger than these are streamed through in pieces.
+// transactions; never while parked) and an upstream connection's buffer for what the server
+// sends (kept with the connection). Messages larger than these are streamed through in pieces.
 const (
 	readBufSize     = 8 << 10
 	upstreamBufSize = 16 << 10
 )
 
-// bufPool and upBufPool hand out buffers while a client has work; an idle client holds none.
-var (
-	bufPool   = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
-	upBufPool = sync.Pool{New: func() any { b := make([]byte, upstreamBufSize); return &b }}
-)
+// bufPool hands out read buffers while a client has work; a parked client holds none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
