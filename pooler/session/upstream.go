@@ -174,7 +174,6 @@ func (u *upReader) empty() bool { return u.r == u.w && u.stream == 0 }
 // discard forgets what is buffered (the connection it came from is being dropped).
 func (u *upReader) discard() { u.r, u.w, u.stream = 0, 0, 0 }
 
-
 // verdict says what happens to one upstream message.
 type verdict uint8
 
