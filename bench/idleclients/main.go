@@ -68,6 +68,13 @@ func run() error {
 	// No fallbacks: exactly one TCP connection per client.
 	cfg.Fallbacks = nil
 
+	// One client first, closed again: the pooler's one-time costs (code paths touched the first
+	// time, the upstream connection it opens to learn the server's parameters) are not the
+	// idle clients' (both poolers get the same warm-up).
+	if err := warmUp(cfg, *timeout); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
 	before, err := vmRSSKiB(*pid)
 	if err != nil {
 		return err
@@ -151,6 +158,19 @@ func run() error {
 
 // countAlive reports how many connections the server has not closed. On a connection the
 // server closed, a short read returns EOF (or a reset) at once; on an open idle one it times out.
+func warmUp(cfg *pgconn.Config, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("warm-up connection: %w", err)
+	}
+	if _, err := c.Exec(ctx, "select 1").ReadAll(); err != nil {
+		return fmt.Errorf("warm-up query: %w", err)
+	}
+	return c.Close(ctx)
+}
+
 func countAlive(conns []*pgconn.PgConn) int {
 	alive := 0
 	var buf [1]byte

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"net"
 	"time"
 )
 
@@ -35,17 +36,22 @@ const (
 // moved in and out of the reactor (an epoll_ctl and a goroutine per transaction).
 const parkAfter = time.Second
 
-func kickStamp(p phase, since int64) uint64 { return uint64(since)<<8 | uint64(p) }
+// kickStamp identifies a wait: its phase and janitor-clock start (below the top byte).
+func kickStamp(p phase, since int64) uint64 { return (uint64(since)<<8 | uint64(p)) & (1<<56 - 1) }
 
 // kickRead cuts the session's blocking client read short with reason; at is the activity the
 // kicker saw (0 for unconditional kicks).
 func (s *session) kickRead(reason uint32, at uint64) {
-	s.kickAt.Store(at)
-	s.kick.Store(reason)
-	_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	s.setKick(reason, at)
+	s.withConn(func(c net.Conn) { _ = c.SetReadDeadline(time.Unix(1, 0)) })
 }
 
-func (s *session) takeKick() (uint32, uint64) { return s.kick.Swap(kickNone), s.kickAt.Load() }
+func (s *session) setKick(reason uint32, at uint64) { s.kick.Store(uint64(reason)<<56 | at) }
+
+func (s *session) takeKick() (uint32, uint64) {
+	k := s.kick.Swap(0)
+	return uint32(k >> 56), k & (1<<56 - 1)
+}
 
 // startJanitor runs the janitor while the proxy has sessions. Callers hold p.mu.
 func (p *Proxy) startJanitorLocked() {
@@ -120,14 +126,18 @@ func (p *Proxy) inspect(s *session, rt *Runtime, now, tick int64) {
 			// Not reading: its socket is full, so no FATAL can reach it. Fail the write.
 			p.Log.Info("client not reading its results: disconnecting", "pid", s.pid,
 				"clientStallTimeout", s.rt.ClientStallTimeout.String())
-			s.kickAt.Store(kickStamp(ph, since))
-			s.kick.Store(kickStall)
-			_ = s.conn.SetWriteDeadline(time.Unix(1, 0))
+			s.setKick(kickStall, kickStamp(ph, since))
+			s.withConn(func(c net.Conn) { _ = c.SetWriteDeadline(time.Unix(1, 0)) })
 		}
 	case phaseServerWait:
-		if elapsed >= tick && !s.hungUp.Load() && clientHungUp(s.conn) {
-			s.hungUp.Store(true)
-			go s.cancelUpstream() // its answer then finds the client gone
+		if elapsed < tick || s.hungUp.Load() {
+			break
 		}
+		s.withConn(func(c net.Conn) {
+			if clientHungUp(c) {
+				s.hungUp.Store(true)
+				go s.cancelUpstream() // its answer then finds the client gone
+			}
+		})
 	}
 }

@@ -516,7 +516,7 @@ func (s *session) discardClientBytes(n int) error {
 // keeps from the message that attached the connection until the first answer arrives.
 type replayState struct {
 	armed bool
-	count int // replays of the current request
+	count int32 // replays of the current request
 }
 
 func (s *session) armReplay(start int) {
@@ -538,7 +538,7 @@ func (s *session) disarmReplay() {
 // connection the pool held may have been terminated at once, so a request may meet several;
 // each is dropped, so the count stays below the pool's size plus one fresh connection.
 func (s *session) replayable() bool {
-	return s.replay.armed && s.r.keep >= 0 && s.replay.count <= s.proxy.Pool.Settings().Size
+	return s.replay.armed && s.r.keep >= 0 && int(s.replay.count) <= s.proxy.Pool.Settings().Size
 }
 
 // replayOnFreshConnection drops the dead connection and rewinds the client's bytes to the

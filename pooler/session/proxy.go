@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,8 +179,9 @@ func (p *Proxy) Drain() {
 	for _, s := range list {
 		switch ph, _ := s.activity.get(); ph {
 		case phaseIdle, phaseParked, phaseSessionIdle:
-			s.kickRead(kickDrain, 0)
-			s.wake()
+			if !s.wake() { // a resumed session sees the drain itself
+				s.kickRead(kickDrain, 0)
+			}
 		}
 	}
 }
@@ -200,7 +202,7 @@ func (p *Proxy) CloseAll() {
 		// first (its registration is removed while the fd is still open).
 		s.closeReq.Store(true)
 		s.wake()
-		s.conn.Close()
+		s.withConn(func(c net.Conn) { _ = c.Close() })
 	}
 }
 

@@ -17,7 +17,10 @@ func (s *session) parkIdle() error {
 }
 
 // wake is a no-op: nothing is ever parked without a goroutine.
-func (s *session) wake() {}
+func (s *session) wake() bool { return false }
+
+// unparkSocket is a no-op: sessions keep their net.Conn.
+func (s *session) unparkSocket() error { return nil }
 
 // clientHungUp has no cheap check here: a client that leaves during a query is noticed when
 // its answer is written.

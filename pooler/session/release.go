@@ -31,7 +31,7 @@ func (s *session) attach(ctx context.Context, start int) error {
 		}
 	}
 	s.setLink(u)
-	s.attachedAt = time.Now()
+	u.attachedAt = time.Now()
 	s.setState(StateActive)
 	s.syncParams(u)
 	s.armReplay(start)
@@ -50,7 +50,7 @@ func (s *session) detach() {
 	u := s.srv
 	s.disarmReplay()
 	s.setLink(nil)
-	s.proxy.Observer.Transaction(time.Since(s.attachedAt))
+	s.proxy.Observer.Transaction(time.Since(u.attachedAt))
 	s.setState(StateIdle)
 	u.pc.Release()
 }
@@ -66,7 +66,7 @@ func (s *session) upstreamFailed(err error) error {
 	switch {
 	case errors.As(err, &setErr):
 		s.fatal(setErr.code, setErr.msg)
-	case !s.fatalRelayed:
+	case s.srv == nil || !s.srv.fatalRelayed:
 		s.fatal("08006", "server connection lost")
 	}
 	s.proxy.Log.Debug("upstream connection failed", "err", err)

@@ -23,13 +23,13 @@ type session struct {
 	rt     *Runtime
 	secure bool
 
-	state    atomic.Int32 // State; see setState
-	activity activity     // phase and since when, for the janitor
-	kick     atomic.Uint32
-	kickAt   atomic.Uint64 // the activity the janitor saw when it kicked
+	state    atomic.Int32  // State; see setState
+	activity activity      // phase and since when, for the janitor
+	kick     atomic.Uint64 // why the janitor cut a wait short, and the activity it saw (janitor.go)
 
-	r msgReader // client input
-	w msgWriter // client output
+	// Client input and output; nil while parked in the reactor (parkIO).
+	r *msgReader
+	w *msgWriter
 
 	pid    uint32
 	secret [4]byte
@@ -40,23 +40,25 @@ type session struct {
 	wants     *paramSet           // cached view of defaults+overrides (params.go)
 	stmts     map[string]*stmtDef // client statement name → shared definition (nil until the first)
 
-	park     bool            // hand idle waits to the reactor or a fresh goroutine (ServeConnAsync)
-	parkNext bool            // park at the next idle wait (after startup; the janitor's kick)
-	ctx      context.Context // the session's context, for resuming a parked session
-	parkTok  uint64          // reactor entry while parked; guarded by the reactor's mu
-	closeReq atomic.Bool     // CloseAll is closing the connection
-	done     func(error)     // told once when the session ends
-	ended    bool
+	ctx     context.Context // the session's context, for resuming a parked session
+	parkTok uint64          // reactor entry while parked; guarded by the reactor's mu
+	parkFD  int32           // the socket's descriptor + 1 while parked in the reactor (no net.Conn then)
+	done    func(error)     // told once when the session ends
+	// connMu guards conn against the janitor, Drain and CloseAll while parking swaps it (the
+	// session's own goroutine reads it without).
+	connMu sync.Mutex
 
 	// Relay state, owned by the goroutine running the client loop.
-	srv           *upstream   // attached connection; written under linkMu
-	linkMu        sync.Mutex  // held by cancel requests so the connection stays attached
-	attachedAt    time.Time   // for the transaction-duration metric
-	skipUntilSync bool        // an extended-protocol batch whose connection could not be had
-	replay        replayState // see loop.go
-	fatalRelayed  bool        // the upstream's own FATAL reached the client
+	srv    *upstream  // attached connection; written under linkMu
+	linkMu sync.Mutex // held by cancel requests so the connection stays attached
+
+	closeReq      atomic.Bool // CloseAll is closing the connection
 	hungUp        atomic.Bool // the janitor found the client gone during a query (cancelled)
-	watch         *watcher    // session mode: relays what the server says while the client is idle
+	replay        replayState // see loop.go
+	park          bool        // hand idle waits to the reactor or a fresh goroutine (ServeConnAsync)
+	parkNext      bool        // park at the next idle wait (after startup; the janitor's kick)
+	ended         bool
+	skipUntilSync bool // an extended-protocol batch whose connection could not be had
 }
 
 // endAfterError ends the session after a read or handling error. A protocol violation is
@@ -83,7 +85,81 @@ func (s *session) resume() {
 			s.onPanic(r)
 		}
 	}()
+	err := s.unparkSocket()
+	if err != nil {
+		s.setConn(goneConn{}) // no descriptor left to make it with: the client is dropped
+	}
+	s.unparkIO()
+	if err == nil && s.closeReq.Load() {
+		err = errors.New("closed by the pooler")
+	}
+	if err != nil {
+		s.endAfterError(err)
+		return
+	}
 	s.loop(s.ctx)
+}
+
+// setConn replaces the session's socket (parking in the reactor, resuming).
+func (s *session) setConn(c net.Conn) {
+	s.connMu.Lock()
+	s.conn = c
+	s.connMu.Unlock()
+}
+
+// withConn runs f on the session's socket unless it is parked without one. Other goroutines
+// (janitor, Drain, CloseAll) reach the socket only through it.
+func (s *session) withConn(f func(net.Conn)) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.conn != nil {
+		f(s.conn)
+	}
+}
+
+// goneConn stands in for a client socket that could not be made again from its parked
+// descriptor (descriptors exhausted): everything fails, so the session ends.
+type goneConn struct{}
+
+var errGoneConn = errors.New("client socket lost while parked")
+
+func (goneConn) Read([]byte) (int, error)         { return 0, errGoneConn }
+func (goneConn) Write([]byte) (int, error)        { return 0, errGoneConn }
+func (goneConn) Close() error                     { return nil }
+func (goneConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (goneConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (goneConn) SetDeadline(time.Time) error      { return errGoneConn }
+func (goneConn) SetReadDeadline(time.Time) error  { return errGoneConn }
+func (goneConn) SetWriteDeadline(time.Time) error { return errGoneConn }
+
+// Readers and writers of sessions parked in the reactor go back to these pools: a parked
+// session reads and writes nothing, so it keeps only the session struct and its socket.
+var (
+	readerPool = sync.Pool{New: func() any { return new(msgReader) }}
+	writerPool = sync.Pool{New: func() any { return new(msgWriter) }}
+)
+
+// parkIO gives back the client reader and writer (the reader holds no buffer when called);
+// the bytes they counted go to the metrics.
+func (s *session) parkIO() {
+	s.proxy.Observer.Bytes(s.r.bytesIn, s.w.bytesOut)
+	s.r.release()
+	*s.r = msgReader{}
+	*s.w = msgWriter{}
+	readerPool.Put(s.r)
+	writerPool.Put(s.w)
+	s.r, s.w = nil, nil
+}
+
+// unparkIO takes a reader and writer again for a session leaving the reactor.
+func (s *session) unparkIO() {
+	if s.r != nil {
+		return
+	}
+	s.r = readerPool.Get().(*msgReader)
+	s.r.conn, s.r.maxBody, s.r.keep = s.conn, s.rt.MaxMessageBytes, -1
+	s.w = writerPool.Get().(*msgWriter)
+	s.w.conn = s.conn
 }
 
 // resumeAfterWait waits, holding no buffer, for the idle session's next bytes, then carries

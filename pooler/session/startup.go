@@ -41,8 +41,8 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, park boo
 	rt := p.Runtime()
 	p.accepted.Add(1)
 	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure, park: park, done: done, ctx: ctx}
-	s.r = msgReader{conn: conn, maxBody: maxAuthMessageBytes}
-	s.w = msgWriter{conn: conn}
+	s.r = &msgReader{conn: conn, maxBody: maxAuthMessageBytes}
+	s.w = &msgWriter{conn: conn}
 	s.setState(stateStartup)
 	defer func() {
 		if r := recover(); r != nil {

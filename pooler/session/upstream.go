@@ -51,6 +51,12 @@ type upstream struct {
 	// syncedTo is the set of tracked parameter values the connection was last brought to
 	// (syncParams); nil when unknown.
 	syncedTo *paramSet
+
+	// Of the current borrow: since when (for the transaction-duration metric), the session
+	// mode watcher (watch.go), whether the server's own FATAL reached the client.
+	attachedAt   time.Time
+	watch        *watcher
+	fatalRelayed bool
 }
 
 // reqKind is what a request sent upstream expects as its completing response.
@@ -100,7 +106,7 @@ func upstreamOf(ctx context.Context, c *pool.Conn) (*upstream, error) {
 		_, u.paramsAt = c.Relay()
 	}
 	u.queue, u.head, u.owed = u.queue[:0], 0, 0
-	u.skipping, u.unsynced, u.copyIn, u.txStatus, u.broken = false, false, false, 'I', false
+	u.skipping, u.unsynced, u.copyIn, u.txStatus, u.broken, u.fatalRelayed = false, false, false, 'I', false, false
 	return u, nil
 }
 
@@ -371,7 +377,7 @@ func (s *session) onResponse(typ byte, body []byte, n int) (verdict, error) {
 		return pass, fmt.Errorf("%w: CopyBothResponse", errDesync)
 	case 'E':
 		if bytes.Contains(body, []byte("SFATAL\x00")) {
-			s.fatalRelayed = true
+			s.srv.fatalRelayed = true
 		}
 		s.proxy.Observer.ServerError(errorCode(body))
 		switch {

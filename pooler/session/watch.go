@@ -16,11 +16,11 @@ type watcher struct {
 }
 
 func (s *session) startWatch() {
-	if s.watch != nil {
+	if s.srv.watch != nil {
 		return
 	}
 	w := &watcher{done: make(chan struct{})}
-	s.watch = w
+	s.srv.watch = w
 	go s.watchUpstream(w)
 }
 
@@ -45,11 +45,11 @@ func (s *session) watchUpstream(w *watcher) {
 
 // stopWatch stops the watcher, if one runs, and returns what it failed with.
 func (s *session) stopWatch() error {
-	w := s.watch
-	if w == nil {
+	if s.srv == nil || s.srv.watch == nil {
 		return nil
 	}
-	s.watch = nil
+	w := s.srv.watch
+	s.srv.watch = nil
 	w.stopping.Store(true)
 	_ = s.srv.conn.SetReadDeadline(time.Unix(1, 0))
 	<-w.done
