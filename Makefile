@@ -34,9 +34,10 @@ lint: ## golangci-lint (pinned v2, built into bin/ on first use) on the whole mo
 ##@ Test
 
 .PHONY: test-deps
-test-deps: ## Install PostgreSQL and build envtest binaries when missing.
+test-deps: ## Install PostgreSQL and build envtest binaries and helm when missing.
 	./hack/install-test-deps.sh
 	./hack/envtest-binaries.sh >/dev/null
+	./hack/helm.sh >/dev/null
 
 .PHONY: test
 test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race detector, then a short fuzz run.
@@ -47,18 +48,34 @@ test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race
 # spurious "context deadline exceeded" at the deadline (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 500000x
 .PHONY: fuzz
-fuzz: ## Fuzz the client message decoder and the HTTP SQL request parsing (FUZZTIME executions each; corpus in testdata/fuzz).
+fuzz: ## Fuzz the client message decoder, the HTTP SQL request parsing and the Prisma query plan parsing (FUZZTIME executions each; corpus in testdata/fuzz).
 	$(GO) test ./pooler/session -run '^$$' -fuzz '^FuzzClientMessages$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pooler/edge -run '^$$' -fuzz '^FuzzParseBody$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pooler/edge -run '^$$' -fuzz '^FuzzArrayJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pooler/accelerate -run '^$$' -fuzz '^FuzzParseQueryRequest$$' -fuzztime $(FUZZTIME)
 
 .PHONY: test-node
-test-node: ## End-to-end tests of POST /sql, WebSocket and the cache with the real @neondatabase/serverless (test/node).
+test-node: ## End-to-end tests with real npm clients: @neondatabase/serverless (POST /sql, WebSocket, cache; test/node), then Prisma 7 (test-prisma).
 	./hack/install-test-deps.sh
 	./hack/install-node-deps.sh test/node
 	$(GO) build -o $(BIN)/edgepool ./cmd/edgepool
 	$(GO) build -o $(BIN)/edgepool-node-harness ./test/node/harness
 	cd test/node && EDGEPOOL_HARNESS=$(BIN)/edgepool-node-harness node --test --test-concurrency=1 --test-timeout=120000
+	$(MAKE) test-prisma
+
+.PHONY: test-prisma
+test-prisma: ## A real Prisma 7 client (accelerateUrl, withAccelerate(), http and https) against the pooler's Prisma Accelerate endpoint (test/prisma).
+	./hack/install-test-deps.sh
+	./hack/install-node-deps.sh test/prisma
+	./hack/prisma-generate.sh test/prisma
+	$(GO) build -o $(BIN)/edgepool ./cmd/edgepool
+	$(GO) build -o $(BIN)/edgepool-node-harness ./test/node/harness
+	cd test/prisma && EDGEPOOL_HARNESS=$(BIN)/edgepool-node-harness node --import tsx --test --test-concurrency=1 --test-timeout=180000
+
+.PHONY: test-prisma-reference
+test-prisma-reference: ## Development only (not in CI): test/prisma against Prisma's reference server (@prisma/query-plan-executor) to check the suite's own expectations.
+	./hack/install-node-deps.sh test/prisma/reference
+	PRISMA_REFERENCE_SERVER=$(CURDIR)/test/prisma/reference/serve.mjs $(MAKE) test-prisma
 
 ##@ Demo and end to end (local kubelet harness: internal/localkubelet; docs/e2e.md)
 
@@ -71,15 +88,20 @@ demo: build ## Run edgepool locally (PostgreSQL, control plane, operator, config
 	$(BIN)/edgepool-demo -repo $(CURDIR)
 
 .PHONY: test-e2e
-test-e2e: build ## The user's path end to end: apply, Ready, pgx/psql/HTTP, scale, rotate, disable, credentials, delete; and the Cloudflare Worker.
+test-e2e: build ## The user's path end to end: apply, Ready, pgx/psql/HTTP, scale, rotate, disable, credentials, delete; the upstream budget under scaling; the Cloudflare Workers; 200 pools against envtest.
 	./hack/install-test-deps.sh
 	./hack/install-node-deps.sh examples/cloudflare-worker
+	./hack/install-node-deps.sh examples/cloudflare-worker-prisma
+	./hack/prisma-generate.sh examples/cloudflare-worker-prisma
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -tags e2e $(E2E_FLAGS) ./test/e2e/
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -tags scale -count=1 -timeout 10m -v -run '^TestTwoHundredPools$$' ./controllers/
 
 .PHONY: test-worker
-test-worker: build ## Only the Cloudflare Worker example under wrangler dev against a local pool (pg over TCP, neon() over HTTP).
+test-worker: build ## Only the Cloudflare Worker examples under wrangler dev against a local pool (pg over TCP, neon() over HTTP, Prisma 7 accelerateUrl).
 	./hack/install-test-deps.sh
 	./hack/install-node-deps.sh examples/cloudflare-worker
+	./hack/install-node-deps.sh examples/cloudflare-worker-prisma
+	./hack/prisma-generate.sh examples/cloudflare-worker-prisma
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -tags e2e $(E2E_FLAGS) -run TestCloudflareWorker ./test/e2e/
 
 ##@ Benchmarks
@@ -102,8 +124,17 @@ $(CONTROLLER_GEN):
 	GOBIN=$(BIN) GOFLAGS=-mod=mod $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRD (config/crd/bases) and the manager ClusterRole (config/rbac/role.yaml).
+manifests: controller-gen ## Generate the CRD (config/crd/bases) and the manager ClusterRole (config/rbac/role.yaml), and copy them (and the dashboard) into charts/edgepool.
 	$(CONTROLLER_GEN) $(CRD_RBAC_ARGS) output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	cp config/crd/bases/pooling.edgepool.dev_connectionpools.yaml charts/edgepool/crds/
+	cp config/rbac/role.yaml charts/edgepool/files/manager-role.yaml
+	cp config/monitoring/grafana-dashboard.json charts/edgepool/files/dashboard.json
+
+HELM = $(shell ./hack/helm.sh)
+
+.PHONY: helm-template
+helm-template: ## Render the Helm chart (helm built from its Go module by hack/helm.sh; HELM_ARGS for --set ...).
+	$(HELM) template edgepool charts/edgepool --namespace edgepool-system --include-crds $(HELM_ARGS)
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods (api/v1alpha1/zz_generated.deepcopy.go).

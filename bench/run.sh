@@ -11,6 +11,7 @@
 #   BENCH_WORKLOADS="select-simple select-extended select-prepared tpcb connect"
 #   IDLE_CLIENTS=10000          idle client connections for the memory test (0 skips it)
 #   BENCH_HTTP=1                edgepool's HTTP SQL endpoint vs its TCP listener (0 skips it)
+#   BENCH_PRISMA=1              Prisma 7 findUnique via accelerateUrl vs adapter-pg (bench/prisma/run.sh; 0 skips it)
 #   POOL_SIZE=20                upstream connections of PgBouncer and edgepool
 #   BENCH_OUT=bench/results/latest.md
 #   BENCH_KEEP=1                keep the temporary directory (data, configs, logs) after the run
@@ -413,6 +414,18 @@ if [[ "$BENCH_HTTP" == 1 ]] && has_target edgepool; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# Prisma 7 through edgepool: accelerateUrl vs adapter-pg (self-contained: bench/prisma/run.sh).
+if [[ "${BENCH_PRISMA:-1}" == 1 ]] && has_target edgepool; then
+	if [[ "${status[edgepool]}" != ok ]]; then
+		printf '\n## Prisma 7 through edgepool\n\nFAILED (edgepool not running)\n' >"$tmp/prisma.md"
+	else
+		reset_db
+		EP_HTTP="127.0.0.1:$EP_HTTP" EP_PORT=$EP_PORT EP_KEY=$EP_KEY EP_PID=$ep_pid DB=$DB DB_USER=$DB_USER BENCH_SECONDS=$BENCH_SECONDS \
+			BENCH_SCALE=$BENCH_SCALE bench/prisma/run.sh >"$tmp/prisma.md" || failures=$((failures + 1))
+	fi
+fi
+
+# ---------------------------------------------------------------------------------------------
 # Report.
 ratio() { # a b -> a/b with 2 decimals, or — when either is missing
 	if [[ -n "${1:-}" && -n "${2:-}" ]]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else printf '—'; fi
@@ -505,6 +518,7 @@ report="$tmp/report.md"
 		echo
 		echo "HTTP query: \`select abalance from pgbench_accounts where aid = 1\`; pgbench -S selects one row by random aid."
 	fi
+	[[ -f "$tmp/prisma.md" ]] && cat "$tmp/prisma.md"
 	for t in pgbouncer edgepool; do
 		if has_target "$t" && [[ "${status[$t]}" != ok ]]; then
 			echo

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,6 +55,8 @@ func desiredHash(obj client.Object) string {
 			Data map[string][]byte
 		}{o.Type, o.Data}
 	case *policyv1.PodDisruptionBudget:
+		payload = o.Spec
+	case *networkingv1.NetworkPolicy:
 		payload = o.Spec
 	default:
 		panic(fmt.Sprintf("desiredHash: unsupported child type %T", obj))
@@ -100,8 +104,11 @@ var ownedAnnotationKeys = []string{annotationPreviousKey}
 // Deployment, Service or PodDisruptionBudget by server-side apply (applyChild), which also
 // reverts hand edits of the fields the operator owns; a Secret by an update when its desired hash
 // changed or someone edited its data. It never touches an object the pool does not control:
-// that is reported as *errNameConflict. It returns the live object after the call.
-func ensureChild(ctx context.Context, c client.Client, pool *poolingv1alpha1.ConnectionPool, desired client.Object) (client.Object, error) {
+// that is reported as *errNameConflict. It returns the live object after the call. A foreign
+// Secret is not in the cache (which holds only the operator's own), so a create that finds the
+// name taken asks the API server before calling it cache lag.
+func (r *Reconciler) ensureChild(ctx context.Context, pool *poolingv1alpha1.ConnectionPool, desired client.Object) (client.Object, error) {
+	c, uncached := r.Client, r.Reader
 	if err := controllerutil.SetControllerReference(pool, desired, c.Scheme()); err != nil {
 		return nil, fmt.Errorf("set owner of %s: %w", desired.GetName(), err)
 	}
@@ -121,7 +128,16 @@ func ensureChild(ctx context.Context, c client.Client, pool *poolingv1alpha1.Con
 		// AlreadyExists means the cache lags behind: the error retries and the next reconcile
 		// sees the object (and, for app Secrets, keeps its key instead of a new one).
 		if err := c.Create(ctx, desired, fieldOwner); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				other := desired.DeepCopyObject().(client.Object)
+				if gerr := uncached.Get(ctx, client.ObjectKeyFromObject(desired), other); gerr == nil && !metav1.IsControlledBy(other, pool) {
+					return nil, &errNameConflict{Kind: kind, Name: desired.GetName()}
+				}
+			}
 			return nil, fmt.Errorf("create %s %s: %w", kind, desired.GetName(), err)
+		}
+		if _, isSecret := desired.(*corev1.Secret); !isSecret {
+			r.applied.record(desired, hash) // created as desired: nothing to apply until it changes
 		}
 		return desired, nil
 	case err != nil:
@@ -132,7 +148,14 @@ func ensureChild(ctx context.Context, c client.Client, pool *poolingv1alpha1.Con
 	}
 	liveSecret, ok := live.(*corev1.Secret)
 	if !ok {
-		return applyChild(ctx, c, live, desired)
+		if r.applied.unchanged(live, hash) {
+			return live, nil
+		}
+		out, err := applyChild(ctx, c, live, desired)
+		if err == nil {
+			r.applied.record(out, hash)
+		}
+		return out, err
 	}
 	desiredSecret := desired.(*corev1.Secret)
 	if liveSecret.Annotations[annotationDesiredHash] == hash && !secretDataDrifted(liveSecret, desiredSecret) {
@@ -143,6 +166,62 @@ func ensureChild(ctx context.Context, c client.Client, pool *poolingv1alpha1.Con
 		return nil, fmt.Errorf("update %s %s: %w", kind, desired.GetName(), err)
 	}
 	return live, nil
+}
+
+// appliedMarks remember, per child the operator applied, what it applied (the desired hash) and
+// the child's state right after: its UID and, for a Deployment, its generation (which only spec
+// changes move, not the Deployment controller's status writes), otherwise its resourceVersion. A
+// child still in that state needs no apply: nobody changed it since. Anything else (a hand edit,
+// a replaced object, an operator restart, a new desired hash) applies again, which is what
+// reverts hand edits.
+type appliedMarks struct {
+	mu sync.Mutex
+	m  map[string]appliedMark // by kind/namespace/name
+}
+
+type appliedMark struct {
+	hash, state string
+}
+
+func childKey(o client.Object) string { return kindOf(o) + "/" + o.GetNamespace() + "/" + o.GetName() }
+
+func childState(o client.Object) string {
+	if _, ok := o.(*appsv1.Deployment); ok {
+		return fmt.Sprintf("%s generation %d", o.GetUID(), o.GetGeneration())
+	}
+	return fmt.Sprintf("%s resourceVersion %s", o.GetUID(), o.GetResourceVersion())
+}
+
+func (a *appliedMarks) unchanged(live client.Object, hash string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m, ok := a.m[childKey(live)]
+	return ok && m.hash == hash && m.state == childState(live)
+}
+
+func (a *appliedMarks) record(live client.Object, hash string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = map[string]appliedMark{}
+	}
+	a.m[childKey(live)] = appliedMark{hash: hash, state: childState(live)}
+}
+
+// forget drops the marks of a deleted pool's applied children.
+func (a *appliedMarks) forget(pool types.NamespacedName) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := &poolingv1alpha1.ConnectionPool{}
+	p.Namespace, p.Name = pool.Namespace, pool.Name
+	for _, child := range []client.Object{
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: deploymentName(p)}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: serviceName(p)}},
+		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: pdbName(p)}},
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: networkPolicyName(p)}},
+	} {
+		delete(a.m, childKey(child))
+	}
 }
 
 // applyChild writes a Deployment, Service or PodDisruptionBudget the pool controls by server-side
@@ -288,6 +367,8 @@ func kindOf(obj client.Object) string {
 		return "Secret"
 	case *policyv1.PodDisruptionBudget:
 		return "PodDisruptionBudget"
+	case *networkingv1.NetworkPolicy:
+		return "NetworkPolicy"
 	}
 	return fmt.Sprintf("%T", obj)
 }

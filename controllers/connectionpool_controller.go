@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -34,26 +35,40 @@ import (
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconciler keeps a ConnectionPool's children in shape and reports its status.
 type Reconciler struct {
-	Client   client.Client
+	// Client reads from the manager's cache, which holds only the Secrets the operator owns
+	// (CacheOptions), and writes to the API server.
+	Client client.Client
+	// Reader reads the API server directly: the user's Secrets a pool references are read
+	// through it, never cached (SetupWithManager sets it to the manager's API reader).
+	Reader   client.Reader
 	Recorder recorder.EventRecorder
+	// Namespaces are the namespaces watched (empty: all), as in the manager's CacheOptions.
+	Namespaces []string
 	// PoolerImage is the default pooler image (the operator's own).
 	PoolerImage string
 	// Now is the clock; tests move it to end grace periods.
 	Now func() time.Time
 
 	keys     keySource
-	upstream *upstreamChecker
+	applied  appliedMarks     // children applied and unchanged since (apply.go)
+	upstream *upstreamChecker // one attempt (upstream.go)
+	checks   *upstreamChecks  // when attempts run, and their results (upstream_checks.go)
 }
 
 // NewReconciler returns a Reconciler with real key generation and upstream checks.
 func NewReconciler(c client.Client, rec recorder.EventRecorder, poolerImage string) *Reconciler {
-	return &Reconciler{Client: c, Recorder: rec, PoolerImage: poolerImage, Now: time.Now,
+	r := &Reconciler{Client: c, Recorder: rec, PoolerImage: poolerImage, Now: time.Now,
 		keys: randomKeys, upstream: newUpstreamChecker()}
+	r.checks = newUpstreamChecks(func(ctx context.Context, t upstreamTarget) upstreamResult {
+		return r.upstream.try(ctx, t)
+	})
+	return r
 }
 
 // run is the state of one reconcile: inputs gathered, children written, problems met.
@@ -66,6 +81,8 @@ type run struct {
 	clientCA   []byte
 	certSerial string
 	keys       []keyMaterial
+
+	budget budgetPlan
 
 	obs observations
 	// requeueAt is the earliest time something is due (grace period end, renewal, re-check).
@@ -87,7 +104,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	pool := &poolingv1alpha1.ConnectionPool{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pool); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.upstream.Forget(req.String())
+			r.checks.Forget(req.NamespacedName)
+			r.applied.forget(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
@@ -102,6 +120,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		fn   func(context.Context, *run) error
 	}{
 		{"read inputs", r.readInputs},
+		{"plan budget", r.planBudget},
 		{"ensure TLS", r.ensureTLS},
 		{"ensure API keys", r.ensureKeys},
 		{"ensure config", r.ensureConfig},
@@ -124,7 +143,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 	}
 
-	if err := r.writeStatus(ctx, pool, computeStatus(pool, st.obs)); err != nil {
+	if err := r.writeStatus(ctx, pool, computeStatus(pool, st.obs, stepErr == nil)); err != nil {
 		stepErr = errors.Join(stepErr, fmt.Errorf("write status: %w", err))
 	}
 	if stepErr != nil && isCacheLag(stepErr) {
@@ -158,7 +177,7 @@ func (r *Reconciler) readInputs(ctx context.Context, st *run) error {
 	pool := st.pool
 	ref := pool.Spec.Upstream.CredentialsSecret
 	creds := &corev1.Secret{}
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: ref.Name}, creds)
+	err := r.Reader.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: ref.Name}, creds)
 	switch {
 	case apierrors.IsNotFound(err):
 		st.problem(problem{Reason: ReasonCredentialsSecretMissing,
@@ -177,7 +196,7 @@ func (r *Reconciler) readInputs(ctx context.Context, st *run) error {
 
 	if ca := pool.Spec.Upstream.CASecret; ca != nil {
 		s := &corev1.Secret{}
-		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: ca.Name}, s); err != nil {
+		if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: ca.Name}, s); err != nil {
 			if !apierrors.IsNotFound(err) {
 				return fmt.Errorf("get upstream CA Secret: %w", err)
 			}
@@ -189,7 +208,7 @@ func (r *Reconciler) readInputs(ctx context.Context, st *run) error {
 
 	if pool.TLSMode() == poolingv1alpha1.TLSSecret {
 		s := &corev1.Secret{}
-		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: pool.Spec.TLS.SecretName}, s); err != nil {
+		if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: pool.Spec.TLS.SecretName}, s); err != nil {
 			if !apierrors.IsNotFound(err) {
 				return fmt.Errorf("get TLS Secret: %w", err)
 			}
@@ -210,6 +229,30 @@ func (r *Reconciler) readInputs(ctx context.Context, st *run) error {
 			st.due(st.now.Add(time.Minute)) // nodes are not watched; look again
 		}
 	}
+	return nil
+}
+
+// planBudget decides the Deployment's replicas and the pool size from the spec and what runs
+// (budget.go), so the upstream budget holds while the pool scales.
+func (r *Reconciler) planBudget(ctx context.Context, st *run) error {
+	pool := st.pool
+	in := budgetInputs{ConfigFrozen: st.creds == nil}
+	d := &appsv1.Deployment{}
+	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: deploymentName(pool)}, d); {
+	case err == nil && metav1.IsControlledBy(d, pool):
+		in.Deployment = d
+	case err != nil && !apierrors.IsNotFound(err):
+		return fmt.Errorf("get Deployment: %w", err)
+	}
+	cfg := &corev1.Secret{}
+	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: configSecretName(pool)}, cfg); {
+	case err == nil && metav1.IsControlledBy(cfg, pool):
+		in.ConfigSize = configPoolSize(cfg)
+	case err != nil && !apierrors.IsNotFound(err):
+		return fmt.Errorf("get config Secret: %w", err)
+	}
+	st.budget = planBudget(pool, in)
+	st.obs.PoolSize, st.obs.BudgetWaiting = st.budget.PoolSize, st.budget.Waiting
 	return nil
 }
 
@@ -239,8 +282,9 @@ func (r *Reconciler) ensureKeys(ctx context.Context, st *run) error {
 			spec.Spec.APIKeys = append(spec.Spec.APIKeys, k)
 			continue
 		}
+		// Not in the cache (which holds only the operator's Secrets): ask the API server.
 		foreign := &corev1.Secret{}
-		err := r.Client.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: appSecretName(pool, k.Name)}, foreign)
+		err := r.Reader.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: appSecretName(pool, k.Name)}, foreign)
 		if err == nil && !metav1.IsControlledBy(foreign, pool) {
 			st.problem(problem{Reason: ReasonNameConflict, Message: (&errNameConflict{Kind: "Secret", Name: foreign.Name}).Error()})
 			continue
@@ -254,7 +298,7 @@ func (r *Reconciler) ensureKeys(ctx context.Context, st *run) error {
 	}
 	for _, km := range keys {
 		before := existing[km.Name]
-		if _, err := ensureChild(ctx, r.Client, pool, appSecret(pool, km, st.clientCA)); err != nil {
+		if _, err := r.ensureChild(ctx, pool, appSecret(pool, km, st.clientCA)); err != nil {
 			return err
 		}
 		if prev, ok := keyFromSecret(before); ok && prev.Rotation != km.Rotation {
@@ -292,7 +336,7 @@ func (r *Reconciler) ensureConfig(ctx context.Context, st *run) error {
 	if st.creds == nil {
 		return nil
 	}
-	cfg, err := poolerConfig(st.pool, *st.creds, st.keys)
+	cfg, err := poolerConfig(st.pool, *st.creds, st.keys, st.budget.PoolSize)
 	if err != nil {
 		return reconcile.TerminalError(err)
 	}
@@ -300,67 +344,71 @@ func (r *Reconciler) ensureConfig(ctx context.Context, st *run) error {
 	if err != nil {
 		return err
 	}
-	_, err = ensureChild(ctx, r.Client, st.pool, secret)
+	_, err = r.ensureChild(ctx, st.pool, secret)
 	return err
 }
 
-// ensureWorkload keeps the Deployment, Service and PodDisruptionBudget in shape. A name conflict
-// on one of them does not stop the others.
+// ensureWorkload keeps the Deployment, Service, PodDisruptionBudget and NetworkPolicy in shape.
+// A name conflict on one of them does not stop the others.
 func (r *Reconciler) ensureWorkload(ctx context.Context, st *run) error {
 	pool := st.pool
 	image := pool.Spec.Image
 	if image == "" {
 		image = r.PoolerImage
 	}
-	var conflicts []error
-	live, err := ensureChild(ctx, r.Client, pool, poolerDeployment(pool, deploymentInputs{Image: image, CertSerial: st.certSerial}))
-	if err != nil {
-		var c *errNameConflict
-		if !errors.As(err, &c) {
-			return err
+	// ensure writes one child (or, when desired is nil, deletes absent); a name conflict is
+	// reported and does not stop the other children.
+	ensure := func(desired, absent client.Object) (client.Object, error) {
+		if desired == nil {
+			if err := deleteChild(ctx, r.Client, pool, absent); err != nil {
+				return nil, fmt.Errorf("delete %s: %w", kindOf(absent), err)
+			}
+			return nil, nil
 		}
-		conflicts = append(conflicts, err)
-	} else {
+		live, err := r.ensureChild(ctx, pool, desired)
+		var conflict *errNameConflict
+		if errors.As(err, &conflict) {
+			st.problem(problem{Reason: ReasonNameConflict, Message: conflict.Error()})
+			return nil, nil
+		}
+		return live, err
+	}
+	live, err := ensure(poolerDeployment(pool, deploymentInputs{Image: image, CertSerial: st.certSerial, Budget: st.budget}), nil)
+	if err != nil {
+		return err
+	}
+	if live != nil {
 		st.obs.Deployment = live.(*appsv1.Deployment)
 	}
-	if _, err := ensureChild(ctx, r.Client, pool, poolerService(pool)); err != nil {
-		var c *errNameConflict
-		if !errors.As(err, &c) {
-			return err
-		}
-		conflicts = append(conflicts, err)
+	if _, err := ensure(poolerService(pool), nil); err != nil {
+		return err
 	}
-	if pdb := poolerPDB(pool); pdb != nil {
-		if _, err := ensureChild(ctx, r.Client, pool, pdb); err != nil {
-			var c *errNameConflict
-			if !errors.As(err, &c) {
-				return err
-			}
-			conflicts = append(conflicts, err)
-		}
-	} else if err := deleteChild(ctx, r.Client, pool, &policyv1.PodDisruptionBudget{
-		ObjectMeta: metav1.ObjectMeta{Name: pdbName(pool), Namespace: pool.Namespace}}); err != nil {
-		return fmt.Errorf("delete PodDisruptionBudget: %w", err)
+	var pdb, np client.Object // typed nils must not reach ensure as non-nil interfaces
+	if p := poolerPDB(pool); p != nil {
+		pdb = p
 	}
-	for _, c := range conflicts {
-		var nc *errNameConflict
-		errors.As(c, &nc)
-		st.problem(problem{Reason: ReasonNameConflict, Message: nc.Error()})
+	if n := poolerNetworkPolicy(pool); n != nil {
+		np = n
+	}
+	if _, err := ensure(pdb, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: pdbName(pool), Namespace: pool.Namespace}}); err != nil {
+		return err
+	}
+	if _, err := ensure(np, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: networkPolicyName(pool), Namespace: pool.Namespace}}); err != nil {
+		return err
 	}
 	return nil
 }
 
-// checkUpstream tries the upstream with the pool's credentials (cached for a while).
-func (r *Reconciler) checkUpstream(ctx context.Context, st *run) error {
-	if st.creds == nil {
+// checkUpstream looks up the latest reachability result of the pool's upstream. It never waits
+// for a connection attempt: upstreamChecks runs them apart and reconciles the pool again when
+// the result changes.
+func (r *Reconciler) checkUpstream(_ context.Context, st *run) error {
+	key := types.NamespacedName{Namespace: st.pool.Namespace, Name: st.pool.Name}
+	if st.creds == nil || (st.pool.Spec.Upstream.CASecret != nil && len(st.upstreamCA) == 0) {
+		r.checks.Forget(key)
 		return nil
 	}
-	if st.pool.Spec.Upstream.CASecret != nil && len(st.upstreamCA) == 0 {
-		return nil
-	}
-	res, staleAt := r.upstream.Check(ctx, st.pool.Namespace+"/"+st.pool.Name, targetFor(st.pool, *st.creds, st.upstreamCA), r.Now())
-	st.obs.Upstream = &res
-	st.due(staleAt)
+	st.obs.Upstream, st.obs.UpstreamChecking = r.checks.Lookup(key, targetFor(st.pool, *st.creds, st.upstreamCA))
 	return nil
 }
 
@@ -375,22 +423,10 @@ func (r *Reconciler) writeStatus(ctx context.Context, pool *poolingv1alpha1.Conn
 		return err
 	}
 	for _, c := range next.Conditions {
-		old := meta.FindStatusCondition(prev.Conditions, c.Type)
-		if old != nil && old.Status == c.Status && old.Reason == c.Reason {
-			continue
+		eventType, emit := conditionEvent(meta.FindStatusCondition(prev.Conditions, c.Type), c)
+		if emit {
+			r.Recorder.Eventf(pool, nil, eventType, c.Reason, "Update"+c.Type, "%s is %s: %s", c.Type, c.Status, c.Message)
 		}
-		bad := (c.Type == poolingv1alpha1.ConditionDegraded) == (c.Status == metav1.ConditionTrue)
-		if c.Status == metav1.ConditionUnknown {
-			continue
-		}
-		if old == nil && !(bad && (c.Type == poolingv1alpha1.ConditionDegraded || c.Type == poolingv1alpha1.ConditionUpstreamReachable)) {
-			continue // a pool starting up is not news unless something is wrong
-		}
-		eventType := corev1.EventTypeNormal
-		if bad {
-			eventType = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(pool, nil, eventType, c.Reason, "Update"+c.Type, "%s is %s: %s", c.Type, c.Status, c.Message)
 	}
 	return nil
 }

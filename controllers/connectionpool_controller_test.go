@@ -13,6 +13,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -141,7 +142,7 @@ func TestPoolCreatesChildrenAndTurnsReady(t *testing.T) {
 	if !*spec.SecurityContext.RunAsNonRoot || !*spec.Containers[0].SecurityContext.ReadOnlyRootFilesystem || *spec.AutomountServiceAccountToken {
 		t.Error("pod is not locked down")
 	}
-	if spec.Containers[0].Image != testImage || *d.Spec.Replicas != 2 || d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
+	if spec.Containers[0].Image != testImage || *d.Spec.Replicas != 2 || d.Spec.Strategy.RollingUpdate.MaxSurge.IntValue() != 0 {
 		t.Errorf("image %s replicas %d", spec.Containers[0].Image, *d.Spec.Replicas)
 	}
 
@@ -151,7 +152,7 @@ func TestPoolCreatesChildrenAndTurnsReady(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	if cfg.Pool.Size != 10 || cfg.Upstream.Port != suite.pg.Port || len(cfg.Keys) != 2 {
+	if cfg.Pool.Size != 6 || cfg.Upstream.Port != suite.pg.Port || len(cfg.Keys) != 2 {
 		t.Fatalf("config %+v", cfg)
 	}
 	for _, name := range []string{"shop-default", "shop-ci"} {
@@ -211,60 +212,83 @@ func TestPoolCreatesChildrenAndTurnsReady(t *testing.T) {
 	assertNoSecretsLogged(t, ns, "shop")
 }
 
-func TestScaleSubresourceRerendersPoolSize(t *testing.T) {
+// TestScaleKeepsTheBudget scales through the scale subresource and plays the Deployment
+// controller: a scale-down lowers the replicas first and raises the pool size (live, no restart)
+// only once the Deployment settled; a scale-up first restarts the running pods with the smaller
+// size (the pod template changes) and raises the replicas only once that rollout settled. A
+// replica count at or above the budget is refused.
+func TestScaleKeepsTheBudget(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	pool := createPool(t, testPool(ns, "scaled"))
 	eventually(t, waitFor, "PDB at 2 replicas", func() error {
 		return suite.client.Get(ctx, key(ns, "scaled-pooler"), &policyv1.PodDisruptionBudget{})
 	})
-	podTemplateHash := func() string {
+	deployment := func() *appsv1.Deployment {
 		d := &appsv1.Deployment{}
 		if err := suite.client.Get(ctx, key(ns, "scaled-pooler"), d); err != nil {
 			t.Fatal(err)
 		}
-		return d.Spec.Template.Annotations[annotationRestartHash]
+		return d
 	}
-	hashBefore := podTemplateHash()
-
-	for _, tt := range []struct {
-		replicas int32
-		size     int
-		pdb      bool
-	}{{4, 5, true}, {1, 20, false}, {3, 6, true}} {
-		scale := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: tt.replicas}}
-		if err := suite.client.SubResource("scale").Update(ctx, pool, client.WithSubResourceBody(scale)); err != nil {
-			t.Fatalf("scale to %d: %v", tt.replicas, err)
+	scale := func(replicas int32) error {
+		return suite.client.SubResource("scale").Update(ctx, pool, client.WithSubResourceBody(&autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: replicas}}))
+	}
+	type state struct {
+		replicas, size, templateSize int32
+	}
+	observe := func() state {
+		cfg, err := readConfig(ns, "scaled")
+		if err != nil {
+			t.Fatal(err)
 		}
-		eventually(t, waitFor, fmt.Sprintf("scaled to %d", tt.replicas), func() error {
-			cfg, err := readConfig(ns, "scaled")
-			if err != nil {
-				return err
+		d := deployment()
+		return state{*d.Spec.Replicas, int32(cfg.Pool.Size), templatePoolSize(d, 0)}
+	}
+	// Budget 20: 2 replicas × floor(20/3) = 6.
+	markDeploymentAvailable(t, ns, "scaled-pooler")
+	if got := observe(); got != (state{2, 6, 6}) {
+		t.Fatalf("start %+v", got)
+	}
+	for _, step := range []struct {
+		replicas int32
+		first    state // what the operator writes before the Deployment settles
+		final    state
+		pdb      bool
+	}{
+		{4, state{2, 4, 4}, state{4, 4, 4}, true},   // restart the 2 with size 4, then scale to 4
+		{1, state{1, 4, 4}, state{1, 10, 4}, false}, // fewer pods first, then size 10 live
+		{3, state{1, 5, 5}, state{3, 5, 5}, true},   // restart the 1 with size 5, then scale to 3
+	} {
+		if err := scale(step.replicas); err != nil {
+			t.Fatalf("scale to %d: %v", step.replicas, err)
+		}
+		eventually(t, waitFor, fmt.Sprintf("first step towards %d", step.replicas), func() error {
+			if got := observe(); got != step.first {
+				return fmt.Errorf("state %+v, want %+v", got, step.first)
 			}
-			if cfg.Pool.Size != tt.size {
-				return fmt.Errorf("pool size %d, want %d", cfg.Pool.Size, tt.size)
+			return nil
+		})
+		eventually(t, waitFor, fmt.Sprintf("scaled to %d", step.replicas), func() error {
+			markDeploymentAvailable(t, ns, "scaled-pooler")
+			if got := observe(); got != step.final {
+				return fmt.Errorf("state %+v, want %+v", got, step.final)
 			}
-			d := &appsv1.Deployment{}
-			if err := suite.client.Get(ctx, key(ns, "scaled-pooler"), d); err != nil {
-				return err
-			}
-			if *d.Spec.Replicas != tt.replicas {
-				return fmt.Errorf("deployment replicas %d", *d.Spec.Replicas)
-			}
-			err = suite.client.Get(ctx, key(ns, "scaled-pooler"), &policyv1.PodDisruptionBudget{})
-			if tt.pdb != (err == nil) {
-				return fmt.Errorf("pdb present=%v, want %v (%w)", err == nil, tt.pdb, err)
+			err := suite.client.Get(ctx, key(ns, "scaled-pooler"), &policyv1.PodDisruptionBudget{})
+			if step.pdb != (err == nil) {
+				return fmt.Errorf("pdb present=%v, want %v (%w)", err == nil, step.pdb, err)
 			}
 			p := getPool(t, ns, "scaled")
-			if p.Status.Replicas != tt.replicas || p.Status.PoolSizePerReplica != int32(tt.size) {
+			if p.Status.Replicas != step.replicas || p.Status.PoolSizePerReplica != step.final.size {
 				return fmt.Errorf("status replicas %d size %d", p.Status.Replicas, p.Status.PoolSizePerReplica)
 			}
 			return nil
 		})
 	}
-	// Scaling is live-reloadable: the pod template (and so the pods) did not change.
-	if got := podTemplateHash(); got != hashBefore {
-		t.Fatalf("scaling changed the pod template's restart hash: %s -> %s", hashBefore, got)
+	// At or above the budget: refused, naming the field.
+	err := scale(20)
+	if err == nil || !strings.Contains(err.Error(), "replicas must be lower than pool.maxUpstreamConnections") {
+		t.Fatalf("scale to 20 with a budget of 20: %v", err)
 	}
 	// The scale subresource reads back through status.selector.
 	got := &autoscalingv1.Scale{}
@@ -756,6 +780,38 @@ func TestHandEditedWorkloadIsReverted(t *testing.T) {
 		}
 		if len(s.Spec.Ports) != 1 || s.Spec.Ports[0].Name != "postgres" || s.Spec.ClusterIP != clusterIP {
 			return fmt.Errorf("ports %+v clusterIP %s", s.Spec.Ports, s.Spec.ClusterIP)
+		}
+		return nil
+	})
+}
+
+// TestNetworkPolicyFollowsTheSpec: enabling spec.networkPolicy creates <pool>-pooler owned by the
+// pool; disabling it deletes it.
+func TestNetworkPolicyFollowsTheSpec(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	p := testPool(ns, "np")
+	p.Spec.NetworkPolicy.Enabled = true
+	createPool(t, p)
+	eventually(t, waitFor, "NetworkPolicy created", func() error {
+		np := &networkingv1.NetworkPolicy{}
+		if err := suite.client.Get(ctx, key(ns, "np-pooler"), np); err != nil {
+			return err
+		}
+		if !metav1.IsControlledBy(np, getPool(t, ns, "np")) || len(np.Spec.Ingress) != 1 {
+			return fmt.Errorf("policy %+v", np)
+		}
+		return nil
+	})
+	eventually(t, waitFor, "disable", func() error {
+		cur := getPool(t, ns, "np")
+		cur.Spec.NetworkPolicy.Enabled = false
+		return suite.client.Update(ctx, cur)
+	})
+	eventually(t, waitFor, "NetworkPolicy deleted", func() error {
+		err := suite.client.Get(ctx, key(ns, "np-pooler"), &networkingv1.NetworkPolicy{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there (%w)", err)
 		}
 		return nil
 	})

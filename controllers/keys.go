@@ -1,10 +1,13 @@
 package controllers
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -148,12 +151,32 @@ func keyAnnotations(km keyMaterial) map[string]string {
 
 // verifierFor derives what the pooler stores for key.
 func verifierFor(key string, salt []byte, iters int) (config.Verifier, error) {
+	// PBKDF2 with thousands of iterations is the costliest step of a reconcile, and every
+	// reconcile renders the same verifiers: remember them (by a digest of their inputs).
+	id := sha256.Sum256([]byte(fmt.Sprintf("%d:%s:%x:%d", len(key), key, salt, iters)))
+	if v, ok := verifiers.Load(id); ok {
+		return v.(config.Verifier), nil
+	}
 	scram, err := apikey.NewSCRAMVerifier(key, salt, iters)
 	if err != nil {
 		return config.Verifier{}, err
 	}
-	return config.Verifier{SCRAM: scram.String(), SHA256: apikey.Digest(key), Fingerprint: apikey.Fingerprint(key)}, nil
+	v := config.Verifier{SCRAM: scram.String(), SHA256: apikey.Digest(key), Fingerprint: apikey.Fingerprint(key)}
+	if verifierCount.Add(1) > maxRememberedVerifiers {
+		verifiers.Clear() // rotations retire keys; start over rather than grow without bound
+		verifierCount.Store(1)
+	}
+	verifiers.Store(id, v)
+	return v, nil
 }
+
+// verifiers remembers computed verifiers (verifierFor); a few hundred bytes each.
+var (
+	verifiers     sync.Map
+	verifierCount atomic.Int64
+)
+
+const maxRememberedVerifiers = 100_000
 
 // nextKeyExpiry is the earliest end of a grace period, when the config must drop a verifier.
 func nextKeyExpiry(keys []keyMaterial) (time.Time, bool) {

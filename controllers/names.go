@@ -51,6 +51,9 @@ const (
 func deploymentName(pool *poolingv1alpha1.ConnectionPool) string { return pool.Name + "-pooler" }
 func serviceName(pool *poolingv1alpha1.ConnectionPool) string    { return pool.Name + "-pooler" }
 func pdbName(pool *poolingv1alpha1.ConnectionPool) string        { return pool.Name + "-pooler" }
+func networkPolicyName(pool *poolingv1alpha1.ConnectionPool) string {
+	return pool.Name + "-pooler"
+}
 func configSecretName(pool *poolingv1alpha1.ConnectionPool) string {
 	return pool.Name + "-pooler-config"
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"path"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -35,41 +36,33 @@ type deploymentInputs struct {
 	// CertSerial identifies the generated server certificate; a renewal rolls the pods so the
 	// pooler serves the new certificate. Empty outside TLS mode Generated.
 	CertSerial string
+	// Budget gives the replicas and the pool size the pods start with (planBudget); the zero
+	// value means the spec's own.
+	Budget budgetPlan
 }
 
-// restartHash covers exactly the inputs the pooler cannot apply by reloading its config file.
-// Everything live-reloadable (keys, pool size, timeouts, paused, upstream credentials) is left
-// out so changing it never rolls pods; the upstream address is in, as the pooler only takes a
-// new one on restart.
+// restartHash covers what rolls the pods without being part of the pod template: the pooler's
+// restart-only settings (config.RestartSettings, the one list the pooler's reload also uses) and
+// the serial of the generated certificate. Everything else the pooler reloads live from its
+// config Secret (keys, pool size, timeouts, paused, upstream address and credentials, the HTTP
+// limits and cache), so changing it never rolls pods; what is in the template (image, volumes,
+// ports, overrides, placement) rolls them by being there.
 func restartHash(pool *poolingv1alpha1.ConnectionPool, in deploymentInputs) string {
+	cfg := poolerConfigBase(pool)
 	inputs := struct {
-		Image      string
-		TLSMode    poolingv1alpha1.TLSMode
-		TLSSecret  string
+		Config     config.RestartSettings
 		CertSerial string
-		HTTP       bool
-		UpstreamCA *poolingv1alpha1.SecretKeyRef
-		PoolMode   poolingv1alpha1.PoolMode
-		Ports      [3]int
-		Template   poolingv1alpha1.PodOverrides
-		Affinity   poolingv1alpha1.RegionAffinity
-		// The pooler applies new upstream credentials live but keeps its upstream address,
-		// database and sslmode until it restarts.
-		Upstream [4]string
-	}{in.Image, pool.TLSMode(), pool.Spec.TLS.SecretName, in.CertSerial, pool.HTTPEnabled(),
-		pool.Spec.Upstream.CASecret, pool.PoolMode(), [3]int{PostgresPort, HTTPPort, AdminPort},
-		pool.Spec.Template, pool.RegionAffinity(),
-		[4]string{pool.Spec.Upstream.Host, fmt.Sprint(pool.UpstreamPort()), pool.Spec.Upstream.Database, string(pool.UpstreamSSLMode())}}
+	}{cfg.RestartSettings(), in.CertSerial}
 	raw, err := json.Marshal(inputs)
 	if err != nil {
-		panic(fmt.Sprintf("restartHash: %v", err)) // plain API data always marshals
+		panic(fmt.Sprintf("restartHash: %v", err)) // plain data always marshals
 	}
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:8])
 }
 
-// poolerDeployment is the pooler Deployment: region-pinned, spread over zones, locked down, and
-// rolled with maxUnavailable 0 only when restartHash changes.
+// poolerDeployment is the pooler Deployment: region-pinned, spread over zones, locked down, rolled
+// one pod at a time when the pod template changes, sized by the upstream budget (budget.go).
 func poolerDeployment(pool *poolingv1alpha1.ConnectionPool, in deploymentInputs) *appsv1.Deployment {
 	sel := selectorLabels(pool)
 	podLabels := maps.Clone(pool.Spec.Template.Labels)
@@ -82,6 +75,11 @@ func poolerDeployment(pool *poolingv1alpha1.ConnectionPool, in deploymentInputs)
 		podAnnotations = map[string]string{}
 	}
 	podAnnotations[annotationRestartHash] = restartHash(pool, in)
+	plan := in.Budget
+	if plan.TemplatePoolSize == 0 {
+		plan = planBudget(pool, budgetInputs{})
+	}
+	podAnnotations[annotationPoolSize] = strconv.Itoa(int(plan.TemplatePoolSize))
 
 	tsc := pool.Spec.Template.TopologySpreadConstraints
 	if len(tsc) == 0 {
@@ -100,16 +98,19 @@ func poolerDeployment(pool *poolingv1alpha1.ConnectionPool, in deploymentInputs)
 			Labels:    childLabels(pool, componentPooler),
 		},
 		Spec: appsv1.DeploymentSpec{
-			Replicas:             ptr.To(pool.DesiredReplicas()),
+			Replicas:             ptr.To(plan.Replicas),
 			Selector:             &metav1.LabelSelector{MatchLabels: sel},
 			RevisionHistoryLimit: ptr.To[int32](5),
+			// Never more than one pod beyond the replicas (budget.go, rule 2): no surge, one pod
+			// replaced at a time, the next only once its predecessor is surely gone.
 			Strategy: appsv1.DeploymentStrategy{
 				Type: appsv1.RollingUpdateDeploymentStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDeployment{
-					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
-					MaxSurge:       ptr.To(intstr.FromInt32(1)),
+					MaxUnavailable: ptr.To(intstr.FromInt32(1)),
+					MaxSurge:       ptr.To(intstr.FromInt32(0)),
 				},
 			},
+			MinReadySeconds: minReadySeconds,
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
 				Spec: corev1.PodSpec{
@@ -138,10 +139,15 @@ func poolerDeployment(pool *poolingv1alpha1.ConnectionPool, in deploymentInputs)
 }
 
 func poolerContainerSpec(pool *poolingv1alpha1.ConnectionPool, image string) corev1.Container {
-	resources := corev1.ResourceRequirements{Requests: corev1.ResourceList{
-		corev1.ResourceCPU:    resource.MustParse("100m"),
-		corev1.ResourceMemory: resource.MustParse("64Mi"),
-	}}
+	// A memory limit keeps a pooler that misbehaves from taking the node down with it; the
+	// HTTP cache (64Mi by default) and client buffers fit well inside it.
+	resources := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("100m"),
+			corev1.ResourceMemory: resource.MustParse("128Mi"),
+		},
+		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("512Mi")},
+	}
 	if r := pool.Spec.Template.Resources; r != nil {
 		resources = *r
 	}

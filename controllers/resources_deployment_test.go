@@ -3,8 +3,11 @@ package controllers
 import (
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
@@ -132,8 +135,10 @@ func TestPoolerDeployment(t *testing.T) {
 				tt.mutate(p)
 			}
 			d := poolerDeployment(p, in)
-			if *d.Spec.Replicas != 2 || d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
-				t.Fatalf("replicas/strategy %+v", d.Spec)
+			ru := d.Spec.Strategy.RollingUpdate
+			if *d.Spec.Replicas != 2 || ru.MaxSurge.IntValue() != 0 || ru.MaxUnavailable.IntValue() != 1 || d.Spec.MinReadySeconds <= terminationGrace {
+				t.Fatalf("replicas %d, strategy %+v, minReadySeconds %d: the budget needs no surge and minReadySeconds beyond the grace period",
+					*d.Spec.Replicas, ru, d.Spec.MinReadySeconds)
 			}
 			l := d.Spec.Template.Labels
 			if l[labelInstance] != "shop" || l[labelComponent] != componentPooler {
@@ -147,38 +152,65 @@ func TestPoolerDeployment(t *testing.T) {
 	}
 }
 
-func TestRestartHashOnlyCoversRestartInputs(t *testing.T) {
-	in := deploymentInputs{Image: "img:1"}
-	base := restartHash(samplePool(), in)
-	live := []func(p *poolingv1alpha1.ConnectionPool){
-		func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Replicas = ptr.To[int32](5) },
-		func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Pool.MaxUpstreamConnections = 99 },
-		func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Paused = true },
-		func(p *poolingv1alpha1.ConnectionPool) { p.Spec.APIKeys[0].Rotation = 3 },
-		func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Upstream.CredentialsSecret.Name = "other" },
+// TestOnlyRestartChangesRollPods: a change the pooler reloads live leaves the pod template as it
+// is (no rollout); a restart-only change (config.RestartSettings or the pod itself) changes it.
+func TestOnlyRestartChangesRollPods(t *testing.T) {
+	in := deploymentInputs{Image: "img:1", Budget: budgetPlan{Replicas: 2, PoolSize: 6, TemplatePoolSize: 6}}
+	template := func(p *poolingv1alpha1.ConnectionPool, in deploymentInputs) corev1.PodTemplateSpec {
+		return poolerDeployment(p, in).Spec.Template
 	}
-	for i, m := range live {
+	base := template(samplePool(), in)
+	live := map[string]func(p *poolingv1alpha1.ConnectionPool){
+		"replicas":                func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Replicas = ptr.To[int32](5) },
+		"budget":                  func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Pool.MaxUpstreamConnections = 99 },
+		"paused":                  func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Paused = true },
+		"rotation":                func(p *poolingv1alpha1.ConnectionPool) { p.Spec.APIKeys[0].Rotation = 3 },
+		"credentials Secret name": func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Upstream.CredentialsSecret.Name = "other" },
+		"upstream host":           func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Upstream.Host = "other-db" },
+		"upstream port":           func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Upstream.Port = 6543 },
+		"upstream sslMode":        func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Upstream.SSLMode = "prefer" },
+		"cache on":                func(p *poolingv1alpha1.ConnectionPool) { p.Spec.HTTP.Cache.Enabled = true },
+		"cache ttl and size": func(p *poolingv1alpha1.ConnectionPool) {
+			p.Spec.HTTP.Cache.DefaultTTL = &metav1.Duration{Duration: time.Minute}
+			p.Spec.HTTP.Cache.MaxBytes = poolingv1alpha1.QuantityPtr("1Gi")
+		},
+		"timeouts": func(p *poolingv1alpha1.ConnectionPool) {
+			p.Spec.Pool.QueryWaitTimeout = &metav1.Duration{Duration: time.Second}
+		},
+	}
+	for name, m := range live {
 		p := samplePool()
 		m(p)
-		if restartHash(p, in) != base {
-			t.Errorf("live-reloadable change %d changed the restart hash", i)
+		if !equality.Semantic.DeepEqual(template(p, in), base) {
+			t.Errorf("live change %q changed the pod template (it would roll the pods)", name)
 		}
 	}
-	restart := []func(p *poolingv1alpha1.ConnectionPool, in *deploymentInputs){
-		func(_ *poolingv1alpha1.ConnectionPool, in *deploymentInputs) { in.Image = "img:2" },
-		func(_ *poolingv1alpha1.ConnectionPool, in *deploymentInputs) { in.CertSerial = "abc" },
-		func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) {
+	restart := map[string]func(p *poolingv1alpha1.ConnectionPool, in *deploymentInputs){
+		"image":               func(_ *poolingv1alpha1.ConnectionPool, in *deploymentInputs) { in.Image = "img:2" },
+		"certificate renewal": func(_ *poolingv1alpha1.ConnectionPool, in *deploymentInputs) { in.CertSerial = "abc" },
+		"tls off": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) {
 			p.Spec.TLS.Mode = poolingv1alpha1.TLSDisabled
 		},
-		func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.HTTP.Enabled = ptr.To(false) },
-		func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.Upstream.Host = "other-db" },
-		func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.Upstream.Database = "other" },
+		"http off": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.HTTP.Enabled = ptr.To(false) },
+		"database": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) { p.Spec.Upstream.Database = "other" },
+		"pool mode": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) {
+			p.Spec.Pool.Mode = poolingv1alpha1.PoolModeSession
+		},
+		"upstream CA Secret": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) {
+			p.Spec.Upstream.CASecret = &poolingv1alpha1.SecretKeyRef{Name: "ca"}
+		},
+		"pod resources": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) {
+			p.Spec.Template.Resources = &corev1.ResourceRequirements{}
+		},
+		"placement preference": func(p *poolingv1alpha1.ConnectionPool, _ *deploymentInputs) {
+			p.Spec.Placement.RegionAffinity = poolingv1alpha1.RegionAffinityPreferred
+		},
 	}
-	for i, m := range restart {
+	for name, m := range restart {
 		p, in2 := samplePool(), in
 		m(p, &in2)
-		if restartHash(p, in2) == base {
-			t.Errorf("restart change %d kept the restart hash", i)
+		if equality.Semantic.DeepEqual(template(p, in2), base) {
+			t.Errorf("restart change %q kept the pod template (the pods would never apply it)", name)
 		}
 	}
 }

@@ -14,7 +14,8 @@ import (
 
 func TestPoolSizePerReplica(t *testing.T) {
 	for _, tt := range []struct{ budget, replicas, want int32 }{
-		{20, 2, 10}, {20, 3, 6}, {20, 1, 20}, {3, 5, 1}, {1, 100, 1}, {20, 0, 20},
+		// floor(budget / (replicas + 1)): one replica's share held back for rollouts.
+		{20, 2, 6}, {20, 3, 5}, {20, 1, 10}, {20, 5, 3}, {20, 19, 1}, {2, 1, 1}, {20, 0, 20},
 	} {
 		p := samplePool()
 		p.Spec.Pool.MaxUpstreamConnections = tt.budget
@@ -79,7 +80,7 @@ func TestPoolerConfig(t *testing.T) {
 				tt.mutate(p)
 			}
 			keys, _ := planKeys(p, nil, now, countingKeys())
-			cfg, err := poolerConfig(p, creds, keys)
+			cfg, err := poolerConfig(p, creds, keys, 10)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,5 +135,48 @@ func TestAppSecret(t *testing.T) {
 	s = appSecret(p, keys[0], []byte("CA PEM"))
 	if d("PGSSLMODE") != "disable" || !strings.HasPrefix(d("HTTP_URL"), "http://") || s.Data["ca.crt"] != nil {
 		t.Fatalf("TLS off: %s %s", d("PGSSLMODE"), d("HTTP_URL"))
+	}
+}
+
+// TestAccelerateURL: the app Secret carries Prisma's accelerateUrl when HTTP is on, in prisma://
+// form (always https, hence only with TLS), for the in-cluster and the external host.
+func TestAccelerateURL(t *testing.T) {
+	key := keyMaterial{Name: "default", Key: "ep_abc+/="}
+	tests := []struct {
+		name         string
+		mutate       func(p *poolingv1alpha1.ConnectionPool)
+		want         string // "" = absent
+		wantExternal string
+	}{
+		{"TLS generated", func(*poolingv1alpha1.ConnectionPool) {}, "prisma://shop-pooler.apps.svc:8443/?api_key=ep_abc%2B%2F%3D", ""},
+		{"external host", func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Service.ExternalHost = "db.example.com" },
+			"prisma://shop-pooler.apps.svc:8443/?api_key=ep_abc%2B%2F%3D", "prisma://db.example.com:8443/?api_key=ep_abc%2B%2F%3D"},
+		{"TLS from a Secret", func(p *poolingv1alpha1.ConnectionPool) {
+			p.Spec.TLS = poolingv1alpha1.TLSSettings{Mode: poolingv1alpha1.TLSSecret, SecretName: "cert"}
+		}, "prisma://shop-pooler.apps.svc:8443/?api_key=ep_abc%2B%2F%3D", ""},
+		{"TLS disabled: Prisma would speak https to a plaintext port", func(p *poolingv1alpha1.ConnectionPool) {
+			p.Spec.TLS.Mode = poolingv1alpha1.TLSDisabled
+			p.Spec.Service.ExternalHost = "db.example.com"
+		}, "", ""},
+		{"HTTP off", func(p *poolingv1alpha1.ConnectionPool) { p.Spec.HTTP.Enabled = ptr.To(false) }, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := samplePool()
+			tt.mutate(p)
+			s := appSecret(p, key, nil)
+			if got := string(s.Data["ACCELERATE_URL"]); got != tt.want {
+				t.Errorf("ACCELERATE_URL %q, want %q", got, tt.want)
+			}
+			if got := string(s.Data["EXTERNAL_ACCELERATE_URL"]); got != tt.wantExternal {
+				t.Errorf("EXTERNAL_ACCELERATE_URL %q, want %q", got, tt.wantExternal)
+			}
+			if tt.want != "" {
+				u, err := url.Parse(tt.want)
+				if err != nil || u.Query().Get("api_key") != key.Key {
+					t.Errorf("api_key does not round-trip: %v %q", err, u.Query().Get("api_key"))
+				}
+			}
+		})
 	}
 }

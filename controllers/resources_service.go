@@ -4,6 +4,7 @@ import (
 	"maps"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -63,6 +64,40 @@ func poolerPDB(pool *poolingv1alpha1.ConnectionPool) *policyv1.PodDisruptionBudg
 		Spec: policyv1.PodDisruptionBudgetSpec{
 			MaxUnavailable: ptr.To(intstr.FromInt32(1)),
 			Selector:       &metav1.LabelSelector{MatchLabels: selectorLabels(pool)},
+		},
+	}
+}
+
+// poolerNetworkPolicy admits spec.networkPolicy.clients to the Postgres and HTTP ports and
+// spec.networkPolicy.metricsScrapers to the admin port; nil when not enabled.
+func poolerNetworkPolicy(pool *poolingv1alpha1.ConnectionPool) *networkingv1.NetworkPolicy {
+	np := pool.Spec.NetworkPolicy
+	if !np.Enabled {
+		return nil
+	}
+	tcp := corev1.ProtocolTCP
+	port := func(p int) networkingv1.NetworkPolicyPort {
+		return networkingv1.NetworkPolicyPort{Protocol: &tcp, Port: ptr.To(intstr.FromInt(p))}
+	}
+	clientPorts := []networkingv1.NetworkPolicyPort{port(PostgresPort)}
+	if pool.HTTPEnabled() {
+		clientPorts = append(clientPorts, port(HTTPPort))
+	}
+	ingress := []networkingv1.NetworkPolicyIngressRule{{Ports: clientPorts, From: np.Clients}}
+	if len(np.MetricsScrapers) > 0 {
+		ingress = append(ingress, networkingv1.NetworkPolicyIngressRule{
+			Ports: []networkingv1.NetworkPolicyPort{port(AdminPort)}, From: np.MetricsScrapers})
+	}
+	return &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      networkPolicyName(pool),
+			Namespace: pool.Namespace,
+			Labels:    childLabels(pool, componentPooler),
+		},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: selectorLabels(pool)},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress:     ingress,
 		},
 	}
 }

@@ -1,9 +1,12 @@
 package controllers
 
 import (
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
@@ -67,5 +70,56 @@ func TestPoolerPDB(t *testing.T) {
 		if pdb != nil && pdb.Spec.MaxUnavailable.IntValue() != 1 {
 			t.Fatalf("maxUnavailable %v", pdb.Spec.MaxUnavailable)
 		}
+	}
+}
+
+func TestPoolerNetworkPolicy(t *testing.T) {
+	scrapers := []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"name": "monitoring"}}}}
+	apps := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "app"}}}}
+	tests := []struct {
+		name        string
+		settings    poolingv1alpha1.NetworkPolicySettings
+		httpOff     bool
+		wantNil     bool
+		wantRules   int
+		wantPorts   []int
+		wantClients int
+	}{
+		{"off", poolingv1alpha1.NetworkPolicySettings{}, false, true, 0, nil, 0},
+		{"on: clients from anywhere, admin closed", poolingv1alpha1.NetworkPolicySettings{Enabled: true}, false, false, 1, []int{5432, 8443}, 0},
+		{"clients and scrapers", poolingv1alpha1.NetworkPolicySettings{Enabled: true, Clients: apps, MetricsScrapers: scrapers}, false, false, 2, []int{5432, 8443}, 1},
+		{"http off", poolingv1alpha1.NetworkPolicySettings{Enabled: true}, true, false, 1, []int{5432}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := samplePool()
+			p.Spec.NetworkPolicy = tt.settings
+			if tt.httpOff {
+				p.Spec.HTTP.Enabled = ptr.To(false)
+			}
+			np := poolerNetworkPolicy(p)
+			if (np == nil) != tt.wantNil {
+				t.Fatalf("policy %v, want nil=%v", np, tt.wantNil)
+			}
+			if np == nil {
+				return
+			}
+			if np.Spec.PodSelector.MatchLabels[labelInstance] != "shop" || len(np.Spec.PolicyTypes) != 1 || np.Spec.PolicyTypes[0] != networkingv1.PolicyTypeIngress {
+				t.Fatalf("selector/types %+v", np.Spec)
+			}
+			if len(np.Spec.Ingress) != tt.wantRules {
+				t.Fatalf("%d rules, want %d", len(np.Spec.Ingress), tt.wantRules)
+			}
+			var ports []int
+			for _, port := range np.Spec.Ingress[0].Ports {
+				ports = append(ports, port.Port.IntValue())
+			}
+			if !slices.Equal(ports, tt.wantPorts) || len(np.Spec.Ingress[0].From) != tt.wantClients {
+				t.Fatalf("client rule %+v", np.Spec.Ingress[0])
+			}
+			if tt.wantRules == 2 && (np.Spec.Ingress[1].Ports[0].Port.IntValue() != AdminPort || len(np.Spec.Ingress[1].From) != 1) {
+				t.Fatalf("admin rule %+v", np.Spec.Ingress[1])
+			}
+		})
 	}
 }

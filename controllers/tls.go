@@ -32,7 +32,7 @@ func (r *Reconciler) ensureTLS(ctx context.Context, st *run) error {
 	if err != nil {
 		return fmt.Errorf("issue certificate: %w", err)
 	}
-	if _, err := ensureChild(ctx, r.Client, pool, tlsSecret(pool, bundle)); err != nil {
+	if _, err := r.ensureChild(ctx, pool, tlsSecret(pool, bundle)); err != nil {
 		return err
 	}
 	if reissued {

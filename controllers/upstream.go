@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,6 +28,7 @@ const (
 	ReasonTLSFailed              = "TLSFailed"
 	ReasonUpstreamError          = "UpstreamError"
 	ReasonCredentialsUnavailable = "CredentialsUnavailable"
+	ReasonChecking               = "Checking"
 )
 
 // upstreamTarget is everything a connection attempt needs.
@@ -48,63 +48,13 @@ type upstreamResult struct {
 	Message   string
 }
 
-// upstreamChecker tries the upstream with the pool's credentials and remembers the result for a
-// while, so reconciles triggered by unrelated events do not each open a connection.
+// upstreamChecker makes one attempt at a time; upstreamChecks (upstream_checks.go) decides when.
 type upstreamChecker struct {
 	Timeout time.Duration
-	// RecheckReachable and RecheckUnreachable are how long a result stays fresh.
-	RecheckReachable   time.Duration
-	RecheckUnreachable time.Duration
-
-	mu    sync.Mutex
-	cache map[string]cachedResult // by pool namespace/name
-}
-
-type cachedResult struct {
-	inputs  [32]byte // hash of the target, so a spec or credentials change re-checks at once
-	result  upstreamResult
-	checked time.Time
 }
 
 func newUpstreamChecker() *upstreamChecker {
-	return &upstreamChecker{
-		Timeout:            5 * time.Second,
-		RecheckReachable:   time.Minute,
-		RecheckUnreachable: 15 * time.Second,
-		cache:              map[string]cachedResult{},
-	}
-}
-
-// Check returns the fresh-enough result for the pool and when it goes stale.
-func (u *upstreamChecker) Check(ctx context.Context, pool string, t upstreamTarget, now time.Time) (upstreamResult, time.Time) {
-	inputs := t.hash()
-	u.mu.Lock()
-	c, ok := u.cache[pool]
-	u.mu.Unlock()
-	if ok && c.inputs == inputs {
-		if stale := c.checked.Add(u.ttl(c.result)); now.Before(stale) {
-			return c.result, stale
-		}
-	}
-	res := u.try(ctx, t)
-	u.mu.Lock()
-	u.cache[pool] = cachedResult{inputs: inputs, result: res, checked: now}
-	u.mu.Unlock()
-	return res, now.Add(u.ttl(res))
-}
-
-// Forget drops a deleted pool's result.
-func (u *upstreamChecker) Forget(pool string) {
-	u.mu.Lock()
-	delete(u.cache, pool)
-	u.mu.Unlock()
-}
-
-func (u *upstreamChecker) ttl(r upstreamResult) time.Duration {
-	if r.Reachable {
-		return u.RecheckReachable
-	}
-	return u.RecheckUnreachable
+	return &upstreamChecker{Timeout: 5 * time.Second}
 }
 
 func (t upstreamTarget) hash() [32]byte {

@@ -2,10 +2,20 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
+	"github.com/edgepool/edgepool/internal/testpg"
 )
 
 // TestUpstreamCheckAgainstRealPostgres classifies real connection attempts against the suite's
@@ -13,14 +23,7 @@ import (
 func TestUpstreamCheckAgainstRealPostgres(t *testing.T) {
 	pg := suite.pg
 	good := upstreamCredentials{Username: pg.User, Password: pg.Password}
-	closedPort := func() int32 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return int32(l.Addr().(*net.TCPAddr).Port)
-	}()
+	closedPort := closedPort(t)
 	tests := []struct {
 		name       string
 		target     upstreamTarget
@@ -51,22 +54,116 @@ func TestUpstreamCheckAgainstRealPostgres(t *testing.T) {
 	}
 }
 
-func TestUpstreamCheckerCaches(t *testing.T) {
+// TestUpstreamChecks runs the checks apart from any reconcile: a lookup never waits, the result
+// arrives with a change notification, a re-check that finds the same does not notify, and a
+// changed target is checked again at once.
+func TestUpstreamChecks(t *testing.T) {
 	pg := suite.pg
+	var mu sync.Mutex
+	var tries []upstreamTarget
 	checker := newUpstreamChecker()
+	checker.Timeout = 3 * time.Second
+	checks := newUpstreamChecks(func(ctx context.Context, target upstreamTarget) upstreamResult {
+		mu.Lock()
+		tries = append(tries, target)
+		mu.Unlock()
+		return checker.try(ctx, target)
+	})
+	checks.RecheckUnreachable = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- checks.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("checks: %v", err)
+		}
+	}()
+
+	key := types.NamespacedName{Namespace: "ns", Name: "p"}
 	target := upstreamTarget{Host: pg.Host, Port: int32(pg.Port), Database: "postgres", SSLMode: "disable",
 		Creds: upstreamCredentials{Username: pg.User, Password: "wrong"}}
-	now := time.Now()
-	first, stale := checker.Check(context.Background(), "ns/p", target, now)
-	if first.Reachable || !stale.Equal(now.Add(checker.RecheckUnreachable)) {
-		t.Fatalf("first %+v stale %v", first, stale)
+	if res, checking := checks.Lookup(key, target); res != nil || !checking {
+		t.Fatalf("first lookup: %+v checking=%v", res, checking)
 	}
-	// Within the TTL the cached result is returned; a credentials change re-checks at once.
-	if again, _ := checker.Check(context.Background(), "ns/p", target, now.Add(time.Second)); again != first {
-		t.Fatalf("not cached: %+v", again)
+	changed := func() {
+		t.Helper()
+		select {
+		case ev := <-checks.changed:
+			if ev.Object.GetName() != "p" || ev.Object.GetNamespace() != "ns" {
+				t.Fatalf("notified for %s/%s", ev.Object.GetNamespace(), ev.Object.GetName())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change notification")
+		}
 	}
+	changed()
+	res, checking := checks.Lookup(key, target)
+	if checking || res == nil || res.Reachable || res.Reason != ReasonAuthenticationFailed {
+		t.Fatalf("after the first check: %+v checking=%v", res, checking)
+	}
+	// Re-checks (every 200ms here) find the same: no notification.
+	before := checks.Checks()
+	eventually(t, 10*time.Second, "two re-checks", func() error {
+		if n := checks.Checks(); n < before+2 {
+			return fmt.Errorf("%d checks", n)
+		}
+		return nil
+	})
+	select {
+	case ev := <-checks.changed:
+		t.Fatalf("a re-check with the same result notified %v", ev.Object.GetName())
+	default:
+	}
+	// New credentials: checked at once, with a notification.
 	target.Creds.Password = pg.Password
-	if fixed, _ := checker.Check(context.Background(), "ns/p", target, now.Add(2*time.Second)); !fixed.Reachable {
-		t.Fatalf("credentials change not re-checked: %+v", fixed)
+	if res, checking := checks.Lookup(key, target); res != nil || !checking {
+		t.Fatalf("retargeted lookup: %+v checking=%v", res, checking)
 	}
+	changed()
+	if res, _ := checks.Lookup(key, target); res == nil || !res.Reachable {
+		t.Fatalf("after the credentials change: %+v", res)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(tries) == 0 || tries[len(tries)-1].Creds.Password != pg.Password {
+		t.Fatalf("the last attempt did not use the new credentials")
+	}
+}
+
+// TestVerifyFullPoolBecomesReady: a pool with sslMode verify-full and its CA in a Secret becomes
+// Ready against a PostgreSQL that serves TLS only (the check verifies the server certificate for
+// the host name with the CA read from the Secret).
+func TestVerifyFullPoolBecomesReady(t *testing.T) {
+	pg := testpg.Start(t, testpg.WithTLS())
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ca := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db-ca", Namespace: ns}, Data: map[string][]byte{"ca.crt": pg.CACert}}
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns},
+		StringData: map[string]string{"username": pg.User, "password": pg.Password}}
+	pool := testPool(ns, "tls")
+	pool.Spec.Upstream = poolingv1alpha1.Upstream{Host: "localhost", Port: int32(pg.Port), Database: "postgres",
+		SSLMode: "verify-full", CASecret: &poolingv1alpha1.SecretKeyRef{Name: ca.Name},
+		CredentialsSecret: poolingv1alpha1.CredentialsSecretRef{Name: creds.Name}}
+	for _, o := range []client.Object{ca, creds, pool} {
+		if err := suite.client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	markDeploymentAvailable(t, ns, "tls-pooler")
+	p := waitCondition(t, ns, "tls", poolingv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
+	if c := condition(p, poolingv1alpha1.ConditionUpstreamReachable); c.Reason != ReasonConnected {
+		t.Fatalf("UpstreamReachable %+v", c)
+	}
+}
+
+// closedPort is a loopback port nothing listens on: connections are refused.
+func closedPort(t *testing.T) int32 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return int32(l.Addr().(*net.TCPAddr).Port)
 }

@@ -41,6 +41,11 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 		{"verify-full without caSecret", func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Upstream.SSLMode = "verify-full" }, "spec.upstream.caSecret"},
 		{"credentials Secret name missing", func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Upstream.CredentialsSecret.Name = "" }, "spec.upstream.credentialsSecret.name"},
 		{"negative replicas", func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas"},
+		{"replicas as many as the budget", func(p *poolingv1alpha1.ConnectionPool) {
+			p.Spec.Replicas = ptr.To[int32](20)
+			p.Spec.Pool.MaxUpstreamConnections = 20
+		}, "spec.replicas"},
+		{"replicas above the default budget", func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Replicas = ptr.To[int32](30) }, "spec.replicas"},
 		{"unknown pool mode", func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Pool.Mode = "statement" }, "spec.pool.mode"},
 		{"zero upstream budget", func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Pool.MaxUpstreamConnections = -5 }, "spec.pool.maxUpstreamConnections"},
 		{"malformed duration", func(p *poolingv1alpha1.ConnectionPool) {

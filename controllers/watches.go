@@ -1,20 +1,24 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
+	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
 )
@@ -35,26 +39,73 @@ func referencedSecrets(pool *poolingv1alpha1.ConnectionPool) []string {
 	return names
 }
 
+// CacheOptions are the manager's cache settings the reconciler relies on: only the namespaces
+// watched (empty: all) and, of Secrets, only those the operator owns (label managed-by), so the
+// manager never holds the cluster's Secrets in memory.
+func CacheOptions(namespaces []string) cache.Options {
+	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{labelManagedBy: managedBy})},
+	}}
+	if len(namespaces) > 0 {
+		opts.DefaultNamespaces = map[string]cache.Config{}
+		for _, n := range namespaces {
+			opts.DefaultNamespaces[n] = cache.Config{}
+		}
+	}
+	return opts
+}
+
 // SetupWithManager registers the field index and the watches: the pools, their children
-// (Owns) and the user Secrets they reference (through the index).
+// (Owns, from the manager's cache) and the user Secrets they reference (through the index, from
+// a metadata-only watch of its own: the manager's cache holds only the operator's Secrets, and
+// a referenced Secret's data is read from the API server when a pool is reconciled).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Reader == nil {
+		r.Reader = mgr.GetAPIReader()
+	}
+	if err := mgr.Add(r.checks); err != nil {
+		return err
+	}
+	secretMeta, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+		DefaultNamespaces: CacheOptions(r.Namespaces).DefaultNamespaces,
+		// Only names and labels are kept: managedFields can be large and are never read.
+		DefaultTransform: cache.TransformStripManagedFields(),
+	})
+	if err != nil {
+		return fmt.Errorf("metadata cache for referenced Secrets: %w", err)
+	}
+	if err := mgr.Add(secretMeta); err != nil {
+		return err
+	}
+	userSecret := &metav1.PartialObjectMetadata{}
+	userSecret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &poolingv1alpha1.ConnectionPool{}, indexReferencedSecrets,
 		func(o client.Object) []string { return referencedSecrets(o.(*poolingv1alpha1.ConnectionPool)) }); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&poolingv1alpha1.ConnectionPool{}).
+		// The pool's own status writes are not news: only spec (generation), label and
+		// annotation changes, creations and deletions reconcile it.
+		For(&poolingv1alpha1.ConnectionPool{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.Secret{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.poolsReferencingSecret),
-			// Only the data of a referenced Secret matters; metadata-only updates (labels,
-			// annotations, managedFields) would just cost reconciles.
-			builder.WithPredicates(secretDataChanged())).
+		Owns(&networkingv1.NetworkPolicy{}).
+		// Any change of a referenced Secret bumps its resourceVersion; the metadata watch sees
+		// that without holding the data.
+		WatchesRawSource(source.Kind(secretMeta, userSecret,
+			handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, o *metav1.PartialObjectMetadata) []reconcile.Request {
+				return r.poolsReferencingSecret(ctx, o)
+			}))).
+		// A changed reachability result (upstream_checks.go) reconciles its pool.
+		WatchesRawSource(source.Channel(r.checks.changed, &handler.EnqueueRequestForObject{})).
 		Named("connectionpool").
-		// The upstream check can wait for its timeout; other pools should not queue behind it.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		// Reconciles never wait for the upstream; their time goes to API round trips, which
+		// several workers overlap (200 pools: docs/operator.md).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 16}).
 		Complete(r)
 }
 
@@ -70,23 +121,4 @@ func (r *Reconciler) poolsReferencingSecret(ctx context.Context, o client.Object
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)})
 	}
 	return reqs
-}
-
-// secretDataChanged passes creates, deletes and updates that change a Secret's data.
-func secretDataChanged() predicate.Predicate {
-	return predicate.Funcs{
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			o, ok1 := e.ObjectOld.(*corev1.Secret)
-			n, ok2 := e.ObjectNew.(*corev1.Secret)
-			if !ok1 || !ok2 || len(o.Data) != len(n.Data) {
-				return true
-			}
-			for k, v := range n.Data {
-				if !bytes.Equal(o.Data[k], v) {
-					return true
-				}
-			}
-			return false
-		},
-	}
 }

@@ -2,6 +2,7 @@
 # Installs a node project's dependencies exactly as locked in its package-lock.json:
 #   hack/install-node-deps.sh test/node                    (@neondatabase/serverless, ws)
 #   hack/install-node-deps.sh examples/cloudflare-worker   (hono, pg, neon, wrangler + workerd)
+#   hack/install-node-deps.sh test/prisma                  (prisma CLI, @prisma/client, extension-accelerate, adapter-pg)
 # npm 11 skips install scripts unless approved; none is needed (workerd's binary comes in its
 # platform package, @cloudflare/workerd-linux-64, an optional dependency npm picks), so scripts
 # are off. Skips npm when node_modules already matches the lock file. Installs Node.js from

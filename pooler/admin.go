@@ -2,6 +2,7 @@ package pooler
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -14,8 +15,10 @@ import (
 	"github.com/edgepool/edgepool/pooler/session"
 )
 
-// adminHandler serves /healthz, /readyz, /metrics, /debug/pools and the Go profiler
-// (/debug/pprof/, as net/http/pprof; the admin port is cluster-internal, like /debug/pools).
+// adminHandler serves /healthz and /readyz (the kubelet's probes), /metrics (scraping), and
+// /debug/pools and the Go profiler (/debug/pprof/, as net/http/pprof) to loopback clients only
+// (inside the pod: kubectl port-forward or exec), so the admin port, which listens on the pod's
+// address for the probes, tells the network no more than probes and scraping need.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -36,14 +39,26 @@ func (s *Server) adminHandler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /debug/pools", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /debug/pools", loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s.PoolsReport())
-	})
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	})))
+	mux.Handle("GET /debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/trace", loopbackOnly(http.HandlerFunc(pprof.Trace)))
 	return mux
+}
+
+// loopbackOnly answers 403 to clients that are not on the loopback interface.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			http.Error(w, "only from inside the pod (kubectl port-forward)", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // PoolsReport is /debug/pools: PgBouncer's SHOW POOLS as JSON.

@@ -161,3 +161,55 @@ func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
 }
+
+// TestHTTPCacheFollowsReload: the cache settings apply live. With the cache off a request asking
+// for max-age is executed every time; after a reload that turns the cache on, the same request is
+// answered from the cache; a reload that changes only an unrelated setting keeps the entries.
+func TestHTTPCacheFollowsReload(t *testing.T) {
+	h := startPooler(t, func(c *config.Config) {
+		c.Listen.HTTP = "127.0.0.1:0"
+		c.HTTP.Enabled = true
+	})
+	url := "http://" + h.srv.HTTPAddr().String() + "/sql"
+	cacheStatus := func() string {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"query": "select 42 as answer"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+h.key.secret)
+		req.Header.Set("Cache-Control", "max-age=60")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"answer":42`) {
+			t.Fatalf("POST /sql: %d %s", resp.StatusCode, body)
+		}
+		return resp.Header.Get("Edgepool-Cache")
+	}
+	if got := cacheStatus(); got == "hit" {
+		t.Fatalf("cache off, yet %q", got)
+	}
+	cfg := *h.srv.Config()
+	cfg.HTTP.Cache.Enabled = true
+	if err := h.srv.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := cacheStatus(); got != "miss" {
+		t.Fatalf("first request after the cache was turned on: %q, want miss", got)
+	}
+	if got := cacheStatus(); got != "hit" {
+		t.Fatalf("repeat within max-age: %q, want hit", got)
+	}
+	cfg2 := *h.srv.Config()
+	cfg2.HTTP.MaxRequestBytes = 1 << 20
+	if err := h.srv.Reload(&cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if got := cacheStatus(); got != "hit" {
+		t.Fatalf("after a reload that left the cache settings alone: %q, want hit", got)
+	}
+}

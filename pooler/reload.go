@@ -13,18 +13,18 @@ import (
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
-// Reload applies the live-tunable parts of cfg: keys, pool size and timeouts, pause, auth
-// method, TLS certificate files, and the upstream settings (new upstream connections use them;
-// when more than the password changed, idle connections are retired and lent ones are closed
-// when their transaction ends). Listen addresses, the client-facing database and the pool mode
-// need a restart (the operator rolls the pods for those); changes to them are logged and ignored.
+// Reload applies everything but the restart-only settings (config.RestartSettings: listeners,
+// TLS on/off, HTTP on/off, the client-facing database, the pool mode; the operator rolls the pods
+// for those, and changes to them are logged and ignored here): keys, pool size and timeouts,
+// pause, auth method, TLS certificate files, the HTTP limits and cache, and the upstream
+// settings (new upstream connections use them; when more than the password changed, idle
+// connections are retired and lent ones are closed when their transaction ends).
 func (s *Server) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	old := s.Config()
-	if old.Listen != cfg.Listen || old.Database != cfg.Database || old.Pool.Mode != cfg.Pool.Mode {
-		s.log.Warn("config change to listen, database or pool.mode needs a restart; keeping the old values")
-		cfg.Listen, cfg.Database, cfg.Pool.Mode = old.Listen, old.Database, old.Pool.Mode
+	if changed := cfg.KeepRestartSettings(old); len(changed) > 0 {
+		s.log.Warn("config changes that need a restart; keeping the running values", "settings", changed)
 	}
 	upstreamChanged := old.Upstream != cfg.Upstream || old.Pool.ConnectTimeout != cfg.Pool.ConnectTimeout
 	var upstream *pgconn.Config
@@ -33,10 +33,6 @@ func (s *Server) Reload(cfg *config.Config) error {
 		if upstream, err = upstreamConfig(cfg); err != nil {
 			return err
 		}
-	}
-	if (old.TLS == nil) != (cfg.TLS == nil) {
-		s.log.Warn("enabling or disabling tls needs a restart; keeping the old setting")
-		cfg.TLS = old.TLS
 	}
 	if err := s.loadCert(cfg); err != nil {
 		return err
@@ -58,6 +54,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		s.log.Info("upstream settings reloaded", "host", cfg.Upstream.Host, "port", cfg.Upstream.Port,
 			"user", cfg.Upstream.User, "retired", sameIdentity != cfg.Upstream)
 	}
+	s.reloadHTTP(old, cfg)
 	s.pool.Update(poolSettings(cfg))
 	s.pool.SetPaused(cfg.Paused)
 	s.cfg.Store(cfg)

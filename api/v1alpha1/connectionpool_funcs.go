@@ -29,18 +29,26 @@ func (p *ConnectionPool) DesiredReplicas() int32 {
 	return *p.Spec.Replicas
 }
 
-// PoolSizePerReplica splits the upstream budget across replicas:
-// max(1, floor(maxUpstreamConnections / replicas)). With zero replicas it is the whole budget.
-func (p *ConnectionPool) PoolSizePerReplica() int32 {
-	budget := p.Spec.Pool.MaxUpstreamConnections
-	if budget <= 0 {
-		budget = DefaultMaxUpstreamConnections
+// MaxUpstreamConnectionsOrDefault is spec.pool.maxUpstreamConnections with its default.
+func (p *ConnectionPool) MaxUpstreamConnectionsOrDefault() int32 {
+	if p.Spec.Pool.MaxUpstreamConnections <= 0 {
+		return DefaultMaxUpstreamConnections
 	}
+	return p.Spec.Pool.MaxUpstreamConnections
+}
+
+// PoolSizePerReplica splits the upstream budget across the replicas with one replica's share
+// held back, so that one pod more than the replicas (the pod a rollout or an eviction starts
+// while the one it replaces drains) still fits: floor(maxUpstreamConnections / (replicas + 1)).
+// The API refuses replicas >= maxUpstreamConnections, so it is at least 1. With zero replicas it
+// is the whole budget.
+func (p *ConnectionPool) PoolSizePerReplica() int32 {
+	budget := p.MaxUpstreamConnectionsOrDefault()
 	replicas := p.DesiredReplicas()
 	if replicas <= 0 {
 		return budget
 	}
-	return max(1, budget/replicas)
+	return max(1, budget/(replicas+1))
 }
 
 // PoolMode is spec.pool.mode with its default.

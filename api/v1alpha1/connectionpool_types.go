@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -34,6 +35,7 @@ type ConnectionPool struct {
 }
 
 // ConnectionPoolSpec is the desired state of a ConnectionPool.
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas == 0 || self.replicas < (has(self.pool) && has(self.pool.maxUpstreamConnections) ? self.pool.maxUpstreamConnections : 20)",message="replicas must be lower than pool.maxUpstreamConnections: each replica needs at least one upstream connection and one replica's share of the budget is held back for rollouts",fieldPath=.replicas
 type ConnectionPoolSpec struct {
 	// Region pins the pooler pods to nodes labelled topology.kubernetes.io/region=<region>.
 	// Immutable: moving a pool to another region is a new pool.
@@ -53,8 +55,10 @@ type ConnectionPoolSpec struct {
 	// +required
 	Upstream Upstream `json:"upstream"`
 
-	// Replicas is the number of pooler pods. The upstream connection budget is split across them.
-	// Also reachable through the scale subresource (kubectl scale, HorizontalPodAutoscaler).
+	// Replicas is the number of pooler pods. The upstream connection budget is split across them
+	// with one replica's share held back (see pool.maxUpstreamConnections), so it must be lower
+	// than the budget. Also reachable through the scale subresource (kubectl scale,
+	// HorizontalPodAutoscaler).
 	// +optional
 	// +kubebuilder:default=2
 	// +kubebuilder:validation:Minimum=0
@@ -93,6 +97,10 @@ type ConnectionPoolSpec struct {
 	// Template holds overrides for the pooler pods.
 	// +optional
 	Template PodOverrides `json:"template,omitempty"`
+
+	// NetworkPolicy, when enabled, restricts which sources may connect to the pooler pods.
+	// +optional
+	NetworkPolicy NetworkPolicySettings `json:"networkPolicy,omitempty"`
 
 	// Image is the pooler container image. Empty means the operator's own image.
 	// +optional
@@ -225,7 +233,9 @@ type PoolSettings struct {
 	Mode PoolMode `json:"mode,omitempty"`
 
 	// MaxUpstreamConnections is the TOTAL number of connections the pool opens to the upstream,
-	// across all replicas; each replica gets max(1, floor(maxUpstreamConnections / replicas)).
+	// across all replicas, at every moment, including scaling and rollouts: each replica gets
+	// floor(maxUpstreamConnections / (replicas + 1)), the share held back covering the one extra
+	// pod a rollout or eviction runs while the pod it replaces drains.
 	// +optional
 	// +kubebuilder:default=20
 	// +kubebuilder:validation:Minimum=1
@@ -376,6 +386,27 @@ type ServiceSettings struct {
 	LoadBalancerSourceRanges []string `json:"loadBalancerSourceRanges,omitempty"`
 }
 
+// NetworkPolicySettings configure the NetworkPolicy <pool>-pooler the operator keeps for the
+// pooler pods (ingress only: the upstream is named by host, which a NetworkPolicy cannot
+// express, so egress is left to the cluster's own policies).
+type NetworkPolicySettings struct {
+	// Enabled creates the NetworkPolicy; disabling it deletes it.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// Clients may reach the Postgres and HTTP ports. Empty: any source (apps in the cluster
+	// and, through the Service, the internet).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Clients []networkingv1.NetworkPolicyPeer `json:"clients,omitempty"`
+	// MetricsScrapers may reach the admin port (/metrics; the kubelet's probes use it too, and
+	// network plugins generally let the node's own traffic through). Empty: no other pod.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	MetricsScrapers []networkingv1.NetworkPolicyPeer `json:"metricsScrapers,omitempty"`
+}
+
 // PodOverrides are the parts of the pooler pod a user may set.
 type PodOverrides struct {
 	// Labels are added to the pods (the operator's own labels win).
@@ -384,7 +415,8 @@ type PodOverrides struct {
 	// Annotations are added to the pods.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
-	// Resources of the pooler container (default: requests 100m CPU, 64Mi memory).
+	// Resources of the pooler container (default: requests 100m CPU and 128Mi memory, limit
+	// 512Mi memory). The HTTP cache (http.cache.maxBytes) counts against the limit.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 	// Tolerations of the pods.

@@ -11,7 +11,6 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -47,13 +46,8 @@ func runManager(args []string) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(poolingv1alpha1.AddToScheme(scheme))
 
-	cacheOpts := cache.Options{}
-	if ns := splitNamespaces(*namespaces); len(ns) > 0 {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
-		for _, n := range ns {
-			cacheOpts.DefaultNamespaces[n] = cache.Config{}
-		}
-	}
+	watched := splitNamespaces(*namespaces)
+	cacheOpts := controllers.CacheOptions(watched)
 
 	restConfig, err := ctrl.GetConfig()
 	if err != nil {
@@ -75,6 +69,7 @@ func runManager(args []string) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 	r := controllers.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("edgepool-operator"), *image)
+	r.Namespaces = watched
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up controller: %w", err)
 	}

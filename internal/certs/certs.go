@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"slices"
 	"time"
 )
@@ -65,7 +66,8 @@ func NewCA(poolID string, now time.Time) (certPEM, keyPEM []byte, err error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
 }
 
-// NewServerCert issues a server certificate for dnsNames signed by the CA.
+// NewServerCert issues a server certificate for dnsNames signed by the CA. A name that is an IP
+// address goes into the IP address SANs (clients match an IP host only against those).
 func NewServerCert(caCertPEM, caKeyPEM []byte, dnsNames []string, now time.Time) (certPEM, keyPEM []byte, err error) {
 	caCert, err := ParseCert(caCertPEM)
 	if err != nil {
@@ -87,10 +89,12 @@ func NewServerCert(caCertPEM, caKeyPEM []byte, dnsNames []string, now time.Time)
 	if notAfter.After(caCert.NotAfter) {
 		notAfter = caCert.NotAfter
 	}
+	dns, ips := splitHosts(dnsNames)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: dnsNames[0], Organization: []string{"edgepool"}},
-		DNSNames:     dnsNames,
+		DNSNames:     dns,
+		IPAddresses:  ips,
 		NotBefore:    now.Add(-backdate),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -155,10 +159,23 @@ func serverCertValid(b Bundle, ca *x509.Certificate, dnsNames []string, now time
 	if cert.CheckSignatureFrom(ca) != nil {
 		return false
 	}
-	if !slices.Equal(cert.DNSNames, dnsNames) {
+	dns, ips := splitHosts(dnsNames)
+	if !slices.Equal(cert.DNSNames, dns) || !slices.EqualFunc(cert.IPAddresses, ips, net.IP.Equal) {
 		return false
 	}
 	return now.Before(cert.NotAfter.Add(-ServerRenewBefore))
+}
+
+// splitHosts separates host names from IP addresses, keeping their order.
+func splitHosts(hosts []string) (dns []string, ips []net.IP) {
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, h)
+		}
+	}
+	return dns, ips
 }
 
 // ParseCert decodes the first PEM certificate.

@@ -67,3 +67,27 @@ func TestEnsureReplacesGarbage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestServerCertIPAddressSANs(t *testing.T) {
+	now := time.Now()
+	names := []string{"localhost", "127.0.0.1"}
+	b, _, _, err := Ensure(Bundle{}, "test", names, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := ParseCert(b.CACert)
+	server, _ := ParseCert(b.ServerCert)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	for _, host := range names {
+		if _, err := server.Verify(x509.VerifyOptions{DNSName: host, Roots: roots}); err != nil {
+			t.Errorf("verify for %s: %v", host, err)
+		}
+	}
+	if _, err := server.Verify(x509.VerifyOptions{DNSName: "127.0.0.2", Roots: roots}); err == nil {
+		t.Error("verified for an IP address it was not issued for")
+	}
+	if _, _, reissued, err := Ensure(b, "test", names, now.Add(time.Hour)); err != nil || reissued {
+		t.Fatalf("unchanged names with an IP reissued=%v err=%v", reissued, err)
+	}
+}

@@ -38,6 +38,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -109,6 +110,8 @@ type Kubelet struct {
 
 	portsMu sync.Mutex
 	ports   map[int]bool // loopback ports handed out and not yet released
+
+	loggedMinReady atomic.Bool
 }
 
 // Start builds a Kubelet against the cluster at cfg, waits for its caches to sync and runs it

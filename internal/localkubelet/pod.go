@@ -43,6 +43,7 @@ type pod struct {
 	mu          sync.Mutex
 	launched    bool
 	ready       bool
+	readySince  time.Time
 	terminating bool
 	pid         int
 	restarts    int
@@ -121,6 +122,23 @@ func (p *pod) isReady() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.ready && !p.terminating
+}
+
+// isAvailable reports a replica ready for at least minReady (a Deployment's minReadySeconds).
+func (p *pod) isAvailable(minReady time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ready && !p.terminating && time.Since(p.readySince) >= minReady
+}
+
+// exitedNow reports a replica whose process is gone for good.
+func (p *pod) exitedNow() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *pod) isTerminating() bool {
@@ -424,6 +442,9 @@ func (p *pod) setReady(ready bool) {
 	changed := p.ready != ready && !p.terminating
 	if changed {
 		p.ready = ready
+		if ready {
+			p.readySince = time.Now()
+		}
 	}
 	p.mu.Unlock()
 	if changed {

@@ -2,7 +2,9 @@
 //
 // The server listens on 127.0.0.1 (a free port below 32768) and on a unix socket, uses
 // scram-sha-256 authentication with a superuser password, and keeps its data in a temp
-// directory that is removed when the server is closed. initdb and postgres refuse to run as
+// directory that is removed when the server is closed. WithTLS makes it serve TCP over TLS
+// only, with a certificate from a CA generated for the server (Server.CACert), so tests can
+// connect with sslmode require, verify-ca and verify-full. initdb and postgres refuse to run as
 // root, so when the test runs as root they run as the "postgres" system user.
 //
 //	func TestX(t *testing.T) {
@@ -21,6 +23,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -33,6 +36,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/edgepool/edgepool/internal/certs"
 )
 
 // Server is one running (or stopped) PostgreSQL instance.
@@ -46,6 +51,10 @@ type Server struct {
 	// User and Password are the superuser's credentials.
 	User     string
 	Password string
+	// CACert is the PEM certificate of the CA that signed the server certificate, and CAFile a
+	// file holding it (for libpq's sslrootcert); both empty unless started WithTLS.
+	CACert []byte
+	CAFile string
 
 	opts    options
 	root    string // temp dir holding data, socket and log
@@ -61,6 +70,7 @@ type Server struct {
 type options struct {
 	settings map[string]string
 	binDir   string
+	tlsHosts []string // non-nil: serve TLS with a certificate for these names
 }
 
 // Option changes how the server is started.
@@ -69,6 +79,17 @@ type Option func(*options)
 // WithSetting adds a postgresql.conf setting (passed as -c name=value).
 func WithSetting(name, value string) Option {
 	return func(o *options) { o.settings[name] = value }
+}
+
+// WithTLS makes the server accept TCP connections over TLS only (plain TCP is rejected by
+// pg_hba), with a server certificate for hosts — "localhost" and "127.0.0.1" when none are
+// given — signed by a CA generated for this server. A test that wants a host name mismatch
+// passes names that do not include 127.0.0.1.
+func WithTLS(hosts ...string) Option {
+	if len(hosts) == 0 {
+		hosts = []string{"localhost", "127.0.0.1"}
+	}
+	return func(o *options) { o.tlsHosts = hosts }
 }
 
 // WithBinDir overrides where initdb and postgres are found.
@@ -117,6 +138,10 @@ func New(opts ...Option) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.writeTLSFiles(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.startOnFreePort(); err != nil {
 		s.Close()
 		return nil, err
@@ -127,9 +152,23 @@ func New(opts ...Option) (*Server, error) {
 // Addr is host:port of the TCP listener.
 func (s *Server) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
 
-// DSN is a connection URL for database db as the superuser over TCP without TLS.
+// TLS reports whether the server was started WithTLS.
+func (s *Server) TLS() bool { return s.opts.tlsHosts != nil }
+
+// DSN is a connection URL for database db as the superuser over TCP: without TLS, or with
+// sslmode=verify-full against CAFile when the server was started WithTLS.
 func (s *Server) DSN(db string) string {
+	if s.TLS() {
+		return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=verify-full&sslrootcert=%s",
+			s.User, s.Password, s.Addr(), db, url.QueryEscape(s.CAFile))
+	}
 	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", s.User, s.Password, s.Addr(), db)
+}
+
+// socketDSN reaches the server over its unix socket, which works whatever the TLS setup.
+func (s *Server) socketDSN(db string) string {
+	return fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=%s sslmode=disable",
+		s.SocketDir, s.Port, s.User, s.Password, db)
 }
 
 // Exec runs sql (one or more statements, simple protocol) in database "postgres" and fails the
@@ -145,7 +184,7 @@ func (s *Server) Exec(t testing.TB, sql string) {
 func (s *Server) ExecErr(sql string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgconn.Connect(ctx, s.DSN("postgres"))
+	conn, err := pgconn.Connect(ctx, s.socketDSN("postgres"))
 	if err != nil {
 		return err
 	}
@@ -252,7 +291,42 @@ func (s *Server) initdb() error {
 		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	hba := "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n"
+	if s.TLS() {
+		hba = "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n" +
+			"hostnossl all all 127.0.0.1/32 reject\n"
+	}
 	return os.WriteFile(filepath.Join(s.dataDir, "pg_hba.conf"), []byte(hba), 0o600)
+}
+
+// writeTLSFiles issues the CA and server certificate (when started WithTLS) and writes them
+// where postgres (which insists the key is private to its user) and libpq clients read them.
+func (s *Server) writeTLSFiles() error {
+	if !s.TLS() {
+		return nil
+	}
+	now := time.Now()
+	bundle, _, _, err := certs.Ensure(certs.Bundle{}, "testpg", s.opts.tlsHosts, now)
+	if err != nil {
+		return fmt.Errorf("issue test certificates: %w", err)
+	}
+	s.CACert = bundle.CACert
+	s.CAFile = filepath.Join(s.root, "ca.crt")
+	files := map[string][]byte{
+		s.CAFile:                            bundle.CACert,
+		filepath.Join(s.root, "server.crt"): bundle.ServerCert,
+		filepath.Join(s.root, "server.key"): bundle.ServerKey,
+	}
+	for path, data := range files {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return err
+		}
+		if s.cred != nil {
+			if err := os.Chown(path, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+				return fmt.Errorf("chown %s: %w", path, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Server) startOnFreePort() error {
@@ -273,6 +347,11 @@ func (s *Server) start() error {
 		"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
 		"max_connections": "250", "shared_buffers": "32MB", "password_encryption": "scram-sha-256",
 		"log_min_messages": "warning", "logging_collector": "off",
+	}
+	if s.TLS() {
+		settings["ssl"] = "on"
+		settings["ssl_cert_file"] = filepath.Join(s.root, "server.crt")
+		settings["ssl_key_file"] = filepath.Join(s.root, "server.key")
 	}
 	for k, v := range s.opts.settings {
 		settings[k] = v
@@ -319,7 +398,7 @@ func (s *Server) start() error {
 func (s *Server) ping() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	conn, err := pgconn.Connect(ctx, s.DSN("postgres"))
+	conn, err := pgconn.Connect(ctx, s.socketDSN("postgres"))
 	if err != nil {
 		return err
 	}

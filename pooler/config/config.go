@@ -131,6 +131,22 @@ type HTTP struct {
 	StatementTimeout Duration `json:"statementTimeout,omitempty"`
 	// Cache is the opt-in query result cache.
 	Cache Cache `json:"cache"`
+	// Accelerate is the Prisma Accelerate protocol endpoint (docs/accelerate.md).
+	Accelerate Accelerate `json:"accelerate"`
+}
+
+// Accelerate configures the Prisma Accelerate protocol endpoint on the HTTP listener.
+type Accelerate struct {
+	// Enabled serves the endpoint's routes (default true).
+	Enabled bool `json:"enabled"`
+	// MaxTransactionTimeout caps the timeout an interactive transaction may ask for.
+	MaxTransactionTimeout Duration `json:"maxTransactionTimeout,omitempty"`
+	// MaxBindValues, when set, is advertised to clients and bounds the bind parameters of one
+	// statement; unset, statements are split at Prisma's PostgreSQL default of 32766.
+	MaxBindValues int `json:"maxBindValues,omitempty"`
+	// MaxRequestBytes caps a request body. Query plans are larger than SQL (a createMany of
+	// 30,000 rows posts several MiB), so this cap is apart from http.maxRequestBytes.
+	MaxRequestBytes int `json:"maxRequestBytes,omitempty"`
 }
 
 // Cache configures the HTTP query result cache.
@@ -207,6 +223,8 @@ func Defaults() Config {
 			MaxResponseBytes: 10 << 20,
 			StatementTimeout: Duration{30 * time.Second},
 			Cache:            Cache{MaxBytes: 64 << 20},
+			Accelerate: Accelerate{Enabled: true, MaxTransactionTimeout: Duration{15 * time.Second},
+				MaxRequestBytes: 32 << 20},
 		},
 	}
 }
@@ -312,6 +330,15 @@ func (c *Config) Validate() error {
 	case AuthSCRAM, AuthPassword:
 	default:
 		bad("clientAuthMethod", "must be %s or %s; got %q", AuthSCRAM, AuthPassword, c.ClientAuthMethod)
+	}
+	if n := c.HTTP.Accelerate.MaxBindValues; n < 0 || n > 65535 {
+		bad("http.accelerate.maxBindValues", "must be 0 (Prisma's default) to 65535, got %d", n)
+	}
+	if c.HTTP.Accelerate.MaxRequestBytes < 1024 {
+		bad("http.accelerate.maxRequestBytes", "must be at least 1024, got %d", c.HTTP.Accelerate.MaxRequestBytes)
+	}
+	if c.HTTP.Accelerate.MaxTransactionTimeout.Duration < 0 {
+		bad("http.accelerate.maxTransactionTimeout", "must not be negative")
 	}
 	if c.Pool.PreparedStatementsPerConn < 1 {
 		bad("pool.preparedStatementsPerConn", "must be at least 1, got %d", c.Pool.PreparedStatementsPerConn)

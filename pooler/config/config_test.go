@@ -78,3 +78,29 @@ func TestValidateNamesEveryField(t *testing.T) {
 		t.Errorf("numeric duration: %v", err)
 	}
 }
+
+func TestAccelerateSettings(t *testing.T) {
+	cfg, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.HTTP.Accelerate; !a.Enabled || a.MaxTransactionTimeout.Duration != 15*time.Second || a.MaxBindValues != 0 {
+		t.Fatalf("accelerate defaults: %+v", a)
+	}
+	withHTTP := strings.Replace(minimal, `"database": "app",`,
+		`"database": "app", "http": {"enabled": true, "accelerate": {"enabled": false, "maxBindValues": 1000}},`, 1)
+	if cfg, err = Parse([]byte(withHTTP)); err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.HTTP.Accelerate; a.Enabled || a.MaxBindValues != 1000 || a.MaxTransactionTimeout.Duration != 15*time.Second {
+		t.Fatalf("accelerate settings not applied over the defaults: %+v", a)
+	}
+	bad := strings.Replace(minimal, `"database": "app",`,
+		`"database": "app", "http": {"accelerate": {"maxBindValues": 70000, "maxTransactionTimeout": "-1s"}},`, 1)
+	_, err = Parse([]byte(bad))
+	for _, field := range []string{"http.accelerate.maxBindValues", "http.accelerate.maxTransactionTimeout"} {
+		if err == nil || !strings.Contains(err.Error(), field+":") {
+			t.Errorf("error does not name %s: %v", field, err)
+		}
+	}
+}

@@ -103,6 +103,7 @@ type Cache struct {
 	lru        *list.List // of *cacheEntry, most recently used first
 	entries    map[string]*list.Element
 	refreshing map[string]bool
+	byTag      map[string]map[*list.Element]struct{} // entries stored with tags (cache_tags.go)
 }
 
 type cacheEntry struct {
@@ -110,6 +111,7 @@ type cacheEntry struct {
 	body      []byte
 	stored    time.Time
 	keepUntil time.Time // stored + max-age + stale-while-revalidate of the request that stored it
+	tags      []string  // invalidation tags (cache_tags.go)
 }
 
 // entryOverhead approximates the bookkeeping bytes of one entry (key, list element, map slot).
@@ -120,7 +122,7 @@ func (e *cacheEntry) size() int64 { return int64(len(e.body)+len(e.key)) + entry
 // NewCache returns a cache holding at most maxBytes of responses. metrics may be nil.
 func NewCache(maxBytes int64, metrics *Metrics) *Cache {
 	return &Cache{maxBytes: maxBytes, metrics: metrics, now: time.Now, lru: list.New(),
-		entries: map[string]*list.Element{}, refreshing: map[string]bool{}}
+		entries: map[string]*list.Element{}, refreshing: map[string]bool{}, byTag: map[string]map[*list.Element]struct{}{}}
 }
 
 // lookup returns a cached body and whether it is fresh (hit) or only usable while it is
@@ -151,8 +153,8 @@ func (c *Cache) lookup(key string, p cachePolicy) (body []byte, status string, a
 
 // store keeps body under key, evicting least recently used entries to stay within budget.
 // A body larger than an eighth of the budget is not cached, so one result cannot flush all.
-func (c *Cache) store(key string, body []byte, p cachePolicy) {
-	e := &cacheEntry{key: key, body: body, stored: c.now()}
+func (c *Cache) store(key string, body []byte, p cachePolicy, tags ...string) {
+	e := &cacheEntry{key: key, body: body, stored: c.now(), tags: tags}
 	e.keepUntil = e.stored.Add(p.maxAge + p.staleWhileRevalidate)
 	if e.size() > c.maxBytes/8 {
 		return
@@ -169,12 +171,14 @@ func (c *Cache) store(key string, body []byte, p cachePolicy) {
 		}
 	}
 	c.entries[key] = c.lru.PushFront(e)
+	c.tagLocked(c.entries[key], tags)
 	c.bytes += e.size()
 	c.updateGaugesLocked()
 }
 
 func (c *Cache) removeLocked(el *list.Element) {
 	e := c.lru.Remove(el).(*cacheEntry)
+	c.untagLocked(el, e.tags)
 	delete(c.entries, e.key)
 	c.bytes -= e.size()
 	c.updateGaugesLocked()

@@ -383,8 +383,8 @@ func poolSizes(ctx context.Context, t *testing.T) (rendered int, perReplica []in
 }
 
 func stepScale(ctx context.Context, t *testing.T, up *userPath) {
-	if r, _ := poolSizes(ctx, t); r != 20 {
-		t.Errorf("one replica: pool.size %d, want the whole budget 20", r)
+	if r, _ := poolSizes(ctx, t); r != 10 {
+		t.Errorf("one replica: pool.size %d, want floor(20/(1+1)) = 10 (one replica's share held back)", r)
 	}
 	updatePool(ctx, t, func(p *poolingv1alpha1.ConnectionPool) { p.Spec.Replicas = ptr.To[int32](3) })
 	pool := waitPool(ctx, t, 3)
@@ -400,16 +400,16 @@ func stepScale(ctx context.Context, t *testing.T, up *userPath) {
 	}
 	eventually(t, 20*time.Second, "budget split over three replicas", func() error {
 		rendered, per := poolSizes(ctx, t)
-		if rendered != 6 || len(per) != 3 || per[0] != 6 || per[1] != 6 || per[2] != 6 {
-			return fmt.Errorf("pool.size rendered %d, per replica %v; want floor(20/3) = 6", rendered, per)
+		if rendered != 5 || len(per) != 3 || per[0] != 5 || per[1] != 5 || per[2] != 5 {
+			return fmt.Errorf("pool.size rendered %d, per replica %v; want floor(20/(3+1)) = 5", rendered, per)
 		}
 		return nil
 	})
-	if pool.Status.PoolSizePerReplica != 6 {
+	if pool.Status.PoolSizePerReplica != 5 {
 		t.Errorf("status.poolSizePerReplica = %d", pool.Status.PoolSizePerReplica)
 	}
 
-	// Under load, the upstream never sees more than the budget: 3 replicas × 6.
+	// Under load, the upstream never sees more than 3 replicas × 5.
 	key := string(up.secret.Data["API_KEY"])
 	var wg sync.WaitGroup
 	errs := make(chan error, 30)
@@ -455,10 +455,10 @@ func stepScale(ctx context.Context, t *testing.T, up *userPath) {
 	}
 	peakMu.Lock()
 	defer peakMu.Unlock()
-	if peak == 0 || peak > 18 {
-		t.Errorf("upstream connections peaked at %d, want 1..18", peak)
+	if peak == 0 || peak > 15 {
+		t.Errorf("upstream connections peaked at %d, want 1..15", peak)
 	}
-	t.Logf("30 concurrent clients over 3 replicas: upstream connections peaked at %d (budget 20, 6 per replica)", peak)
+	t.Logf("30 concurrent clients over 3 replicas: upstream connections peaked at %d (budget 20, 5 per replica)", peak)
 }
 
 // everyReplica runs try once per replica (the Service forwards round-robin, so n consecutive

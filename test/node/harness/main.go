@@ -1,7 +1,9 @@
 // Command harness runs what the node tests of the edge transports talk to: a throwaway
 // PostgreSQL 15 (internal/testpg) and the real pooler binary (`edgepool pooler --config`), with
-// a key made by `edgepool keygen`, serving the wire protocol, POST /sql + WebSocket, and the
-// admin endpoints on loopback ports.
+// a key made by `edgepool keygen`, serving the wire protocol, the HTTP listener (POST /sql,
+// WebSocket, the Prisma Accelerate protocol) and the admin endpoints on loopback ports. With
+// -tls the pooler serves TLS with a certificate for "localhost" from a throwaway CA, whose PEM
+// file the printed line names (for NODE_EXTRA_CA_CERTS).
 //
 // It prints one JSON line describing the endpoints and the key, then runs until stdin closes
 // or it gets SIGINT/SIGTERM, and stops the pooler (SIGTERM, a drain) and Postgres. The key is
@@ -26,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edgepool/edgepool/internal/certs"
 	"github.com/edgepool/edgepool/internal/testpg"
 	"github.com/edgepool/edgepool/pooler/config"
 )
@@ -39,6 +42,10 @@ type endpoints struct {
 	Key      string `json:"key"`      // API key
 	Database string `json:"database"` // database clients ask for
 	PoolSize int    `json:"poolSize"`
+	CA       string `json:"ca,omitempty"` // with -tls: PEM file of the CA that signed the pooler's certificate
+	// Upstream is the throwaway PostgreSQL's superuser URL (loopback, no TLS), for test setup
+	// and for pointing a reference server at the same database.
+	Upstream string `json:"upstream"`
 }
 
 func main() {
@@ -53,6 +60,7 @@ func run() error {
 	binary := flag.String("edgepool", filepath.Join(filepath.Dir(self), "edgepool"), "the edgepool binary")
 	poolSize := flag.Int("pool-size", 5, "upstream connections")
 	queryWait := flag.Duration("query-wait", 10*time.Second, "query-wait timeout")
+	withTLS := flag.Bool("tls", false, "serve TLS on the Postgres and HTTP listeners (certificate for localhost from a throwaway CA)")
 	flag.Parse()
 
 	pg, err := testpg.New(testpg.WithSetting("max_connections", "50"))
@@ -82,6 +90,12 @@ func run() error {
 	cfg.HTTP.Enabled = true
 	cfg.HTTP.MaxResponseBytes = 4 << 20
 	cfg.HTTP.Cache = config.Cache{Enabled: true, MaxBytes: 16 << 20}
+	var caFile string
+	if *withTLS {
+		if caFile, cfg.TLS, err = writeCertificates(dir); err != nil {
+			return err
+		}
+	}
 	data, err := cfg.Marshal()
 	if err != nil {
 		return err
@@ -128,10 +142,11 @@ func run() error {
 	case <-time.After(30 * time.Second):
 		return errors.New("pooler did not report its listeners within 30s")
 	}
-	if err := waitReady("http://" + ep.Admin + "/readyz"); err != nil {
+	if err := waitReady("http://" + ep.Admin + "/readyz"); err != nil { // the admin listener is never TLS
 		return err
 	}
 	ep.User, ep.Key, ep.Database, ep.PoolSize = "app", key, "postgres", *poolSize
+	ep.CA, ep.Upstream = caFile, pg.DSN("postgres")
 	line, err := json.Marshal(ep)
 	if err != nil {
 		return err
@@ -148,6 +163,28 @@ func run() error {
 		exited <- err // for the deferred stop
 		return fmt.Errorf("pooler exited: %w", err)
 	}
+}
+
+// writeCertificates writes a throwaway CA and a server certificate for localhost into dir and
+// returns the CA's file and the pooler's TLS settings.
+func writeCertificates(dir string) (string, *config.TLS, error) {
+	now := time.Now()
+	caCert, caKey, err := certs.NewCA("node-harness", now)
+	if err != nil {
+		return "", nil, err
+	}
+	cert, key, err := certs.NewServerCert(caCert, caKey, []string{"localhost"}, now)
+	if err != nil {
+		return "", nil, err
+	}
+	tlsCfg := &config.TLS{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
+	caFile := filepath.Join(dir, "ca.crt")
+	for path, data := range map[string][]byte{caFile: caCert, tlsCfg.CertFile: cert, tlsCfg.KeyFile: key} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return "", nil, err
+		}
+	}
+	return caFile, tlsCfg, nil
 }
 
 // keygen runs `edgepool keygen` and reads the key and its config entry from its output.

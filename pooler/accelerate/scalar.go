@@ -1,0 +1,318 @@
+package accelerate
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Scalar conversions the reference performs with JavaScript built-ins and decimal.js:
+// new Date(x).toISOString(), String(new Decimal(x)), and Buffer's lenient base64.
+
+var errInvalidTime = errors.New("Invalid time value") //nolint:staticcheck // ST1005: JavaScript's RangeError text
+
+// normalized returns the wire form of a tagged value's "value".
+func (t tagged) normalized() (string, error) {
+	switch t.typ {
+	case tagBigInt:
+		return jsToString(t.value), nil
+	case tagBytes:
+		switch v := t.value.(type) {
+		case []byte:
+			return base64.StdEncoding.EncodeToString(v), nil
+		case string:
+			return base64.StdEncoding.EncodeToString(decodeBase64Lenient(v)), nil
+		}
+		return "", fmt.Errorf("invalid Bytes value %s", jsToString(t.value))
+	case tagDateTime:
+		d, err := toDate(t.value)
+		if err != nil {
+			return "", err
+		}
+		return jsISOString(d), nil
+	case tagDecimal:
+		switch v := t.value.(type) {
+		case string:
+			return decimalString(v)
+		case float64:
+			return decimalString(jsNumberString(v))
+		}
+		return "", fmt.Errorf("[DecimalError] Invalid argument: %s", jsToString(t.value))
+	case tagJSON:
+		return reformatJSON(jsToString(t.value))
+	}
+	return "", fmt.Errorf("unknown tagged value type %q", t.typ)
+}
+
+// toDate is new Date(v) for a string, a number of milliseconds or a Date.
+func toDate(v any) (time.Time, error) {
+	switch x := v.(type) {
+	case time.Time:
+		return x, nil
+	case float64:
+		if math.IsNaN(x) || x > 8.64e15 || x < -8.64e15 {
+			return time.Time{}, errInvalidTime
+		}
+		return time.UnixMilli(int64(x)).UTC(), nil
+	case string:
+		if d, ok := parseJSDate(x); ok {
+			return d, nil
+		}
+	}
+	return time.Time{}, errInvalidTime
+}
+
+// jsISOString is Date.prototype.toISOString: UTC, milliseconds, extended years beyond 0-9999.
+func jsISOString(t time.Time) string {
+	t = t.UTC().Truncate(time.Millisecond)
+	y := t.Year()
+	var year string
+	switch {
+	case y >= 0 && y <= 9999:
+		year = fmt.Sprintf("%04d", y)
+	case y < 0:
+		year = fmt.Sprintf("-%06d", -y)
+	default:
+		year = fmt.Sprintf("+%06d", y)
+	}
+	return year + t.Format("-01-02T15:04:05.000Z")
+}
+
+// parseJSDate parses the ISO-8601 forms JavaScript's Date accepts: a date (UTC), or a date and
+// time with an optional offset (none means UTC here: the pooler runs in UTC). Fractional
+// seconds beyond milliseconds are truncated, as V8 does. A space may stand for the 'T'.
+func parseJSDate(s string) (time.Time, bool) {
+	i := 0
+	num := func(n int) (int, bool) {
+		if len(s)-i < n {
+			return 0, false
+		}
+		v := 0
+		for k := 0; k < n; k++ {
+			c := s[i+k]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int(c-'0')
+		}
+		i += n
+		return v, true
+	}
+	sign, yearDigits := 1, 4
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		if s[i] == '-' {
+			sign = -1
+		}
+		i++
+		yearDigits = 6
+	}
+	year, ok := num(yearDigits)
+	if !ok {
+		return time.Time{}, false
+	}
+	year *= sign
+	month, day := 1, 1
+	if i < len(s) && s[i] == '-' {
+		i++
+		if month, ok = num(2); !ok {
+			return time.Time{}, false
+		}
+		if i < len(s) && s[i] == '-' {
+			i++
+			if day, ok = num(2); !ok {
+				return time.Time{}, false
+			}
+		}
+	}
+	var hour, minute, sec, nanos int
+	offset := 0
+	if i < len(s) {
+		if s[i] != 'T' && s[i] != 't' && s[i] != ' ' {
+			return time.Time{}, false
+		}
+		i++
+		if hour, ok = num(2); !ok || i >= len(s) || s[i] != ':' {
+			return time.Time{}, false
+		}
+		i++
+		if minute, ok = num(2); !ok {
+			return time.Time{}, false
+		}
+		if i < len(s) && s[i] == ':' {
+			i++
+			if sec, ok = num(2); !ok {
+				return time.Time{}, false
+			}
+			if i < len(s) && (s[i] == '.' || s[i] == ',') {
+				i++
+				start := i
+				for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+					i++
+				}
+				frac := s[start:i]
+				if frac == "" {
+					return time.Time{}, false
+				}
+				ms := (frac + "00")[:3]
+				n, _ := strconv.Atoi(ms)
+				nanos = n * int(time.Millisecond)
+			}
+		}
+		if i < len(s) {
+			switch s[i] {
+			case 'Z', 'z':
+				i++
+			case '+', '-':
+				neg := s[i] == '-'
+				i++
+				oh, ok1 := num(2)
+				if !ok1 {
+					return time.Time{}, false
+				}
+				if i < len(s) && s[i] == ':' {
+					i++
+				}
+				om, ok2 := num(2)
+				if !ok2 {
+					return time.Time{}, false
+				}
+				offset = oh*3600 + om*60
+				if neg {
+					offset = -offset
+				}
+			default:
+				return time.Time{}, false
+			}
+		}
+	}
+	if i != len(s) || month < 1 || month > 12 || day < 1 || day > daysIn(year, month) ||
+		hour > 24 || minute > 59 || sec > 59 || (hour == 24 && (minute != 0 || sec != 0 || nanos != 0)) {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nanos, time.UTC)
+	return t.Add(-time.Duration(offset) * time.Second), true
+}
+
+func daysIn(year, month int) int {
+	return time.Date(year, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
+
+// decimalString is String(new Decimal(s)) with decimal.js's defaults: trailing zeros dropped,
+// exponential notation when the exponent is <= -7 or >= 21, "-0" written "0".
+func decimalString(s string) (string, error) {
+	invalid := func() (string, error) { return "", fmt.Errorf("[DecimalError] Invalid argument: %s", s) }
+	switch s {
+	case "NaN", "-NaN", "+NaN":
+		return "NaN", nil
+	case "Infinity", "+Infinity":
+		return "Infinity", nil
+	case "-Infinity":
+		return "-Infinity", nil
+	}
+	i, neg := 0, false
+	if i < len(s) && (s[i] == '-' || s[i] == '+') {
+		neg = s[i] == '-'
+		i++
+	}
+	var digits []byte
+	pointAt, sawPoint, sawDigit := -1, false, false
+	for ; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			digits = append(digits, c)
+			sawDigit = true
+		case c == '.' && !sawPoint:
+			sawPoint = true
+			pointAt = len(digits)
+		default:
+			goto exponent
+		}
+	}
+exponent:
+	if !sawDigit {
+		return invalid()
+	}
+	exp := 0
+	if i < len(s) {
+		if s[i] != 'e' && s[i] != 'E' {
+			return invalid()
+		}
+		n, err := strconv.Atoi(s[i+1:])
+		if err != nil || s[i+1:] == "" || s[i+1] == ' ' {
+			return invalid()
+		}
+		exp = n
+	}
+	if pointAt < 0 {
+		pointAt = len(digits)
+	}
+	// Strip leading zeros (moving the point) and trailing zeros.
+	lead := 0
+	for lead < len(digits) && digits[lead] == '0' {
+		lead++
+	}
+	if lead == len(digits) {
+		return "0", nil
+	}
+	digits = digits[lead:]
+	e := pointAt - lead - 1 + exp // exponent of the first significant digit
+	digits = []byte(strings.TrimRight(string(digits), "0"))
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	switch {
+	case e <= -7 || e >= 21:
+		b.WriteByte(digits[0])
+		if len(digits) > 1 {
+			b.WriteByte('.')
+			b.Write(digits[1:])
+		}
+		b.WriteByte('e')
+		if e >= 0 {
+			b.WriteByte('+')
+		}
+		b.WriteString(strconv.Itoa(e))
+	case e < 0:
+		b.WriteString("0.")
+		b.WriteString(strings.Repeat("0", -e-1))
+		b.Write(digits)
+	case e >= len(digits)-1:
+		b.Write(digits)
+		b.WriteString(strings.Repeat("0", e-(len(digits)-1)))
+	default:
+		b.Write(digits[:e+1])
+		b.WriteByte('.')
+		b.Write(digits[e+1:])
+	}
+	return b.String(), nil
+}
+
+// decodeBase64Lenient decodes like Node's Buffer.from(s, "base64"): URL-safe characters are
+// accepted, padding is optional and characters outside the alphabet are skipped.
+func decodeBase64Lenient(s string) []byte {
+	clean := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/':
+			clean = append(clean, c)
+		case c == '-':
+			clean = append(clean, '+')
+		case c == '_':
+			clean = append(clean, '/')
+		case c == '=':
+			i = len(s) // data ends at the first padding character
+		}
+	}
+	if len(clean)%4 == 1 { // a lone trailing character carries no whole byte
+		clean = clean[:len(clean)-1]
+	}
+	out, _ := base64.RawStdEncoding.DecodeString(string(clean))
+	return out
+}
