@@ -18,7 +18,7 @@ var (
 		"upstream.host", "upstream.port", "upstream.database", "upstream.user", "upstream.password", "upstream.sslMode", "upstream.caFile",
 		"pool.size", "pool.maxClientConnections", "pool.queryWaitTimeout", "pool.idleTransactionTimeout", "pool.serverLifetime",
 		"pool.serverIdleTimeout", "pool.connectTimeout", "pool.healthCheckPeriod", "pool.authTimeout", "pool.shutdownTimeout",
-		"pool.maxMessageBytes", "pool.preparedStatementsPerConn",
+		"pool.maxMessageBytes", "pool.preparedStatementsPerConn", "pool.preparedStatementBytes", "pool.clientStallTimeout",
 		"keys", "paused", "allowCleartextWithoutTLS", "clientAuthMethod",
 		"http.maxRequestBytes", "http.maxResponseBytes", "http.statementTimeout",
 		"http.cache.enabled", "http.cache.defaultTTL", "http.cache.maxBytes",
