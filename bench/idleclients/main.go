@@ -51,6 +51,7 @@ func run() error {
 		settle   = flag.Duration("settle", 5*time.Second, "wait after the last connection before measuring")
 		timeout  = flag.Duration("connect-timeout", 30*time.Second, "per-connection connect+auth timeout")
 		metrics  = flag.String("metrics", "", "optional Prometheus URL of the pooler (Go collector metrics)")
+		sslmode  = flag.String("sslmode", "disable", "libpq sslmode of the clients (require: idle TLS clients)")
 	)
 	flag.Parse()
 	password := os.Getenv("PGPASSWORD") // not a flag: keep it out of ps output
@@ -58,8 +59,8 @@ func run() error {
 		return errors.New("-port, -user, -db and -pid are required (password in PGPASSWORD)")
 	}
 
-	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable",
-		*host, *port, *user, *database))
+	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=%s",
+		*host, *port, *user, *database, *sslmode))
 	if err != nil {
 		return fmt.Errorf("connection config: %w", err)
 	}
