@@ -62,10 +62,13 @@ type Pool struct {
 	idle     []*Conn // LIFO: the most recently used connection is reused first
 	total    int     // open plus connecting
 	waiters  []*waiter
-	paused   bool
-	closed   bool
-	stopBG   chan struct{}
-	bgDone   chan struct{}
+	// expiry wakes waiters past their deadline (expireWaiters); armed while any wait.
+	expiry      *time.Timer
+	expiryArmed bool
+	paused      bool
+	closed      bool
+	stopBG      chan struct{}
+	bgDone      chan struct{}
 	// generation is bumped by RetireAll; connections opened before it are not reused.
 	generation atomic.Uint64
 
@@ -82,17 +85,13 @@ type Pool struct {
 }
 
 type waiter struct {
-	ch    chan *Conn // buffered 1: receives a connection, or nil meaning "try again"
-	timer *time.Timer
+	ch       chan *Conn // buffered 1: receives a connection, or nil meaning "try again"
+	deadline time.Time
 }
 
-// waiters are reused: a busy pool queues most acquisitions, and a channel and a timer per wait
-// would be garbage on every transaction.
-var waiterPool = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &waiter{ch: make(chan *Conn, 1), timer: t}
-}}
+// waiters are reused: a busy pool queues most acquisitions, and a channel per wait would be
+// garbage on every transaction.
+var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan *Conn, 1)} }}
 
 func getWaiter() *waiter  { return waiterPool.Get().(*waiter) }
 func putWaiter(w *waiter) { waiterPool.Put(w) }
@@ -106,6 +105,8 @@ func New(s Settings, opts Options) *Pool {
 		s.PreparedPerConn = 256
 	}
 	p := &Pool{opts: opts, settings: s, stopBG: make(chan struct{}), bgDone: make(chan struct{})}
+	p.expiry = time.AfterFunc(time.Hour, p.expireWaiters)
+	p.expiry.Stop()
 	go p.background()
 	return p
 }
@@ -288,25 +289,34 @@ func (p *Pool) checkOut(c *Conn, now time.Time) bool {
 // waitLocked queues the caller until a connection is handed to it (returned), a slot may have
 // freed (nil, nil), the deadline passes (nil, nil: the caller then times out) or ctx ends. It is
 // called with mu held and returns with it released.
+//
+// Waiters keep no timer of their own: they queue in FIFO order with the same timeout, so one
+// pool timer armed for the head's deadline (expireWaiters) wakes the ones whose time is up.
 func (p *Pool) waitLocked(ctx context.Context, deadline time.Time) (*Conn, error) {
 	w := getWaiter()
 	defer putWaiter(w)
+	w.deadline = deadline
 	p.waiters = append(p.waiters, w)
+	if !p.expiryArmed {
+		p.expiryArmed = true
+		p.expiry.Reset(time.Until(deadline))
+	}
 	p.mu.Unlock()
-	w.timer.Reset(time.Until(deadline))
 	var got *Conn
 	var ctxErr error
 	received := false
-	select {
-	case got = <-w.ch:
-		received = true
-	case <-w.timer.C:
-	case <-ctx.Done():
-		ctxErr = ctx.Err()
+	if done := ctx.Done(); done == nil {
+		got, received = <-w.ch, true
+	} else {
+		select {
+		case got = <-w.ch:
+			received = true
+		case <-done:
+			ctxErr = ctx.Err()
+		}
 	}
-	w.timer.Stop()
 	p.mu.Lock()
-	if !p.removeWaiterLocked(w) && !received {
+	if !received && !p.removeWaiterLocked(w) {
 		// Someone signalled us meanwhile; take what they sent.
 		got = <-w.ch
 	}
@@ -460,6 +470,33 @@ func (p *Pool) wakeAllLocked() {
 	p.waiters = nil
 }
 
+// expireWaiters runs when the earliest deadline passes: every waiter whose time is up is woken
+// (it then reports the query-wait timeout), and the timer is armed for the next deadline. It
+// fires about once per queryWaitTimeout while clients queue, not once per wait.
+func (p *Pool) expireWaiters() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	var next time.Time
+	keep := p.waiters[:0]
+	for _, w := range p.waiters {
+		if !w.deadline.After(now) {
+			w.ch <- nil
+			continue
+		}
+		if next.IsZero() || w.deadline.Before(next) {
+			next = w.deadline
+		}
+		keep = append(keep, w)
+	}
+	clear(p.waiters[len(keep):])
+	p.waiters = keep
+	p.expiryArmed = !next.IsZero()
+	if p.expiryArmed {
+		p.expiry.Reset(time.Until(next))
+	}
+}
+
 func (p *Pool) removeWaiterLocked(w *waiter) bool {
 	for i, x := range p.waiters {
 		if x == w {
@@ -479,6 +516,7 @@ func (p *Pool) Close() {
 		return
 	}
 	p.closed = true
+	p.expiry.Stop()
 	idle := p.idle
 	p.idle = nil
 	p.total -= len(idle)

@@ -191,7 +191,7 @@ func (s *session) flushOut() error {
 
 func (s *session) writeUpstream(b []byte) error {
 	s.enter(phaseServerWrite)
-	_, err := s.srv.conn.Write(b)
+	_, err := s.srv.writer().Write(b)
 	s.enter(phaseBusy)
 	if err != nil {
 		if s.replayable() {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -48,6 +49,9 @@ type upstream struct {
 	// and the requests forwarded but not yet written.
 	in  upReader
 	out []byte
+	// raw: the socket's reads and writes without the scheduler's system-call bookkeeping
+	// (plain TCP upstreams; nil over TLS).
+	raw *rawSock
 	// syncedTo is the set of tracked parameter values the connection was last brought to
 	// (syncParams); nil when unknown.
 	syncedTo *paramSet
@@ -92,6 +96,7 @@ func upstreamOf(ctx context.Context, c *pool.Conn) (*upstream, error) {
 	u, _ := st.(*upstream)
 	if u == nil {
 		u = &upstream{pc: c, conn: c.Socket(), paramsAt: ^uint64(0), out: make([]byte, 0, readBufSize)}
+		u.raw = rawSockFor(nil, u.conn)
 		u.in.buf = new(make([]byte, upstreamBufSize))
 		c.SetRelay(u)
 	}
@@ -111,6 +116,21 @@ func upstreamOf(ctx context.Context, c *pool.Conn) (*upstream, error) {
 }
 
 func (u *upstream) pending() int { return len(u.queue) - u.head }
+
+// reader and writer are the socket, raw when it can be.
+func (u *upstream) reader() io.Reader {
+	if u.raw != nil {
+		return u.raw
+	}
+	return u.conn
+}
+
+func (u *upstream) writer() io.Writer {
+	if u.raw != nil {
+		return u.raw
+	}
+	return u.conn
+}
 
 // push records a request sent; flush marks that the server answers everything sent so far
 // without more input (after Sync, Query, FunctionCall or Flush).
@@ -154,7 +174,7 @@ type upReader struct {
 	got        int64
 }
 
-func (u *upReader) fill(conn net.Conn) error {
+func (u *upReader) fill(conn io.Reader) error {
 	b := *u.buf
 	if u.r == u.w {
 		u.r, u.w = 0, 0
@@ -192,7 +212,7 @@ const (
 // relayOnce reads once from the upstream and relays what arrived.
 func (s *session) relayOnce() error {
 	s.enter(phaseServerWait)
-	err := s.srv.in.fill(s.srv.conn)
+	err := s.srv.in.fill(s.srv.reader())
 	s.enter(phaseBusy)
 	if err != nil {
 		return s.upstreamFailed(err)

@@ -27,7 +27,7 @@ func (s *session) startWatch() {
 func (s *session) watchUpstream(w *watcher) {
 	defer close(w.done)
 	for {
-		err := s.srv.in.fill(s.srv.conn)
+		err := s.srv.in.fill(s.srv.reader())
 		if err == nil {
 			err = s.relayBuffered(false)
 		} else if !w.stopping.Load() {

@@ -59,6 +59,15 @@ type msgReader struct {
 	hdrN    int
 	maxBody int
 	bytesIn int64
+	raw     *rawSock // plain TCP: reads skip the scheduler's system-call bookkeeping
+}
+
+// read reads once from the client.
+func (m *msgReader) read(b []byte) (int, error) {
+	if m.raw = rawSockFor(m.raw, m.conn); m.raw != nil {
+		return m.raw.Read(b)
+	}
+	return m.conn.Read(b)
 }
 
 // buffered reports whether unread bytes are waiting.
@@ -124,7 +133,7 @@ func (m *msgReader) fill() error {
 		m.w -= m.r
 		m.r = 0
 	}
-	k, err := m.conn.Read(b[m.w:])
+	k, err := m.read(b[m.w:])
 	m.w += k
 	m.bytesIn += int64(k)
 	if k > 0 {
@@ -233,6 +242,15 @@ type msgWriter struct {
 	buf      *[]byte
 	out      []byte
 	bytesOut int64
+	raw      *rawSock // plain TCP: writes skip the scheduler's system-call bookkeeping
+}
+
+// writeConn writes b to the client. Callers hold mu.
+func (w *msgWriter) writeConn(b []byte) (int, error) {
+	if w.raw = rawSockFor(w.raw, w.conn); w.raw != nil {
+		return w.raw.Write(b)
+	}
+	return w.conn.Write(b)
 }
 
 // encode appends msg. Callers hold mu.
@@ -252,7 +270,7 @@ func (w *msgWriter) pending() int { return len(w.out) }
 func (w *msgWriter) flush(release bool) error {
 	var err error
 	if len(w.out) > 0 {
-		_, err = w.conn.Write(w.out)
+		_, err = w.writeConn(w.out)
 		w.bytesOut += int64(len(w.out))
 		w.out = w.out[:0]
 	}
@@ -269,7 +287,7 @@ func (w *msgWriter) flush(release bool) error {
 // write sends relayed bytes and reports how many went out.
 func (w *msgWriter) write(b []byte) (int, error) {
 	w.mu.Lock()
-	n, err := w.conn.Write(b)
+	n, err := w.writeConn(b)
 	w.bytesOut += int64(n)
 	w.mu.Unlock()
 	return n, err
