@@ -6,7 +6,7 @@
 #
 # Usage: bench/run.sh            (or `make bench`)
 # Env:
-#   BENCH_SECONDS=10            duration of each pgbench run (1,000-client runs get 10 s more: connecting
+#   BENCH_SECONDS=10            duration of each pgbench run (1,000-client runs get 20 s more: connecting
 #                               1,000 SCRAM clients eats into pgbench's clock)
 #   BENCH_ROUNDS=3              rounds; each runs every workload on every target; medians are reported
 #   BENCH_SCALE=10              pgbench scale factor (-s)
@@ -394,7 +394,7 @@ run_pgbench() { # round workload target
 	edgepool) ppid=${proc[edgepool]}; [[ $tr == tls ]] && ppid=${proc[edgepool-tls]} ;;
 	esac
 	local secs=$BENCH_SECONDS
-	((${wl_clients[$wl]} >= 1000)) && secs=$((secs + 10))
+	((${wl_clients[$wl]} >= 1000)) && secs=$((secs + 20))
 	local sslmode=disable
 	[[ $tr == tls ]] && sslmode=require
 	reset_db
@@ -598,7 +598,7 @@ report="$tmp/report.md"
 	echo "- Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg); everything on loopback"
 	echo "- PostgreSQL $pg_ver (fsync/synchronous_commit/full_page_writes off, max_connections 1100), PgBouncer $pb_ver, edgepool \`bin/edgepool pooler\` (GOMAXPROCS ${GOMAXPROCS:-$(nproc) (default)})"
 	echo "- Pools: transaction mode, $POOL_SIZE upstream connections for PgBouncer and edgepool; SCRAM-SHA-256 client auth everywhere; TLS runs: \`sslmode=require\`, PgBouncer \`client_tls_sslmode = require\`, one certificate for all"
-	echo "- Each cell: the median of $BENCH_ROUNDS rounds of \`pgbench -T $BENCH_SECONDS\` (1,000 clients: $((BENCH_SECONDS + 10)) s), scale $BENCH_SCALE, rounds interleaving every workload and target; command: \`BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS make bench\`"
+	echo "- Each cell: the median of $BENCH_ROUNDS rounds of \`pgbench -T $BENCH_SECONDS\` (1,000 clients: $((BENCH_SECONDS + 20)) s), scale $BENCH_SCALE, rounds interleaving every workload and target; command: \`BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS make bench\`"
 	load_at_end="$(cut -d' ' -f1 /proc/loadavg)"
 	if awk -v a="${load_at_start%% *}" -v b="$load_at_end" -v n="$(nproc)" 'BEGIN { exit !(a > n || b > n) }'; then
 		echo "- **Busy machine**: the load average at start or end exceeded the CPU count, so other work competed"

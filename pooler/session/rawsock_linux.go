@@ -108,3 +108,22 @@ func (s *rawSock) doWrite(fd uintptr) bool {
 		return true
 	}
 }
+
+// rawTCPConn is a plain TCP conn whose Read and Write are rawSock's: for crypto/tls, which
+// reads and writes the conn it is given (a read and a write may run at once: one rawSock each).
+type rawTCPConn struct {
+	*net.TCPConn
+	r, w *rawSock
+}
+
+func (c *rawTCPConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *rawTCPConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+// withRawIO returns conn with raw reads and writes when it is plain TCP, else conn itself.
+func withRawIO(conn net.Conn) net.Conn {
+	r, w := rawSockFor(nil, conn), rawSockFor(nil, conn)
+	if r == nil || w == nil {
+		return conn
+	}
+	return &rawTCPConn{TCPConn: conn.(*net.TCPConn), r: r, w: w}
+}

@@ -11,3 +11,6 @@ func rawSockFor(*rawSock, net.Conn) *rawSock { return nil }
 
 func (*rawSock) Read([]byte) (int, error)  { panic("rawSock: not on this platform") }
 func (*rawSock) Write([]byte) (int, error) { panic("rawSock: not on this platform") }
+
+// withRawIO returns conn itself.
+func withRawIO(conn net.Conn) net.Conn { return conn }

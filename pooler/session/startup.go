@@ -132,7 +132,7 @@ func (s *session) startup(ctx context.Context) error {
 			if _, err := s.conn.Write([]byte{'S'}); err != nil {
 				return err
 			}
-			tconn := tls.Server(s.conn, s.rt.TLS)
+			tconn := tls.Server(withRawIO(s.conn), s.rt.TLS)
 			if err := tconn.HandshakeContext(ctx); err != nil {
 				return fmt.Errorf("tls handshake: %w", err)
 			}
