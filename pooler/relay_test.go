@@ -153,15 +153,7 @@ func TestLargeMessagesStreamThrough(t *testing.T) {
 	p := startPoolerProcess(t, func(c *config.Config) { c.Pool.Size = 5 })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	warm := rawConnect(ctx, t, p.dsn())
-	if err := warm.send(msg('Q', cstr("select 1"))); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := warm.untilReady(); err != nil {
-		t.Fatal(err)
-	}
-	before, _ := p.memory(t)
-	p.resetPeak(t)
+	_, before := p.warmAndMark(ctx, t)
 
 	const size = 60 << 20
 	var wg sync.WaitGroup
@@ -200,11 +192,7 @@ func TestLargeMessagesStreamThrough(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	_, peak := p.memory(t)
-	t.Logf("pooler RSS %d MiB before; peak while 5 clients sent 60 MiB messages: +%d MiB", before>>20, (peak-before)>>20)
-	if peak-before >= 64<<20 {
-		t.Fatalf("pooler RSS grew by %d MiB (limit 64 MiB)", (peak-before)>>20)
-	}
+	p.checkPeakGrowth(t, before, "5 clients sent 60 MiB messages")
 }
 
 // A 200 MB row read through the pooler does not grow it: rows are passed on as they arrive.
@@ -212,6 +200,21 @@ func TestLargeRowStreamsThrough(t *testing.T) {
 	p := startPoolerProcess(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	c, before := p.warmAndMark(ctx, t)
+	if err := c.send(msg('Q', cstr("select repeat('x', 200000000)"))); err != nil {
+		t.Fatal(err)
+	}
+	values, pgErr, err := c.untilReady()
+	if err != nil || pgErr != "" || len(values) != 1 || values[0] != "<200000000 bytes>" {
+		t.Fatalf("values %q, error %q, %v", values, pgErr, err)
+	}
+	p.checkPeakGrowth(t, before, "a 200 MB row passed")
+}
+
+// warmAndMark runs one query through the pooler (so its upstream connection and buffers
+// exist), then reads its RSS and restarts its peak there; it returns the client.
+func (p *poolerProcess) warmAndMark(ctx context.Context, t *testing.T) (*rawClient, int64) {
+	t.Helper()
 	c := rawConnect(ctx, t, p.dsn())
 	if err := c.send(msg('Q', cstr("select 1"))); err != nil {
 		t.Fatal(err)
@@ -221,17 +224,16 @@ func TestLargeRowStreamsThrough(t *testing.T) {
 	}
 	before, _ := p.memory(t)
 	p.resetPeak(t)
-	if err := c.send(msg('Q', cstr("select repeat('x', 200000000)"))); err != nil {
-		t.Fatal(err)
-	}
-	values, pgErr, err := c.untilReady()
-	if err != nil || pgErr != "" || len(values) != 1 || values[0] != "<200000000 bytes>" {
-		t.Fatalf("values %q, error %q, %v", values, pgErr, err)
-	}
+	return c, before
+}
+
+// checkPeakGrowth fails unless the pooler's peak RSS stayed within 64 MiB of before.
+func (p *poolerProcess) checkPeakGrowth(t *testing.T, before int64, while string) {
+	t.Helper()
 	_, peak := p.memory(t)
-	t.Logf("pooler RSS %d MiB before; peak while a 200 MB row passed: +%d MiB", before>>20, (peak-before)>>20)
+	t.Logf("pooler RSS %d MiB before; peak while %s: +%d MiB", before>>20, while, (peak-before)>>20)
 	if peak-before >= 64<<20 {
-		t.Fatalf("pooler RSS grew by %d MiB (limit 64 MiB)", (peak-before)>>20)
+		t.Fatalf("pooler RSS grew by %d MiB while %s (limit 64 MiB)", (peak-before)>>20, while)
 	}
 }
 

@@ -15,11 +15,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/edgepool/edgepool/pooler/internal/sockpoll"
 )
 
 // Settings are the live-tunable parameters of a Pool.
@@ -284,6 +287,13 @@ func (p *Pool) checkOut(c *Conn, now time.Time) bool {
 	p.deadOnCheckout.Add(1)
 	c.close()
 	return false
+}
+
+// socketQuiet reports whether an idle upstream socket has nothing to say: no bytes to read and
+// no hang-up (unknown counts as quiet).
+func socketQuiet(conn net.Conn) bool {
+	revents, known := sockpoll.Pending(conn, sockpoll.In|sockpoll.RDHup)
+	return !known || revents == 0
 }
 
 // waitLocked queues the caller until a connection is handed to it (returned), a slot may have

@@ -3,6 +3,8 @@ package session
 import (
 	"net"
 	"time"
+
+	"github.com/edgepool/edgepool/pooler/internal/sockpoll"
 )
 
 // The janitor enforces what the client loop cannot watch while it waits on one side (as
@@ -140,4 +142,11 @@ func (p *Proxy) inspect(s *session, rt *Runtime, now, tick int64) {
 			}
 		})
 	}
+}
+
+// clientHungUp reports, without blocking, whether the client closed its end (or the connection
+// failed); nothing it has sent is consumed.
+func clientHungUp(conn net.Conn) bool {
+	revents, known := sockpoll.Pending(conn, sockpoll.RDHup)
+	return known && revents&(sockpoll.RDHup|sockpoll.Hup|sockpoll.Err) != 0
 }

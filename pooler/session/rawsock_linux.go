@@ -57,19 +57,25 @@ func (s *rawSock) Read(p []byte) (int, error) {
 }
 
 func (s *rawSock) doRead(fd uintptr) bool {
+	done := s.call(syscall.SYS_READ, fd)
+	if done && s.n == 0 && s.err == nil {
+		s.err = io.EOF
+	}
+	return done
+}
+
+// call makes the read or write system call on s.p; false: it would block (wait for readiness).
+func (s *rawSock) call(trap, fd uintptr) bool {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.p[0])), uintptr(len(s.p)))
+		n, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&s.p[0])), uintptr(len(s.p)))
 		switch e {
 		case 0:
 			s.n = int(n)
-			if n == 0 {
-				s.err = io.EOF
-			}
 			return true
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return false // wait until readable
+			return false
 		}
 		s.err = e
 		return true
@@ -92,22 +98,7 @@ func (s *rawSock) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-func (s *rawSock) doWrite(fd uintptr) bool {
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&s.p[0])), uintptr(len(s.p)))
-		switch e {
-		case 0:
-			s.n = int(n)
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false // wait until writable
-		}
-		s.err = e
-		return true
-	}
-}
+func (s *rawSock) doWrite(fd uintptr) bool { return s.call(syscall.SYS_WRITE, fd) }
 
 // rawTCPConn is a plain TCP conn whose Read and Write are rawSock's: for crypto/tls, which
 // reads and writes the conn it is given (a read and a write may run at once: one rawSock each).

@@ -3,7 +3,6 @@
 package session
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -233,28 +232,4 @@ func (s *session) wake() bool {
 		return true
 	}
 	return false
-}
-
-// clientHungUp reports, without blocking, whether the client closed its end (or the
-// connection failed): poll for RDHUP on its socket, which does not consume anything.
-func clientHungUp(conn net.Conn) bool {
-	if tc, ok := conn.(*tls.Conn); ok {
-		conn = tc.NetConn()
-	}
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	gone := false
-	_ = rc.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
-		if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
-			gone = fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
-		}
-	})
-	return gone
 }

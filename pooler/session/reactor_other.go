@@ -2,8 +2,6 @@
 
 package session
 
-import "net"
-
 // parkIdle: without epoll, an idle session waits on a fresh goroutine with a small stack
 // (ServeConn: on its own), holding no buffer. See reactor_linux.go.
 func (s *session) parkIdle() error {
@@ -21,7 +19,3 @@ func (s *session) wake() bool { return false }
 
 // unparkSocket is a no-op: sessions keep their net.Conn.
 func (s *session) unparkSocket() error { return nil }
-
-// clientHungUp has no cheap check here: a client that leaves during a query is noticed when
-// its answer is written.
-func clientHungUp(net.Conn) bool { return false }

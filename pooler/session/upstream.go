@@ -171,7 +171,6 @@ type upReader struct {
 	r, w       int
 	stream     int  // bytes of the current message still to come
 	streamKeep bool // pass them on (false: swallow them)
-	got        int64
 }
 
 func (u *upReader) fill(conn io.Reader) error {
@@ -185,14 +184,7 @@ func (u *upReader) fill(conn io.Reader) error {
 	}
 	k, err := conn.Read(b[u.w:])
 	u.w += k
-	u.got += int64(k)
-	if k > 0 {
-		return nil
-	}
-	if err == nil {
-		err = errors.New("upstream read returned nothing")
-	}
-	return err
+	return readResult(k, err)
 }
 
 func (u *upReader) empty() bool { return u.r == u.w && u.stream == 0 }

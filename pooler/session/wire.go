@@ -136,11 +136,17 @@ func (m *msgReader) fill() error {
 	k, err := m.read(b[m.w:])
 	m.w += k
 	m.bytesIn += int64(k)
+	return readResult(k, err)
+}
+
+// readResult is a read's error for callers that only need bytes: nil when some arrived (an
+// error comes again with the next read), io.ErrNoProgress for an empty read without one.
+func readResult(k int, err error) error {
 	if k > 0 {
 		return nil
 	}
 	if err == nil {
-		err = io.ErrNoProgress
+		return io.ErrNoProgress
 	}
 	return err
 }
@@ -151,13 +157,7 @@ func (m *msgReader) waitParked() error {
 	k, err := m.conn.Read(m.hdr[:])
 	m.hdrN = k
 	m.bytesIn += int64(k)
-	if k > 0 {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
+	return readResult(k, err)
 }
 
 // release returns the read buffer to the pool when nothing is buffered.
