@@ -48,11 +48,12 @@ test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race
 # spurious "context deadline exceeded" at the deadline (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 500000x
 .PHONY: fuzz
-fuzz: ## Fuzz the client message decoder, the HTTP SQL request parsing and the Prisma query plan parsing (FUZZTIME executions each; corpus in testdata/fuzz).
+fuzz: ## Fuzz the client message decoder, the HTTP SQL request parsing the Prisma query plan parsing and its Json rewriting (FUZZTIME executions each; corpus in testdata/fuzz).
 	$(GO) test ./pooler/session -run '^$$' -fuzz '^FuzzClientMessages$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pooler/edge -run '^$$' -fuzz '^FuzzParseBody$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pooler/edge -run '^$$' -fuzz '^FuzzArrayJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pooler/accelerate -run '^$$' -fuzz '^FuzzParseQueryRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pooler/accelerate -run '^$$' -fuzz '^FuzzReformatJSON$$' -fuzztime $(FUZZTIME)
 
 .PHONY: test-node
 test-node: ## End-to-end tests with real npm clients: @neondatabase/serverless (POST /sql, WebSocket, cache; test/node), then Prisma 7 (test-prisma).

@@ -340,6 +340,9 @@ func (r *Reconciler) ensureConfig(ctx context.Context, st *run) error {
 	if err != nil {
 		return reconcile.TerminalError(err)
 	}
+	if cfg.Auth.DecoySecret, err = r.decoySecret(ctx, st.pool); err != nil {
+		return err
+	}
 	secret, err := configSecret(st.pool, cfg)
 	if err != nil {
 		return err

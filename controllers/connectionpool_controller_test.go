@@ -155,6 +155,9 @@ func TestPoolCreatesChildrenAndTurnsReady(t *testing.T) {
 	if cfg.Pool.Size != 6 || cfg.Upstream.Port != suite.pg.Port || len(cfg.Keys) != 2 {
 		t.Fatalf("config %+v", cfg)
 	}
+	if len(cfg.Auth.DecoySecret) < 40 { // 32 random bytes, kept across renders (resourceVersions below)
+		t.Fatalf("config has no decoy secret shared by the replicas: %q", cfg.Auth.DecoySecret)
+	}
 	for _, name := range []string{"shop-default", "shop-ci"} {
 		app := children[name].(*corev1.Secret)
 		apiKey := string(app.Data["API_KEY"])

@@ -157,11 +157,10 @@ func verifierFor(key string, salt []byte, iters int) (config.Verifier, error) {
 	if v, ok := verifiers.Load(id); ok {
 		return v.(config.Verifier), nil
 	}
-	scram, err := apikey.NewSCRAMVerifier(key, salt, iters)
+	v, err := apikey.ConfigVerifier(key, salt, iters)
 	if err != nil {
 		return config.Verifier{}, err
 	}
-	v := config.Verifier{SCRAM: scram.String(), SHA256: apikey.Digest(key), Fingerprint: apikey.Fingerprint(key)}
 	if verifierCount.Add(1) > maxRememberedVerifiers {
 		verifiers.Clear() // rotations retire keys; start over rather than grow without bound
 		verifierCount.Store(1)

@@ -64,6 +64,11 @@ func poolerConfigBase(pool *poolingv1alpha1.ConnectionPool) config.Config {
 			CertFile: path.Join(tlsMountDir, corev1.TLSCertKey),
 			KeyFile:  path.Join(tlsMountDir, corev1.TLSPrivateKeyKey),
 		}
+	} else {
+		// tls.mode Disabled: TLS is terminated in front of the pooler (or the user accepts
+		// plaintext); keys then arrive over plain ws:// and HTTP, which the pooler otherwise
+		// refuses. Wire-protocol clients still authenticate with SCRAM.
+		cfg.AllowCleartextWithoutTLS = true
 	}
 	cfg.Database = pool.Spec.Upstream.Database
 	cfg.Upstream = config.Upstream{
@@ -105,7 +110,7 @@ func configSecret(pool *poolingv1alpha1.ConnectionPool, cfg *config.Config) (*co
 			Labels:    childLabels(pool, componentConfig),
 		},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{config.FileName: data},
+		Data: map[string][]byte{config.FileName: data, decoySecretKey: []byte(cfg.Auth.DecoySecret)},
 	}, nil
 }
 

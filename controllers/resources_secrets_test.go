@@ -43,6 +43,9 @@ func TestPoolerConfig(t *testing.T) {
 				if cfg.TLS == nil || cfg.TLS.CertFile != "/etc/edgepool/tls/tls.crt" || cfg.Listen.HTTP != ":8443" {
 					t.Fatalf("tls/listen %+v %+v", cfg.TLS, cfg.Listen)
 				}
+				if cfg.AllowCleartextWithoutTLS {
+					t.Fatal("cleartext keys allowed without TLS while the pooler serves TLS")
+				}
 				if len(cfg.Keys) != 2 || cfg.Keys[0].Name != "ci" || cfg.Keys[1].Name != "default" {
 					t.Fatalf("keys must be sorted by name: %+v", cfg.Keys)
 				}
@@ -69,6 +72,9 @@ func TestPoolerConfig(t *testing.T) {
 			check: func(t *testing.T, cfg *config.Config, _ []keyMaterial) {
 				if cfg.TLS != nil || !cfg.Paused || cfg.Pool.Mode != "session" || cfg.Upstream.CAFile != "/etc/edgepool/upstream-ca/ca.crt" {
 					t.Fatalf("config %+v", cfg)
+				}
+				if !cfg.AllowCleartextWithoutTLS { // TLS is terminated in front of the pooler
+					t.Fatal("tls.mode Disabled must let keys arrive over plain ws:// and HTTP")
 				}
 			},
 		},

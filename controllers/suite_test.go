@@ -47,8 +47,11 @@ var suite struct {
 	reconciler *Reconciler
 	mgrClient  client.Client // the manager's cached client
 	pg         *testpg.Server
-	nsCounter  atomic.Int64
-	logs       syncBuffer
+	// tlsPG serves TLS only, with a certificate for "localhost" alone (so 127.0.0.1 is a wrong
+	// host name for verify-full); its CA is tlsPG.CACert.
+	tlsPG     *testpg.Server
+	nsCounter atomic.Int64
+	logs      syncBuffer
 }
 
 func TestMain(m *testing.M) {
@@ -75,6 +78,13 @@ func runSuite(m *testing.M) int {
 	}
 	defer pg.Close()
 	suite.pg = pg
+	tlsPG, err := testpg.New(testpg.WithTLS("localhost"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start TLS PostgreSQL:", err)
+		return 1
+	}
+	defer tlsPG.Close()
+	suite.tlsPG = tlsPG
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))

@@ -9,13 +9,11 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
-	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/certs"
 )
 
 // TestUpstreamCheckAgainstRealPostgres classifies real connection attempts against the suite's
@@ -37,7 +35,7 @@ func TestUpstreamCheckAgainstRealPostgres(t *testing.T) {
 			Creds: upstreamCredentials{Username: pg.User, Password: "wrong-secret-123"}}, false, ReasonAuthenticationFailed, "authentication failed"},
 		{"unknown database", upstreamTarget{Host: pg.Host, Port: int32(pg.Port), Database: "nope", SSLMode: "disable", Creds: good}, false, ReasonDatabaseNotFound, "nope"},
 		{"nothing listening", upstreamTarget{Host: "127.0.0.1", Port: closedPort, Database: "postgres", SSLMode: "disable", Creds: good}, false, ReasonUnreachable, "cannot reach"},
-		{"require without server TLS", upstreamTarget{Host: pg.Host, Port: int32(pg.Port), Database: "postgres", SSLMode: "require", Creds: good}, false, "", ""},
+		{"require without server TLS", upstreamTarget{Host: pg.Host, Port: int32(pg.Port), Database: "postgres", SSLMode: "require", Creds: good}, false, ReasonTLSFailed, "does not offer TLS"},
 	}
 	checker := newUpstreamChecker()
 	checker.Timeout = 3 * time.Second
@@ -48,6 +46,48 @@ func TestUpstreamCheckAgainstRealPostgres(t *testing.T) {
 				t.Fatalf("got %+v", res)
 			}
 			if strings.Contains(res.Message, tt.target.Creds.Password) {
+				t.Fatalf("message contains the password: %q", res.Message)
+			}
+		})
+	}
+}
+
+// TestUpstreamCheckTLS: the reachability check against a TLS-only PostgreSQL (certificate for
+// "localhost") in each verifying sslMode, with its CA, another CA and a wrong host name.
+func TestUpstreamCheckTLS(t *testing.T) {
+	pg := suite.tlsPG
+	otherCA, _, err := certs.NewCA("other", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := upstreamCredentials{Username: pg.User, Password: pg.Password}
+	target := func(host, mode string, ca []byte) upstreamTarget {
+		return upstreamTarget{Host: host, Port: int32(pg.Port), Database: "postgres", SSLMode: mode, CA: ca, Creds: creds}
+	}
+	tests := []struct {
+		name       string
+		target     upstreamTarget
+		wantReason string
+	}{
+		{"require", target("localhost", "require", nil), ReasonConnected},
+		{"require with the CA", target("localhost", "require", pg.CACert), ReasonConnected},
+		{"verify-ca", target("127.0.0.1", "verify-ca", pg.CACert), ReasonConnected},
+		{"verify-full", target("localhost", "verify-full", pg.CACert), ReasonConnected},
+		{"require with another CA", target("localhost", "require", otherCA), ReasonTLSFailed},
+		{"verify-ca with another CA", target("localhost", "verify-ca", otherCA), ReasonTLSFailed},
+		{"verify-full with another CA", target("localhost", "verify-full", otherCA), ReasonTLSFailed},
+		{"verify-full with the wrong host name", target("127.0.0.1", "verify-full", pg.CACert), ReasonTLSFailed},
+		{"garbage CA", target("localhost", "verify-full", []byte("not a certificate")), ReasonTLSFailed},
+	}
+	checker := newUpstreamChecker()
+	checker.Timeout = 3 * time.Second
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := checker.try(context.Background(), tt.target)
+			if res.Reason != tt.wantReason || res.Reachable != (tt.wantReason == ReasonConnected) {
+				t.Fatalf("got %+v, want %s", res, tt.wantReason)
+			}
+			if strings.Contains(res.Message, pg.Password) {
 				t.Fatalf("message contains the password: %q", res.Message)
 			}
 		})
@@ -135,21 +175,8 @@ func TestUpstreamChecks(t *testing.T) {
 // Ready against a PostgreSQL that serves TLS only (the check verifies the server certificate for
 // the host name with the CA read from the Secret).
 func TestVerifyFullPoolBecomesReady(t *testing.T) {
-	pg := testpg.Start(t, testpg.WithTLS())
-	ctx := context.Background()
 	ns := newNamespace(t)
-	ca := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db-ca", Namespace: ns}, Data: map[string][]byte{"ca.crt": pg.CACert}}
-	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns},
-		StringData: map[string]string{"username": pg.User, "password": pg.Password}}
-	pool := testPool(ns, "tls")
-	pool.Spec.Upstream = poolingv1alpha1.Upstream{Host: "localhost", Port: int32(pg.Port), Database: "postgres",
-		SSLMode: "verify-full", CASecret: &poolingv1alpha1.SecretKeyRef{Name: ca.Name},
-		CredentialsSecret: poolingv1alpha1.CredentialsSecretRef{Name: creds.Name}}
-	for _, o := range []client.Object{ca, creds, pool} {
-		if err := suite.client.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	verifyFullPool(t, ns, "tls", suite.tlsPG.CACert)
 	markDeploymentAvailable(t, ns, "tls-pooler")
 	p := waitCondition(t, ns, "tls", poolingv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
 	if c := condition(p, poolingv1alpha1.ConditionUpstreamReachable); c.Reason != ReasonConnected {

@@ -12,7 +12,7 @@ import (
 // mountAccelerate serves the Prisma Accelerate protocol on the HTTP listener's mux when it is
 // enabled: the same pool, keys (those in force at each request) and query cache as the edge
 // transports. It returns nil when disabled.
-func (s *Server) mountAccelerate(mux *http.ServeMux, cfg *config.Config, cache *edge.Cache) (*accelerate.Server, error) {
+func (s *Server) mountAccelerate(mux *http.ServeMux, cfg *config.Config, cache *edge.Cache, limiter *edge.Limiter) (*accelerate.Server, error) {
 	if !cfg.HTTP.Accelerate.Enabled {
 		return nil, nil
 	}
@@ -28,6 +28,10 @@ func (s *Server) mountAccelerate(mux *http.ServeMux, cfg *config.Config, cache *
 		QueryTimeout:          cfg.HTTP.StatementTimeout.Duration,
 		MaxTransactionTimeout: cfg.HTTP.Accelerate.MaxTransactionTimeout.Duration,
 		MaxBindValues:         cfg.HTTP.Accelerate.MaxBindValues,
+		Limiter:               limiter,
+		BodyTimeout:           cfg.HTTP.BodyReadTimeout.Duration,
+		Guard:                 s.guard,
+		CleartextAllowed:      func() bool { return s.Config().AllowCleartextWithoutTLS },
 		Metrics:               metrics,
 		Logger:                s.log,
 	}

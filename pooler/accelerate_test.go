@@ -104,6 +104,7 @@ func TestAccelerateDrainRollsBackOpenTransactions(t *testing.T) {
 		c.Upstream.Database = "postgres"
 		c.Listen.HTTP = "127.0.0.1:0"
 		c.HTTP.Enabled = true
+		c.AllowCleartextWithoutTLS = true // plain HTTP on loopback
 	})
 	base := "http://" + h.srv.HTTPAddr().String()
 	code, body := postSQL(t, http.DefaultClient, base+"/transaction/start", h.key.secret, `{"maxWait":2000,"timeout":10000}`)
@@ -155,6 +156,7 @@ func TestAccelerateSharesTheConnectionBudget(t *testing.T) {
 	h := startPooler(t, func(c *config.Config) {
 		c.Listen.HTTP = "127.0.0.1:0"
 		c.HTTP.Enabled = true
+		c.AllowCleartextWithoutTLS = true // plain HTTP on loopback
 		c.Pool.Size = 1
 		c.Pool.QueryWaitTimeout = config.Duration{Duration: 300 * time.Millisecond}
 	})

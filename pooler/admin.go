@@ -94,7 +94,7 @@ type Metrics struct {
 	txSeconds    prometheus.Histogram
 	serverErrors *prometheus.CounterVec
 	bytes        *prometheus.CounterVec
-	authFailures prometheus.Counter
+	authFailures *prometheus.CounterVec
 	reloads      prometheus.Counter
 	reloadErrors prometheus.Counter
 }
@@ -118,9 +118,11 @@ func newMetrics() *Metrics {
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "edgepool_client_bytes_total", Help: "Bytes exchanged with clients (counted when a session ends).",
 	}, []string{"direction"})
-	m.authFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "edgepool_auth_failures_total", Help: "Client authentications refused.",
-	})
+	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgepool_auth_failures_total",
+		Help: "Client logins refused, by transport (tcp, websocket, http) and reason (wrong_key, unknown_key_name, " +
+			"protocol_error, cleartext_without_tls, too_many_failures).",
+	}, []string{"transport", "reason"})
 	m.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "edgepool_config_reloads_total", Help: "Config reloads applied."})
 	m.reloadErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "edgepool_config_reload_errors_total", Help: "Config reloads rejected."})
 	return m
@@ -142,6 +144,8 @@ func (m *Metrics) register(s *Server) {
 			func() float64 { return float64(s.proxy.Stats().ClientsWaiting) }),
 		gauge("edgepool_clients", "Client sessions by state.", prometheus.Labels{"state": "idle"},
 			func() float64 { return float64(s.proxy.Stats().ClientsIdle) }),
+		gauge("edgepool_clients", "Client sessions by state.", prometheus.Labels{"state": "login"},
+			func() float64 { return float64(s.proxy.Stats().LoggingIn) }),
 		gauge("edgepool_servers", "Upstream connections by state.", prometheus.Labels{"state": "active"},
 			func() float64 { return float64(s.pool.Stats().Active) }),
 		gauge("edgepool_servers", "Upstream connections by state.", prometheus.Labels{"state": "idle"},
@@ -156,6 +160,12 @@ func (m *Metrics) register(s *Server) {
 		}),
 		counter("edgepool_client_connections_total", "Client connections accepted.",
 			func() float64 { return float64(s.proxy.Stats().Accepted) }),
+		counter("edgepool_client_logins_evicted_total",
+			"Connections closed before finishing their login to make room for newer ones (pool.maxAuthenticatingConnections).",
+			func() float64 { return float64(s.proxy.Stats().LoginsEvicted) }),
+		counter("edgepool_client_connections_refused_total",
+			"Connections refused because pool.maxClientConnections clients were logged in.",
+			func() float64 { return float64(s.proxy.Stats().Refused) }),
 		counter("edgepool_pool_wait_timeouts_total", "Clients that got the query-wait timeout error.",
 			func() float64 { return float64(s.pool.Stats().WaitTimeouts) }),
 		counter("edgepool_upstream_connects_total", "Upstream connection attempts.",
@@ -167,8 +177,10 @@ func (m *Metrics) register(s *Server) {
 
 func (m *Metrics) observeWait(d time.Duration) { m.wait.Observe(d.Seconds()) }
 
-// AuthFailed implements session.Observer.
-func (m *Metrics) AuthFailed() { m.authFailures.Inc() }
+// authFailed counts a refused login (auth.Guard's onFailure).
+func (m *Metrics) authFailed(transport, reason string) {
+	m.authFailures.WithLabelValues(transport, reason).Inc()
+}
 
 // Transaction implements session.Observer.
 func (m *Metrics) Transaction(d time.Duration) {

@@ -1,13 +1,16 @@
 package pooler_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +41,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	pg.Close()
+	if tlsPG != nil {
+		tlsPG.Close()
+	}
 	os.Exit(code)
 }
 
@@ -54,17 +60,11 @@ func newTestKey(t testing.TB, name string) testKey {
 	if k, ok := keyCache[name]; ok {
 		return k
 	}
-	secret, err := apikey.Generate()
+	entry, secret, err := apikey.NewConfigKey(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	salt, _ := apikey.NewSalt()
-	v, err := apikey.NewSCRAMVerifier(secret, salt, apikey.DefaultIterations)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := testKey{name: name, secret: secret, entry: config.Key{Name: name, Verifiers: []config.Verifier{{
-		SCRAM: v.String(), SHA256: apikey.Digest(secret), Fingerprint: apikey.Fingerprint(secret)}}}}
+	k := testKey{name: name, secret: secret, entry: entry}
 	keyCache[name] = k
 	return k
 }
@@ -78,6 +78,25 @@ type harness struct {
 	key     testKey
 	cancel  context.CancelFunc
 	done    chan error
+	log     *logBuffer // everything the pooler logged (info and up)
+}
+
+// logBuffer collects log output for tests that assert on log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func baseConfig(t testing.TB) *config.Config {
@@ -101,15 +120,18 @@ func startPooler(t testing.TB, mutate func(*config.Config)) *harness {
 		mutate(cfg)
 	}
 	dir := t.TempDir()
-	h := &harness{t: t, cfg: cfg, cfgPath: filepath.Join(dir, config.FileName), key: newTestKey(t, "app"), done: make(chan error, 1)}
+	h := &harness{t: t, cfg: cfg, cfgPath: filepath.Join(dir, config.FileName), key: newTestKey(t, "app"), done: make(chan error, 1),
+		log: &logBuffer{}}
 	h.writeConfig(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	started := make(chan *pooler.Server, 1)
-	log := slog.New(slog.DiscardHandler)
+	var logOut io.Writer = h.log
+	level := slog.LevelInfo
 	if os.Getenv("EDGEPOOL_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		logOut, level = io.MultiWriter(h.log, os.Stderr), slog.LevelDebug
 	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 	go func() {
 		h.done <- pooler.Run(ctx, pooler.RunOptions{ConfigPath: h.cfgPath, Log: log,
 			Started: func(s *pooler.Server) { started <- s }})

@@ -27,6 +27,9 @@ type httpListener struct {
 	// reloadMu) and startHTTP touch them.
 	settings config.HTTP
 	cache    *edge.Cache
+	// limiter is the in-flight budget of every handler on the listener, in total and per key;
+	// it lives as long as the listener (reloads change its limits, not its counts).
+	limiter *edge.Limiter
 }
 
 // ServeHTTP serves a request with the handler in force.
@@ -45,11 +48,11 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 	if err := metrics.Register(s.metrics.registry); err != nil {
 		return fmt.Errorf("register http metrics: %w", err)
 	}
-	l := &httpListener{metrics: metrics}
+	l := &httpListener{metrics: metrics, limiter: edge.NewLimiter(0, 0)}
 	s.setHTTPCache(l, cfg)
 	// The Accelerate endpoint is mounted once (its settings are restart-only: it holds open
-	// transactions); it shares the cache the pooler started with.
-	accel, err := s.mountAccelerate(http.NewServeMux(), cfg, l.cache)
+	// transactions); it shares the cache the pooler started with and the in-flight budget.
+	accel, err := s.mountAccelerate(http.NewServeMux(), cfg, l.cache, l.limiter)
 	if err != nil {
 		return err
 	}
@@ -59,7 +62,7 @@ func (s *Server) startHTTP(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", cfg.Listen.HTTP, err)
 	}
-	srv := &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: l, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.Duration, IdleTimeout: 2 * time.Minute}
 	if cfg.TLS != nil {
 		srv.TLSConfig = &tls.Config{
 			MinVersion: tls.VersionTLS12,
@@ -94,6 +97,7 @@ func (s *Server) setHTTPCache(l *httpListener, cfg *config.Config) {
 // cfg's limits and cache, and the Accelerate endpoint mounted at start.
 func (s *Server) setHTTPHandler(l *httpListener, cfg *config.Config) {
 	l.settings = cfg.HTTP
+	l.limiter.SetLimits(limitsFor(cfg, s.nofile).maxClients, cfg.HTTP.MaxInFlightPerKey)
 	mux := http.NewServeMux()
 	mux.Handle("/", edge.NewServer(edge.Options{
 		Upstream:         edge.PoolUpstream(s.pool),
@@ -102,7 +106,10 @@ func (s *Server) setHTTPHandler(l *httpListener, cfg *config.Config) {
 		MaxRequestBytes:  cfg.HTTP.MaxRequestBytes,
 		MaxResponseBytes: cfg.HTTP.MaxResponseBytes,
 		StatementTimeout: cfg.HTTP.StatementTimeout.Duration,
-		MaxInFlight:      cfg.Pool.MaxClientConnections,
+		Limiter:          l.limiter,
+		BodyTimeout:      cfg.HTTP.BodyReadTimeout.Duration,
+		Guard:            s.guard,
+		CleartextAllowed: func() bool { return s.Config().AllowCleartextWithoutTLS },
 		Cache:            l.cache,
 		DefaultCacheTTL:  cfg.HTTP.Cache.DefaultTTL.Duration,
 		WebSocket:        edge.WebSocketSessions(s.proxy),

@@ -47,6 +47,7 @@ func TestHTTPListenerServesSQLAndFollowsKeyReload(t *testing.T) {
 		c.Listen.HTTP = "127.0.0.1:0"
 		c.HTTP.Enabled = true
 		c.HTTP.Cache.Enabled = true
+		c.AllowCleartextWithoutTLS = true // plain HTTP on loopback
 	})
 	url := "http://" + h.srv.HTTPAddr().String() + "/sql"
 	code, body := postSQL(t, http.DefaultClient, url, h.key.secret, `{"query": "select current_database() as db"}`)
@@ -169,6 +170,7 @@ func TestHTTPCacheFollowsReload(t *testing.T) {
 	h := startPooler(t, func(c *config.Config) {
 		c.Listen.HTTP = "127.0.0.1:0"
 		c.HTTP.Enabled = true
+		c.AllowCleartextWithoutTLS = true // plain HTTP on loopback
 	})
 	url := "http://" + h.srv.HTTPAddr().String() + "/sql"
 	cacheStatus := func() string {

@@ -4,16 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/edgepool/edgepool/internal/testwait"
 	"github.com/edgepool/edgepool/pooler"
+	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -28,20 +32,9 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestAdminEndpoints(t *testing.T) {
 	h := startPooler(t, nil)
-	waitFor(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
+	testwait.For(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
 	if code, _ := httpGet(t, h.adminURL("/healthz")); code != 200 {
 		t.Fatalf("/healthz = %d", code)
 	}
@@ -72,44 +65,126 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 }
 
-// A key removed from the config file is refused for new connections; its open sessions
-// carry on.
-func TestKeyRemovedOnReload(t *testing.T) {
-	ci := newTestKey(t, "ci")
-	h := startPooler(t, func(c *config.Config) { c.Keys = append(c.Keys, ci.entry) })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	open, err := pgconn.Connect(ctx, h.dsn(ci, ""))
+// TestRevokedKeysSessionsCloseAfterTheirTransaction: limit proved — sessions of keys that
+// were removed, disabled (the operator leaves them out), rotated out or expired are closed at
+// the next reload: an idle one within 2 s, one inside a transaction when it ends (it can still
+// commit); sessions of valid keys and of the new key of a rotation carry on; new connections
+// with a revoked key are refused; a bad file keeps the running config.
+func TestRevokedKeysSessionsCloseAfterTheirTransaction(t *testing.T) {
+	for _, mode := range []string{config.ModeTransaction, config.ModeSession} {
+		t.Run(mode, func(t *testing.T) {
+			ci := newTestKey(t, "ci")
+			salt, _ := apikey.NewSalt()
+			rotNew, rotNewEntry := keyWithSalt(t, salt, nil)
+			later := time.Now().Add(time.Hour)
+			rotOld, rotOldEntry := keyWithSalt(t, salt, &later)
+			rot := config.Key{Name: "rot", Verifiers: []config.Verifier{rotNewEntry, rotOldEntry}}
+			h := startPooler(t, func(c *config.Config) {
+				c.Pool.Mode = mode
+				c.Pool.Size = 8 // session mode: every session holds one
+				c.Keys = append(c.Keys, ci.entry, rot)
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			connect := func(user, secret string) *pgconn.PgConn {
+				c, err := pgconn.Connect(ctx, h.dsn(testKey{name: user, secret: secret}, ""))
+				if err != nil {
+					t.Fatalf("connect as %s: %v", user, err)
+				}
+				t.Cleanup(func() { c.Close(context.Background()) })
+				exec1(ctx, t, c, "select 1")
+				return c
+			}
+			ciIdle, ciInTx := connect("ci", ci.secret), connect("ci", ci.secret)
+			rotOldIdle, rotNewIdle := connect("rot", rotOld), connect("rot", rotNew)
+			appIdle := connect(h.key.name, h.key.secret)
+			exec1(ctx, t, ciInTx, "begin")
+			exec1(ctx, t, ciInTx, "select 1")
+
+			// Remove ci; rotate rot (its previous key leaves).
+			cfg := *h.cfg
+			cfg.Keys = []config.Key{h.key.entry, {Name: "rot", Verifiers: []config.Verifier{rotNewEntry}}}
+			reloaded := time.Now()
+			h.writeConfig(&cfg)
+			for name, c := range map[string]*pgconn.PgConn{"ci idle": ciIdle, "rot previous key idle": rotOldIdle} {
+				code, took := closedWith(t, c, reloaded)
+				t.Logf("%s: closed with %s %v after the reload", name, code, took.Round(time.Millisecond))
+				if code != "57P01" || took > 2*time.Second {
+					t.Fatalf("%s: closed with %q after %v, want 57P01 within 2 s", name, code, took)
+				}
+			}
+			// The transaction in flight finishes; then its session closes.
+			exec1(ctx, t, ciInTx, "select 2")
+			exec1(ctx, t, ciInTx, "commit")
+			if code, _ := closedWith(t, ciInTx, time.Now()); code != "57P01" {
+				t.Fatalf("ci session after its transaction: %q, want 57P01", code)
+			}
+			for name, c := range map[string]*pgconn.PgConn{"app": appIdle, "rot new key": rotNewIdle} {
+				if got := exec1(ctx, t, c, "select 3"); got != "3" {
+					t.Fatalf("%s session after the reload: %q", name, got)
+				}
+			}
+			if _, err := pgconn.Connect(ctx, h.dsn(ci, "")); pgCode(err) != "28P01" {
+				t.Fatalf("removed key at login: %v", err)
+			}
+			if _, err := pgconn.Connect(ctx, h.dsn(testKey{name: "rot", secret: rotOld}, "")); pgCode(err) != "28P01" {
+				t.Fatalf("rotated-out key at login: %v", err)
+			}
+
+			// Expiry: a reload after the new key's notAfter closes its sessions too.
+			past := time.Now().Add(-time.Second)
+			expired := rotNewEntry
+			expired.NotAfter = &past
+			cfg.Keys = []config.Key{h.key.entry, {Name: "rot", Verifiers: []config.Verifier{expired}}}
+			reloaded = time.Now()
+			h.writeConfig(&cfg)
+			if code, took := closedWith(t, rotNewIdle, reloaded); code != "57P01" || took > 2*time.Second {
+				t.Fatalf("expired key's session: %q after %v", code, took)
+			}
+
+			// A bad file keeps the running config.
+			if err := writeRaw(h, "{not json"); err != nil {
+				t.Fatal(err)
+			}
+			testwait.For(t, "the bad file to be rejected", 5*time.Second, func() bool {
+				return metricValue(t, h, "edgepool_config_reload_errors_total") >= 1
+			})
+			if got := exec1(ctx, t, appIdle, "select 4"); got != "4" {
+				t.Fatal("valid session broken by a bad config file")
+			}
+		})
+	}
+}
+
+// keyWithSalt makes a key and its verifier with the given salt (keys of one name share it).
+func keyWithSalt(t *testing.T, salt []byte, notAfter *time.Time) (string, config.Verifier) {
+	t.Helper()
+	secret, err := apikey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer open.Close(ctx)
-	exec1(ctx, t, open, "begin")
-
-	cfg := *h.cfg
-	cfg.Keys = []config.Key{h.key.entry}
-	h.writeConfig(&cfg)
-	waitFor(t, "the removed key to be refused", 5*time.Second, func() bool {
-		c, err := pgconn.Connect(ctx, h.dsn(ci, ""))
-		if err == nil {
-			c.Close(ctx)
-			return false
-		}
-		return pgCode(err) == "28P01"
-	})
-	// The open session finishes its transaction and keeps working.
-	exec1(ctx, t, open, "select 1")
-	exec1(ctx, t, open, "commit")
-	if got := exec1(ctx, t, open, "select 2"); got != "2" {
-		t.Fatalf("open session after key removal: %q", got)
-	}
-	// The remaining key still works, and a bad file keeps the running config.
-	h.connect(ctx, t)
-	if err := writeRaw(h, "{not json"); err != nil {
+	v, err := apikey.ConfigVerifier(secret, salt, apikey.DefaultIterations)
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	h.connect(ctx, t)
+	v.NotAfter = notAfter
+	return secret, v
+}
+
+// closedWith waits (up to 5 s) for the pooler to end a session and returns the SQLSTATE of
+// the FATAL it sent and how long after since it arrived.
+func closedWith(t *testing.T, c *pgconn.PgConn, since time.Time) (string, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	msg, err := c.ReceiveMessage(ctx) // pgconn returns a FATAL as its error
+	took := time.Since(since)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code, took
+	}
+	t.Fatalf("session not closed with a FATAL: %T %v", msg, err)
+	return "", took
 }
 
 func writeRaw(h *harness, s string) error {
@@ -129,13 +204,13 @@ func TestReloadPoolSizeAndPause(t *testing.T) {
 	cfg.Paused = true
 	cfg.Pool.QueryWaitTimeout = config.Duration{Duration: 300 * time.Millisecond}
 	h.writeConfig(&cfg)
-	waitFor(t, "pool resize", 5*time.Second, func() bool { return h.srv.Pool().Stats().Size == 2 })
+	testwait.For(t, "pool resize", 5*time.Second, func() bool { return h.srv.Pool().Stats().Size == 2 })
 	if _, err := c.Exec(ctx, "select 1").ReadAll(); pgCode(err) != "53300" {
 		t.Fatalf("paused pool: want 53300, got %v", err)
 	}
 	cfg.Paused = false
 	h.writeConfig(&cfg)
-	waitFor(t, "unpause", 5*time.Second, func() bool { return !h.srv.Pool().Stats().Paused })
+	testwait.For(t, "unpause", 5*time.Second, func() bool { return !h.srv.Pool().Stats().Paused })
 	exec1(ctx, t, c, "select 1")
 }
 
@@ -145,7 +220,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 	h := startPooler(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	waitFor(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
+	testwait.For(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
 	setup := h.connect(ctx, t)
 	exec1(ctx, t, setup, "create table if not exists drained (v int); truncate drained")
 	idle := h.connect(ctx, t)
@@ -156,7 +231,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 	exec1(ctx, t, inTx, "insert into drained values (7)")
 
 	h.cancel() // what SIGTERM does in cmd/edgepool
-	waitFor(t, "readiness false", 2*time.Second, func() bool {
+	testwait.For(t, "readiness false", 2*time.Second, func() bool {
 		resp, err := http.Get(h.adminURL("/readyz"))
 		if err != nil {
 			return true
@@ -164,7 +239,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable
 	})
-	waitFor(t, "new connections refused", 2*time.Second, func() bool {
+	testwait.For(t, "new connections refused", 2*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", h.srv.PostgresAddr().String(), time.Second)
 		if err != nil {
 			return true
@@ -173,7 +248,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 		return false
 	})
 	// The idle client is closed by the drain.
-	waitFor(t, "idle client closed", 2*time.Second, func() bool {
+	testwait.For(t, "idle client closed", 2*time.Second, func() bool {
 		_, err := idle.Exec(ctx, "select 1").ReadAll()
 		return err != nil
 	})
@@ -275,7 +350,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	// connection dies is closed, as in PgBouncer): the old password no longer works.
 	pg.Exec(t, "alter role reload_a password 'second'")
 	pg.Exec(t, "select pg_terminate_backend(pid) from pg_stat_activity where usename = 'reload_a'")
-	waitFor(t, "the old password refused", 5*time.Second, func() bool {
+	testwait.For(t, "the old password refused", 15*time.Second, func() bool {
 		probe := h.connect(ctx, t)
 		defer probe.Close(ctx)
 		_, err := probe.Exec(ctx, "select 1").ReadAll()
@@ -284,7 +359,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	cfg := *h.cfg
 	cfg.Upstream.Password = "second"
 	h.writeConfig(&cfg) // picked up by the file watch, not at once
-	waitFor(t, "queries with the new password", 5*time.Second, func() bool {
+	testwait.For(t, "queries with the new password", 15*time.Second, func() bool {
 		probe := h.connect(ctx, t)
 		defer probe.Close(ctx)
 		_, err := probe.Exec(ctx, "select 1").ReadAll()
@@ -296,7 +371,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	// A different role: idle connections of the old role are retired, not reused.
 	cfg.Upstream.User, cfg.Upstream.Password = "reload_b", "other"
 	h.writeConfig(&cfg)
-	waitFor(t, "queries as the new role", 5*time.Second, func() bool {
+	testwait.For(t, "queries as the new role", 15*time.Second, func() bool {
 		res, err := c.Exec(ctx, "select current_user").ReadAll()
 		return err == nil && len(res) == 1 && len(res[0].Rows) == 1 && string(res[0].Rows[0][0]) == "reload_b"
 	})
@@ -340,7 +415,7 @@ func TestMalformedMessageDuringRelayDoesNotDeadlock(t *testing.T) {
 	if !strings.Contains(string(data), "08P01") {
 		t.Fatalf("no FATAL 08P01 among %d bytes", len(data))
 	}
-	waitFor(t, "upstream connection back in the pool", 5*time.Second, func() bool {
+	testwait.For(t, "upstream connection back in the pool", 5*time.Second, func() bool {
 		return h.srv.Pool().Stats().Active == 0
 	})
 	other := h.connect(ctx, t)
@@ -353,4 +428,60 @@ func TestMalformedMessageDuringRelayDoesNotDeadlock(t *testing.T) {
 func appendMessage(dst []byte, typ byte, body []byte) []byte {
 	n := len(body) + 4
 	return append(append(dst, typ, byte(n>>24), byte(n>>16), byte(n>>8), byte(n)), body...)
+}
+
+// TestGarbageNeverReachesUpstream: limit proved — client messages are checked before they are
+// forwarded. 200 authenticated clients each send a message with a valid type byte and a
+// malformed body; every one is closed with 08P01 and not one upstream connection is opened or
+// used for them.
+func TestGarbageNeverReachesUpstream(t *testing.T) {
+	h := startPooler(t, func(c *config.Config) { c.Pool.Size = 20 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	warm := h.connect(ctx, t)
+	exec1(ctx, t, warm, "select 1")
+	connectsBefore := metricValue(t, h, "edgepool_upstream_connects_total")
+	garbage := [][]byte{
+		appendMessage(nil, 'Q', []byte("select 1")),                     // no NUL
+		appendMessage(nil, 'Q', []byte("select 1\x00trailing")),         // bytes after the string
+		appendMessage(nil, 'P', []byte("s\x00select 1\x00\x00\x05")),    // 5 parameter types announced, none sent
+		appendMessage(nil, 'B', []byte("\x00\x00\x00\x00\x00\x01\x00")), // parameter count cut short
+		appendMessage(nil, 'E', []byte("\x00\x00")),                     // row limit cut short
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[string]int{}
+	slots := make(chan struct{}, 20) // 20 at a time: 200 SCRAM logins at once outlast the auth timeout under -race
+	for i := range 200 {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			c, err := pgconn.Connect(ctx, h.dsn(h.key, ""))
+			if err != nil {
+				t.Errorf("connect: %v", err)
+				return
+			}
+			defer c.Close(ctx)
+			_, _ = c.Conn().Write(garbage[i%len(garbage)])
+			msg, err := c.ReceiveMessage(ctx) // pgconn turns a FATAL into its error
+			code := fmt.Sprintf("%T %v", msg, err)
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) {
+				code = pgErr.Severity + " " + pgErr.Code
+			}
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if codes["FATAL 08P01"] != 200 {
+		t.Fatalf("answers to garbage: %v, want 200 × FATAL 08P01", codes)
+	}
+	if after := metricValue(t, h, "edgepool_upstream_connects_total"); after != connectsBefore {
+		t.Fatalf("garbage opened %v upstream connections", after-connectsBefore)
+	}
+	if got := exec1(ctx, t, warm, "select 2"); got != "2" {
+		t.Fatal("pooler broken after garbage")
+	}
 }

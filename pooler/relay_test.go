@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/edgepool/edgepool/internal/testwait"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -295,7 +296,7 @@ func TestStatementRegistryStaysWithinBudget(t *testing.T) {
 	if err := c.send(msg('X')); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "client gone", 10*time.Second, func() bool { return h.srv.Proxy().Stats().Clients == 0 })
+	testwait.For(t, "client gone", 10*time.Second, func() bool { return h.srv.Proxy().Stats().Clients == 0 })
 	heapAfter := liveHeap()
 	t.Logf("live heap %d KiB before the client, %d KiB after it left", heapBefore>>10, heapAfter>>10)
 	if heapAfter > heapBefore+budget+4<<20 {
@@ -333,7 +334,7 @@ func TestStalledClientsAreCut(t *testing.T) {
 			}
 			clients = append(clients, c)
 		}
-		waitFor(t, "five connections pinned", 10*time.Second, func() bool { return active() == 5 })
+		testwait.For(t, "five connections pinned", 10*time.Second, func() bool { return active() == 5 })
 		start := time.Now()
 		for i, c := range clients {
 			_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -356,13 +357,13 @@ func TestStalledClientsAreCut(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, "five connections pinned", 10*time.Second, func() bool { return active() == 5 })
+		testwait.For(t, "five connections pinned", 10*time.Second, func() bool { return active() == 5 })
 		start := time.Now()
 		selectOne(ctx, t, h)
 		if d := time.Since(start); d > stall+2*time.Second {
 			t.Fatalf("a connection came free only after %v (clientStallTimeout %v)", d, stall)
 		}
-		waitFor(t, "stalled readers cut", 10*time.Second, func() bool { return h.srv.Proxy().Stats().Clients == 0 })
+		testwait.For(t, "stalled readers cut", 10*time.Second, func() bool { return h.srv.Proxy().Stats().Clients == 0 })
 	})
 }
 
@@ -399,7 +400,7 @@ func TestTerminatedConnectionsAreReplaced(t *testing.T) {
 			}
 		}
 		if waitGone {
-			waitFor(t, "terminated backends gone", 10*time.Second, func() bool {
+			testwait.For(t, "terminated backends gone", 10*time.Second, func() bool {
 				res, err := admin.Exec(ctx, "select count(*) from pg_stat_activity where pid in ("+joinPIDs(pids)+")").ReadAll()
 				return err == nil && string(res[0].Rows[0][0]) == "0"
 			})

@@ -41,7 +41,11 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	s.guard.Update(guardSettings(cfg))
 	s.proxy.SetRuntime(rt)
+	if n := s.proxy.CloseRevoked(rt.Keyring, time.Now()); n > 0 {
+		s.log.Info("closing sessions of disabled, removed or expired keys after their transaction", "sessions", n)
+	}
 	if upstreamChanged {
 		s.upstream.Store(upstream)
 		// Same server and role with a new password: the open sessions stay valid. Anything else

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -22,6 +23,7 @@ import (
 	"github.com/edgepool/edgepool/pooler/config"
 	"github.com/edgepool/edgepool/pooler/pool"
 	"github.com/edgepool/edgepool/pooler/session"
+	"github.com/edgepool/edgepool/pooler/upstream"
 )
 
 // Server is one pooler process.
@@ -32,6 +34,7 @@ type Server struct {
 	cert     atomic.Pointer[tls.Certificate]
 	pool     *pool.Pool
 	proxy    *session.Proxy
+	guard    *auth.Guard
 	metrics  *Metrics
 	reloadMu sync.Mutex
 
@@ -42,6 +45,7 @@ type Server struct {
 	sessions      sync.WaitGroup
 
 	upstream   atomic.Pointer[pgconn.Config]
+	nofile     uint64 // RLIMIT_NOFILE: client caps are lowered to fit it
 	started    atomic.Bool
 	upstreamOK atomic.Bool
 	draining   atomic.Bool
@@ -53,12 +57,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{log: log}
-	upstream, err := upstreamConfig(cfg)
+	s := &Server{log: log, nofile: fileLimit()}
+	upstreamCfg, err := upstreamConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s.upstream.Store(upstream)
+	s.upstream.Store(upstreamCfg)
 	s.metrics = newMetrics()
 	s.pool = pool.New(poolSettings(cfg), pool.Options{
 		// Reload may swap the upstream settings (credentials); each new connection uses the latest.
@@ -67,14 +71,17 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		},
 		ObserveWait: s.metrics.observeWait,
 		OnConnectError: func(err error) {
-			var up config.Upstream
+			var target upstream.Target
 			if c := s.Config(); c != nil {
-				up = c.Upstream
+				target = upstream.Target{Host: c.Upstream.Host, Port: c.Upstream.Port, User: c.Upstream.User,
+					Database: c.Upstream.Database, SSLMode: c.Upstream.SSLMode, RequireAuth: c.Upstream.RequireAuth}
 			}
-			log.Warn("upstream connection failed", "host", up.Host, "port", up.Port, "err", err)
+			f := upstream.Classify(err, target)
+			log.Warn("upstream connection failed", "host", target.Host, "port", target.Port, "reason", f.Reason, "err", f.Message)
 		},
 	})
 	s.pool.SetPaused(cfg.Paused)
+	s.guard = auth.NewGuard(log, s.metrics.authFailed, guardSettings(cfg))
 	if err := s.loadCert(cfg); err != nil {
 		s.pool.Close()
 		return nil, err
@@ -91,15 +98,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// upstreamConfig turns the config's upstream settings into a pgconn config.
+// upstreamConfig turns the config's upstream settings into a pgconn config (TLS per sslMode
+// with the CA file read now, require_auth).
 func upstreamConfig(cfg *config.Config) (*pgconn.Config, error) {
-	upstream, err := pgconn.ParseConfig(cfg.UpstreamDSN())
+	target, err := cfg.UpstreamTarget()
 	if err != nil {
-		// pgconn's parse errors can quote the connection string; do not pass them on.
-		return nil, errors.New("upstream: invalid connection settings (host, port, sslMode, caFile)")
+		return nil, err
 	}
-	upstream.ConnectTimeout = cfg.Pool.ConnectTimeout.Duration
-	return upstream, nil
+	return upstream.ConnConfig(target)
 }
 
 // Pool is the process's upstream pool (for the HTTP and WebSocket transports).
@@ -148,10 +154,19 @@ func poolSettings(cfg *config.Config) pool.Settings {
 	}
 }
 
+func guardSettings(cfg *config.Config) auth.GuardSettings {
+	return auth.GuardSettings{MaxFailuresPerSource: cfg.Auth.MaxFailuresPerSource, FailureWindow: cfg.Auth.FailureWindow.Duration}
+}
+
 func (s *Server) runtimeFrom(cfg *config.Config) (*session.Runtime, error) {
-	ring, err := auth.NewKeyring(cfg.Keys)
+	ring, err := auth.NewKeyring(cfg.Keys, auth.DecoySecret([]byte(cfg.Auth.DecoySecret)))
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
+	}
+	limits := limitsFor(cfg, s.nofile)
+	if limits.lowered {
+		s.log.Warn("pool.maxClientConnections lowered to fit the file descriptor limit (RLIMIT_NOFILE)",
+			"configured", cfg.Pool.MaxClientConnections, "inForce", limits.maxClients, "nofile", s.nofile)
 	}
 	rt := &session.Runtime{
 		Keyring:                  ring,
@@ -159,13 +174,15 @@ func (s *Server) runtimeFrom(cfg *config.Config) (*session.Runtime, error) {
 		SessionMode:              cfg.Pool.Mode == config.ModeSession,
 		PreferCleartext:          cfg.ClientAuthMethod == config.AuthPassword,
 		AllowCleartextWithoutTLS: cfg.AllowCleartextWithoutTLS,
-		MaxClients:               cfg.Pool.MaxClientConnections,
+		MaxClients:               limits.maxClients,
+		MaxAuthenticating:        limits.maxAuthenticating,
 		AuthTimeout:              cfg.Pool.AuthTimeout.Duration,
 		IdleTransactionTimeout:   cfg.Pool.IdleTransactionTimeout.Duration,
 		MaxMessageBytes:          cfg.Pool.MaxMessageBytes,
 		PreparedPerConn:          cfg.Pool.PreparedStatementsPerConn,
 		PreparedStatementBytes:   cfg.Pool.PreparedStatementBytes,
 		ClientStallTimeout:       cfg.Pool.ClientStallTimeout.Duration,
+		Guard:                    s.guard,
 	}
 	if cfg.TLS != nil {
 		rt.TLS = &tls.Config{
@@ -254,15 +271,27 @@ func (s *Server) warmup(ctx context.Context) {
 
 func (s *Server) acceptLoop(l net.Listener) {
 	var delay time.Duration
+	var failures int
+	var loggedAt time.Time
 	for {
 		conn, err := l.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Out of file descriptors and the like: back off instead of spinning.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed", "err", err)
+			// Out of file descriptors (or the like): free one by closing the connection that
+			// has been logging in longest, and back off instead of spinning. New connections
+			// wait in the kernel's listen queue meanwhile.
+			evicted := (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && s.proxy.EvictOldestLogin()
+			delay = min(max(2*delay, 5*time.Millisecond), 250*time.Millisecond)
+			if evicted {
+				delay = time.Millisecond
+			}
+			failures++
+			if time.Since(loggedAt) > 10*time.Second {
+				s.log.Warn("accept failed; backing off", "err", err, "failuresSinceLastLog", failures, "evictedALogin", evicted)
+				loggedAt, failures = time.Now(), 0
+			}
 			time.Sleep(delay)
 			continue
 		}
@@ -272,7 +301,7 @@ func (s *Server) acceptLoop(l net.Listener) {
 			_ = tc.SetKeepAlive(true)
 		}
 		s.sessions.Add(1)
-		s.proxy.ServeConnAsync(context.Background(), conn, session.Options{}, func(error) { s.sessions.Done() })
+		s.proxy.ServeConnAsync(context.Background(), conn, session.Options{Transport: "tcp"}, func(error) { s.sessions.Done() })
 	}
 }
 

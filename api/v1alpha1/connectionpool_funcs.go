@@ -78,7 +78,7 @@ func (p *ConnectionPool) UpstreamPort() int32 {
 // UpstreamSSLMode is spec.upstream.sslMode with its default.
 func (p *ConnectionPool) UpstreamSSLMode() SSLMode {
 	if p.Spec.Upstream.SSLMode == "" {
-		return "prefer"
+		return "require"
 	}
 	return p.Spec.Upstream.SSLMode
 }

@@ -159,10 +159,11 @@ type Upstream struct {
 	// +kubebuilder:validation:MaxLength=63
 	Database string `json:"database"`
 
-	// SSLMode is the libpq sslmode towards the upstream: disable, prefer (default), require,
-	// verify-ca or verify-full.
+	// SSLMode is the libpq sslmode towards the upstream: disable, prefer, require (default:
+	// encrypted; with caSecret the chain is checked), verify-ca or verify-full (recommended:
+	// chain and host name checked against caSecret).
 	// +optional
-	// +kubebuilder:default=prefer
+	// +kubebuilder:default=require
 	SSLMode SSLMode `json:"sslMode,omitempty"`
 
 	// CASecret names a Secret in the pool's namespace holding the upstream's CA bundle; required

@@ -18,7 +18,7 @@ func runKeygen(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	entry, key, err := newKeyEntry(*name)
+	entry, key, err := apikey.NewConfigKey(*name)
 	if err != nil {
 		return err
 	}
@@ -29,22 +29,4 @@ func runKeygen(args []string) error {
 	fmt.Fprintf(os.Stdout, "API key (shown once; give it to the client, it is the password):\n%s\n\n", key)
 	fmt.Fprintf(os.Stdout, "Config entry for \"keys\" in %s:\n%s\n", config.FileName, out)
 	return nil
-}
-
-func newKeyEntry(name string) (config.Key, string, error) {
-	key, err := apikey.Generate()
-	if err != nil {
-		return config.Key{}, "", err
-	}
-	salt, err := apikey.NewSalt()
-	if err != nil {
-		return config.Key{}, "", err
-	}
-	v, err := apikey.NewSCRAMVerifier(key, salt, apikey.DefaultIterations)
-	if err != nil {
-		return config.Key{}, "", err
-	}
-	return config.Key{Name: name, Verifiers: []config.Verifier{{
-		SCRAM: v.String(), SHA256: apikey.Digest(key), Fingerprint: apikey.Fingerprint(key),
-	}}}, key, nil
 }

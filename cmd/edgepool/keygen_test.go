@@ -4,12 +4,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
 func TestKeygenEntryAcceptsItsKey(t *testing.T) {
-	entry, key, err := newKeyEntry("ci")
+	entry, key, err := apikey.NewConfigKey("ci")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +21,9 @@ func TestKeygenEntryAcceptsItsKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ring.CheckPassword("ci", key, time.Now()) || ring.CheckPassword("ci", key+"x", time.Now()) {
+	_, good := ring.CheckPassword("ci", key, time.Now())
+	_, bad := ring.CheckPassword("ci", key+"x", time.Now())
+	if !good || bad {
 		t.Fatal("keygen entry does not match its key")
 	}
 }

@@ -4,11 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testwait"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -48,53 +45,11 @@ func TestPoolerProcessDrainsOnSIGTERM(t *testing.T) {
 	pg := testpg.Start(t)
 	pg.Exec(t, "create table drained (v int)")
 
-	entry, key, err := newKeyEntry("app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Defaults()
-	cfg.Listen = config.Listen{Postgres: freeAddr(t), Admin: freeAddr(t)}
-	cfg.Database = "postgres"
-	cfg.Upstream = config.Upstream{Host: pg.Host, Port: pg.Port, Database: "postgres", User: pg.User,
-		Password: pg.Password, SSLMode: "disable"}
+	cfg, key := processConfig(t, pg)
 	cfg.Pool.Size = 2
 	cfg.Pool.ShutdownTimeout = config.Duration{Duration: 10 * time.Second}
-	cfg.Keys = []config.Key{entry}
-	data, err := cfg.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(t.TempDir(), config.FileName)
-	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	var logs strings.Builder
-	cmd := exec.Command(os.Args[0], "pooler", "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "EDGEPOOL_TEST_RUN_MAIN=1")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("pooler output:\n%s", logs.String())
-		}
-	})
-
-	readyz := "http://" + cfg.Listen.Admin + "/readyz"
-	ready := func() bool {
-		resp, err := http.Get(readyz)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
-	waitUntil(t, "pooler ready", 15*time.Second, ready)
+	p := startPoolerProcess(t, cfg)
+	cmd, exited, ready := p.cmd, p.exited, p.ready
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -115,8 +70,8 @@ func TestPoolerProcessDrainsOnSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "readiness false", 3*time.Second, func() bool { return !ready() })
-	waitUntil(t, "new connections refused", 3*time.Second, func() bool {
+	testwait.For(t, "readiness false", 3*time.Second, func() bool { return !ready() })
+	testwait.For(t, "new connections refused", 3*time.Second, func() bool {
 		c, err := pgx.Connect(ctx, dsn)
 		if err != nil {
 			return true
@@ -146,16 +101,5 @@ func TestPoolerProcessDrainsOnSIGTERM(t *testing.T) {
 	var v int
 	if err := check.QueryRow(ctx, "select v from drained").Scan(&v); err != nil || v != 42 {
 		t.Fatalf("committed row: %d %v", v, err)
-	}
-}
-
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
 	}
 }

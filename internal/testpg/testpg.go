@@ -196,10 +196,7 @@ func (s *Server) ExecErr(sql string) error {
 // Stop shuts the server down (fast shutdown: open sessions are terminated). Data is kept, so
 // Restart brings it back on the same port. Stopping a stopped server does nothing.
 func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, done := s.takeCmd()
 	if cmd == nil {
 		return
 	}
@@ -210,6 +207,27 @@ func (s *Server) Stop() {
 		_ = cmd.Process.Kill()
 		<-done
 	}
+}
+
+// Kill ends the server the hard way (SIGKILL to the postmaster, as kill -9 does) and waits for
+// it to exit; its backends notice and exit on their own. Restart brings it back (crash
+// recovery replays the WAL: committed transactions survive).
+func (s *Server) Kill() {
+	cmd, done := s.takeCmd()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// takeCmd hands the running postmaster over to the caller, which stops it.
+func (s *Server) takeCmd() (*exec.Cmd, chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	return cmd, done
 }
 
 // Restart stops the server if it runs and starts it again on the same port.

@@ -28,15 +28,15 @@ var errResponseTooLarge = resourceLimit("P6009", "Response size limit exceeded")
 
 // run executes a statement without parameters (transaction control).
 func (c *dbConn) run(ctx context.Context, sql string) (*resultSet, error) {
-	return c.runStatement(ctx, sql, nil, true)
+	return c.runStatement(ctx, sql, pgParams{}, true)
 }
 
 // runStatement executes one statement and reads its rows; with readRows false they are not
 // read, whatever their types (an execute node only wants the affected-row count). A
 // statement without parameters goes through the simple protocol, as node-postgres sends it,
 // so it may hold several commands; the last one's result is kept.
-func (c *dbConn) runStatement(ctx context.Context, sql string, params []pgParam, readRows bool) (*resultSet, error) {
-	if len(params) == 0 {
+func (c *dbConn) runStatement(ctx context.Context, sql string, params pgParams, readRows bool) (*resultSet, error) {
+	if len(params.values) == 0 {
 		results, err := c.pc.Exec(ctx, sql).ReadAll()
 		if err != nil {
 			return nil, err
@@ -63,18 +63,7 @@ func (c *dbConn) runStatement(ctx context.Context, sql string, params []pgParam,
 		rs.affected = last.CommandTag.RowsAffected()
 		return rs, nil
 	}
-	values := make([][]byte, len(params))
-	var formats []int16
-	for i, p := range params {
-		values[i] = p.data
-		if p.binary {
-			if formats == nil {
-				formats = make([]int16, len(params))
-			}
-			formats[i] = 1
-		}
-	}
-	rr := c.pc.ExecParams(ctx, sql, values, nil, formats, nil)
+	rr := c.pc.ExecParams(ctx, sql, params.values, nil, params.formats, nil)
 	fields := rr.FieldDescriptions()
 	rs, decodeErr := &resultSet{}, error(nil)
 	if readRows {

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -71,6 +70,7 @@ func mapObject(data any, fields []namedResult, enums map[string]map[string]strin
 		return nil, dataMapError("Expected an object, but got '%s'", jsTypeOf(data))
 	}
 	out := newRecord(len(fields))
+	next := 0 // where the row's next column probably is: rows hold the columns in the structure's order
 	for _, f := range fields {
 		switch f.node.typ {
 		case "affectedRows":
@@ -88,9 +88,17 @@ func mapObject(data any, fields []namedResult, enums map[string]map[string]strin
 			if err != nil {
 				return nil, err
 			}
-			out.set(f.name, v)
+			out.add(f.name, v)
 		case "field":
-			v, ok := row.get(f.node.dbName)
+			var v any
+			var ok bool
+			if next < len(row.fields) && row.fields[next].name == f.node.dbName {
+				v, ok = row.fields[next].value, true
+				next++
+			} else if i := row.find(f.node.dbName); i >= 0 {
+				v, ok = row.fields[i].value, true
+				next = i + 1
+			}
 			if !ok {
 				return nil, dataMapError("Missing data field (Value): '%s'", f.node.dbName)
 			}
@@ -98,7 +106,7 @@ func mapObject(data any, fields []namedResult, enums map[string]map[string]strin
 			if err != nil {
 				return nil, err
 			}
-			out.set(f.name, mapped)
+			out.add(f.name, mapped)
 		}
 	}
 	return out, nil
@@ -143,7 +151,10 @@ func mapValue(v any, column string, ft fieldType, enums map[string]map[string]st
 	case "int":
 		switch x := v.(type) {
 		case float64:
-			return math.Trunc(x), nil
+			if t := math.Trunc(x); t != x {
+				return t, nil
+			}
+			return v, nil // already an integer (or NaN): no new value
 		case string:
 			n := math.Trunc(jsStringToNumber(x))
 			if math.IsNaN(n) || math.IsInf(n, 0) {
@@ -266,13 +277,11 @@ func mapValue(v any, column string, ft fieldType, enums map[string]map[string]st
 	return nil, dataMapError("DataMapper: Unknown result type: %s", ft.typ)
 }
 
-var timeTZPattern = regexp.MustCompile(`\d{2}:\d{2}:\d{2}(?:\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?$`)
-
 // normalizeDateTime completes the date/time strings of date, time and timestamp columns into
 // full ISO timestamps: a date gets midnight UTC, a time the date 1970-01-01, a missing zone Z.
 func normalizeDateTime(dt string) string {
-	m := timeTZPattern.FindStringSubmatchIndex(dt)
-	if m == nil {
+	m, ok := matchTimeTZ(dt)
+	if !ok {
 		return dt + "T00:00:00Z"
 	}
 	withTZ := dt
@@ -295,4 +304,58 @@ func normalizeDateTime(dt string) string {
 		withTZ = withTZ[:sep] + "T" + withTZ[sep+1:]
 	}
 	return withTZ
+}
+
+// matchTimeTZ finds a time with an optional zone at the end of s, as the reference's regular
+// expression /\d{2}:\d{2}:\d{2}(?:\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?$/ does (its leftmost match), and
+// returns the submatch indices FindStringSubmatchIndex would: the match, the zone and the
+// zone's minutes, -1 for a group that took no part; ok is false for no match.
+func matchTimeTZ(s string) (m [6]int, ok bool) {
+	if len(s) < 8 {
+		return m, false
+	}
+	digits := func(i, n int) bool {
+		if i+n > len(s) {
+			return false
+		}
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	for start := 0; start+8 <= len(s); start++ {
+		if s[start+2] != ':' || s[start+5] != ':' || !digits(start, 2) || !digits(start+3, 2) || !digits(start+6, 2) {
+			continue
+		}
+		i := start + 8
+		if i < len(s) && s[i] == '.' && digits(i+1, 1) {
+			i += 2
+			for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+				i++
+			}
+		}
+		m = [6]int{start, len(s), -1, -1, -1, -1}
+		switch {
+		case i == len(s):
+			return m, true
+		case s[i] == 'Z' && i+1 == len(s):
+			m[2], m[3] = i, len(s)
+			return m, true
+		case (s[i] == '+' || s[i] == '-') && digits(i+1, 2):
+			m[2], m[3] = i, len(s)
+			switch rest := s[i+3:]; {
+			case rest == "":
+				return m, true
+			case len(rest) == 2 && digits(i+3, 2):
+				m[4], m[5] = i+3, len(s)
+				return m, true
+			case len(rest) == 3 && rest[0] == ':' && digits(i+4, 2):
+				m[4], m[5] = i+3, len(s)
+				return m, true
+			}
+		}
+	}
+	return m, false
 }

@@ -20,11 +20,12 @@ import (
 
 // apiError is an error with its HTTP answer.
 type apiError struct {
-	status  int
-	code    string
-	message string
-	meta    any   // *record, or nil for no meta
-	cause   error // the database error it reports, if any
+	status     int
+	code       string
+	message    string
+	meta       any   // *record, or nil for no meta
+	cause      error // the database error it reports, if any
+	retryAfter int   // seconds, for a 429
 }
 
 func (e *apiError) Error() string { return e.message }

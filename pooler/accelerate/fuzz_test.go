@@ -24,10 +24,30 @@ func FuzzParseQueryRequest(f *testing.F) {
 			return
 		}
 		writes(q.plan)
-		for _, v := range q.params {
-			if _, err := appendJSON(nil, v); err != nil {
+		for _, f := range q.params.fields {
+			if _, err := appendJSON(nil, f.value); err != nil {
 				t.Fatalf("a parsed parameter does not encode: %v", err)
 			}
+		}
+	})
+}
+
+// FuzzReformatJSON checks that rewriting a JSON document token by token gives what building
+// it and writing it gives (JSON.stringify(JSON.parse(s))), errors included.
+func FuzzReformatJSON(f *testing.F) {
+	for _, s := range []string{`{"a": [1, {"b": true}]}`, `{"b":1,"a":2,"b":3}`, `{"2":1,"1":2,"x":3}`, ` [1.0, -0, 1e400, "\u00e9\/"] `,
+		`"x\ud800y"`, `{"a":{}}x`, `[1,]`, `"\u0001"`, `{"a":null,"b":false}`, `1E2`, `{"01":1,"4294967295":2,"4294967294":3}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, gotErr := reformatJSON(s)
+		var want string
+		v, wantErr := parseJSON([]byte(s))
+		if wantErr == nil {
+			want, wantErr = jsonStringify(v)
+		}
+		if got != want || (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
+			t.Fatalf("%q: rewritten %q, %v; built %q, %v", s, got, gotErr, want, wantErr)
 		}
 	})
 }

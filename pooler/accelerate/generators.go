@@ -17,13 +17,15 @@ import (
 
 // generators evaluates the plan's generator calls: values Prisma's schema defaults make on
 // the server (@default(now()), uuid(4|7), cuid(1|2), ulid(), nanoid(n)) and product, which
-// pairs up ids for many-to-many links. now is fixed for the whole request.
+// pairs up ids for many-to-many links. now is fixed for the whole request (and written only
+// when a plan asks for it).
 type generators struct {
-	now string
+	now     time.Time
+	nowText string
 }
 
 func newGenerators(now time.Time) *generators {
-	return &generators{now: jsISOString(now)}
+	return &generators{now: now}
 }
 
 func (g *generators) call(name string, args []any) (any, error) {
@@ -35,7 +37,10 @@ func (g *generators) call(name string, args []any) (any, error) {
 	}
 	switch name {
 	case "now":
-		return g.now, nil
+		if g.nowText == "" {
+			g.nowText = jsISOString(g.now)
+		}
+		return g.nowText, nil
 	case "uuid":
 		switch arg(0) {
 		case 4.0:

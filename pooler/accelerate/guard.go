@@ -2,6 +2,9 @@ package accelerate
 
 import (
 	"context"
+	"errors"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -13,25 +16,32 @@ const cancelGrace = 3 * time.Second
 
 // guarded runs fn on pc so that ending ctx (a timeout, a client gone, an expired
 // transaction) stops the running statement with a CancelRequest instead of cutting the
-// connection at once. fn's own context ends only cancelGrace later. It reports whether a
-// cancel was sent: the connection must not be reused then, because Postgres may deliver the
-// cancel late, to a later statement.
+// connection at once; a statement still running cancelGrace later is cut (as pgconn cuts one
+// whose context ends: the connection's deadline set to now) and fails with context.Canceled.
+// fn's context never ends by itself, so pgconn watches no context per statement. guarded
+// reports whether a cancel was sent: the connection must not be reused then, because
+// Postgres may deliver the cancel late, to a later statement.
 func guarded(ctx context.Context, pc *pgconn.PgConn, fn func(opCtx context.Context) error) (cancelled bool, err error) {
-	opCtx, stopOp := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer stopOp(nil)
+	var cut atomic.Bool
 	fired := make(chan struct{})
 	stopWatch := context.AfterFunc(ctx, func() {
 		defer close(fired)
 		cctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
 		defer cancel()
 		_ = pc.CancelRequest(cctx)
-		time.AfterFunc(cancelGrace, func() { stopOp(context.Cause(ctx)) })
+		time.AfterFunc(cancelGrace, func() {
+			cut.Store(true)
+			_ = pc.Conn().SetDeadline(time.Now())
+		})
 	})
-	err = fn(opCtx)
+	err = fn(context.WithoutCancel(ctx))
 	if stopWatch() {
 		return false, err
 	}
 	<-fired
+	if cut.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = context.Canceled // what pgconn answers for a statement cut because its context ended
+	}
 	return true, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"time"
 )
@@ -26,12 +27,12 @@ type interpreter struct {
 // scope resolves parameter names: the request's params at the root, let bindings above it.
 type scope struct {
 	parent *scope
-	vars   map[string]any
+	vars   *record
 }
 
 func (s *scope) lookup(name string) (any, bool) {
 	for ; s != nil; s = s.parent {
-		if v, ok := s.vars[name]; ok {
+		if v, ok := s.vars.get(name); ok {
 			return v, true
 		}
 	}
@@ -55,7 +56,7 @@ func (e *planError) Error() string { return e.msg }
 func planErrorf(format string, args ...any) error { return &planError{fmt.Sprintf(format, args...)} }
 
 // run evaluates the plan and returns its result value.
-func (in *interpreter) run(ctx context.Context, plan node, params map[string]any) (any, error) {
+func (in *interpreter) run(ctx context.Context, plan node, params *record) (any, error) {
 	r, err := in.eval(ctx, plan, &scope{vars: params})
 	if err != nil {
 		return nil, err
@@ -81,13 +82,13 @@ func (in *interpreter) eval(ctx context.Context, n node, sc *scope) (evalResult,
 		v, _ := sc.lookup(n.name)
 		return result(v), nil
 	case *letNode:
-		inner := &scope{parent: sc, vars: make(map[string]any, len(n.bindings))}
+		inner := &scope{parent: sc, vars: newRecord(len(n.bindings))}
 		for _, b := range n.bindings {
 			r, err := in.eval(ctx, b.expr, inner)
 			if err != nil {
 				return r, err
 			}
-			inner.vars[b.name] = r.value
+			inner.vars.set(b.name, r.value)
 		}
 		return in.eval(ctx, n.expr, inner)
 	case *getFirstNonEmptyNode:
@@ -502,7 +503,7 @@ func (in *interpreter) statement(ctx context.Context, st renderedQuery, raw, rea
 	}
 	start := time.Now()
 	rs, err := in.conn.runStatement(ctx, sql, params, readRows)
-	in.logs.query(start, time.Since(start), sql, logParams(st.args))
+	in.logs.query(start, time.Since(start), sql, st.args)
 	if err != nil {
 		return nil, in.dbError(err, raw)
 	}
@@ -549,7 +550,7 @@ func (in *interpreter) inTransaction(ctx context.Context, fn func() (evalResult,
 	}
 	start := time.Now()
 	_, endErr := in.conn.run(context.WithoutCancel(ctx), end)
-	in.logs.query(start, time.Since(start), end, "[]")
+	in.logs.query(start, time.Since(start), end, nil)
 	if err != nil {
 		return r, err
 	}
@@ -560,13 +561,28 @@ func (in *interpreter) inTransaction(ctx context.Context, fn func() (evalResult,
 }
 
 // rowRecords turns rows into records keyed by column name (a repeated name keeps its first
-// position and its last value).
+// position and its last value). The columns' places are worked out once, and the records of
+// all rows made in two allocations.
 func rowRecords(rs *resultSet) []any {
+	shape := newRecord(len(rs.columns))
+	slots := make([]int, len(rs.columns))
+	for j, name := range rs.columns {
+		shape.set(name, nil)
+		slots[j] = shape.find(name)
+	}
+	n := len(shape.fields)
+	records := make([]record, len(rs.rows))
+	fields := make([]field, n*len(rs.rows))
 	out := make([]any, len(rs.rows))
 	for i, row := range rs.rows {
-		rec := newRecord(len(rs.columns))
-		for j, name := range rs.columns {
-			rec.set(name, row[j])
+		rec := &records[i]
+		rec.fields = fields[i*n : (i+1)*n : (i+1)*n] // a field added later must not spill into the next record
+		copy(rec.fields, shape.fields)
+		for j, v := range row {
+			rec.fields[slots[j]].value = v
+		}
+		if shape.index != nil {
+			rec.index = maps.Clone(shape.index)
 		}
 		out[i] = rec
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -38,16 +39,19 @@ type jsonParser struct {
 	data []byte
 	pos  int
 	// deferKey names a member of the top-level object that is checked but not built;
-	// deferred is its raw text (parseJSONDeferring).
+	// deferred is its raw text (parseJSONDeferring). known, when not nil, returns the length
+	// of a text already known to be a JSON value that its argument starts with (0 if none):
+	// that much is taken as the member's text without checking it again.
 	deferKey string
 	deferred []byte
+	known    func([]byte) int
 }
 
 // parseJSONDeferring parses a JSON document whose top-level object has a member key that the
 // caller wants as raw text (to look it up in a cache before building it). That member is
-// validated, left out of the returned record, and returned as raw.
-func parseJSONDeferring(data []byte, key string) (top any, raw []byte, err error) {
-	p := jsonParser{data: data, deferKey: key}
+// validated (or found by known), left out of the returned record, and returned as raw.
+func parseJSONDeferring(data []byte, key string, known func([]byte) int) (top any, raw []byte, err error) {
+	p := jsonParser{data: data, deferKey: key, known: known}
 	p.skipSpace()
 	if top, err = p.value(0); err != nil {
 		return nil, nil, err
@@ -57,6 +61,14 @@ func parseJSONDeferring(data []byte, key string) (top any, raw []byte, err error
 		return nil, nil, p.errorf("unexpected data after the JSON value")
 	}
 	return top, p.deferred, nil
+}
+
+// knownValue is the length of the known JSON text at the parser's position, or 0.
+func (p *jsonParser) knownValue() int {
+	if p.known == nil {
+		return 0
+	}
+	return p.known(p.data[p.pos:])
 }
 
 func (p *jsonParser) errorf(format string, args ...any) error {
@@ -156,8 +168,10 @@ func (p *jsonParser) skip(depth int) error {
 		}
 	case '"':
 		return p.skipString()
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return p.scanNumber()
 	default:
-		_, err := p.value(depth) // literals and numbers allocate nothing worth avoiding
+		_, err := p.value(depth) // literals, and the error for anything else
 		return err
 	}
 }
@@ -228,7 +242,9 @@ func (p *jsonParser) object(depth int) (any, error) {
 		p.skipSpace()
 		if depth == 0 && p.deferKey != "" && key == p.deferKey {
 			start := p.pos
-			if err := p.skip(depth + 1); err != nil {
+			if n := p.knownValue(); n > 0 {
+				p.pos += n
+			} else if err := p.skip(depth + 1); err != nil {
 				return nil, err
 			}
 			p.deferred = p.data[start:p.pos]
@@ -288,6 +304,18 @@ func (p *jsonParser) array(depth int) (any, error) {
 
 func (p *jsonParser) number() (any, error) {
 	start := p.pos
+	if err := p.scanNumber(); err != nil {
+		return nil, err
+	}
+	f, err := strconv.ParseFloat(string(p.data[start:p.pos]), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) { // out of range is ±Infinity or 0, as in JavaScript
+		return nil, p.errorf("invalid number")
+	}
+	return f, nil
+}
+
+// scanNumber checks a number's syntax and moves past it.
+func (p *jsonParser) scanNumber() error {
 	if p.data[p.pos] == '-' {
 		p.pos++
 	}
@@ -302,12 +330,12 @@ func (p *jsonParser) number() (any, error) {
 	if p.pos < len(p.data) && p.data[p.pos] == '0' {
 		p.pos++
 	} else if digits() == 0 {
-		return nil, p.errorf("invalid number")
+		return p.errorf("invalid number")
 	}
 	if p.pos < len(p.data) && p.data[p.pos] == '.' {
 		p.pos++
 		if digits() == 0 {
-			return nil, p.errorf("invalid number")
+			return p.errorf("invalid number")
 		}
 	}
 	if p.pos < len(p.data) && (p.data[p.pos] == 'e' || p.data[p.pos] == 'E') {
@@ -316,14 +344,10 @@ func (p *jsonParser) number() (any, error) {
 			p.pos++
 		}
 		if digits() == 0 {
-			return nil, p.errorf("invalid number")
+			return p.errorf("invalid number")
 		}
 	}
-	f, err := strconv.ParseFloat(string(p.data[start:p.pos]), 64)
-	if err != nil && !errors.Is(err, strconv.ErrRange) { // out of range is ±Infinity or 0, as in JavaScript
-		return nil, p.errorf("invalid number")
-	}
-	return f, nil
+	return nil
 }
 
 func (p *jsonParser) str() (string, error) {
@@ -456,6 +480,9 @@ func appendJSONAs(dst []byte, v any, bufferObjects bool) ([]byte, error) {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return append(dst, "null"...), nil
 		}
+		if i := int64(x); float64(i) == x && i > -1e15 && i < 1e15 {
+			return strconv.AppendInt(dst, i, 10), nil // an integer (-0 included, written 0)
+		}
 		return append(dst, jsNumberString(x)...), nil
 	case string:
 		return appendJSONString(dst, x), nil
@@ -491,7 +518,7 @@ func appendJSONAs(dst []byte, v any, bufferObjects bool) ([]byte, error) {
 		}
 		return append(dst, '}'), nil
 	case time.Time:
-		return appendJSONString(dst, jsISOString(x)), nil
+		return append(appendJSISOString(append(dst, '"'), x), '"'), nil
 	case []byte:
 		if bufferObjects {
 			dst = append(dst, `{"type":"Buffer","data":[`...)
@@ -505,13 +532,28 @@ func appendJSONAs(dst []byte, v any, bufferObjects bool) ([]byte, error) {
 		}
 		return appendJSONString(dst, base64.StdEncoding.EncodeToString(x)), nil
 	case tagged:
+		dst = append(dst, `{"$type":`...)
+		dst = appendJSONString(dst, x.typ)
+		dst = append(dst, `,"value":`...)
+		switch v, isString := x.value.(string); {
+		case x.typ == tagBigInt && isString:
+			return append(appendJSONString(dst, v), '}'), nil
+		case x.typ == tagDateTime:
+			if isString { // most are strings read from timestamp columns
+				if out, ok := appendUTCDateTime(append(dst, '"'), v); ok {
+					return append(out, '"', '}'), nil
+				}
+			}
+			d, err := toDate(x.value)
+			if err != nil {
+				return dst, err
+			}
+			return append(appendJSISOString(append(dst, '"'), d), '"', '}'), nil
+		}
 		s, err := x.normalized()
 		if err != nil {
 			return dst, err
 		}
-		dst = append(dst, `{"$type":`...)
-		dst = appendJSONString(dst, x.typ)
-		dst = append(dst, `,"value":`...)
 		dst = appendJSONString(dst, s)
 		return append(dst, '}'), nil
 	}
@@ -564,12 +606,27 @@ func arrayIndex(key string) (uint64, bool) {
 
 const hexDigits = "0123456789abcdef"
 
+// plainWord reports whether none of the eight bytes of w needs escaping in a JSON string: no
+// byte is below 0x20, '"' or '\\' (the "has a zero byte" trick on w, w^'"' and w^'\\', whose
+// answer is exact for whether any byte matches).
+func plainWord(w string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+	q, b := x^(ones*'"'), x^(ones*'\\')
+	return ((x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b)&highs == 0
+}
+
 // appendJSONString quotes s as JSON.stringify does: only '"', '\\' and control characters are
 // escaped (no HTML escaping, U+2028 left as is).
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
+		if i+8 <= len(s) && plainWord(s[i:i+8]) {
+			i += 7
+			continue
+		}
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue
@@ -599,14 +656,106 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
+// maxRewrittenKeys bounds the keys of one object that rewrite compares against each other;
+// a larger object is built instead.
+const maxRewrittenKeys = 32
+
+// rewrite appends the value at the parser's position as JSON.stringify writes it after
+// JSON.parse: no white space, strings escaped its way, numbers as JavaScript prints them. It
+// reports false, for the caller to build the value instead, for an object JavaScript would
+// reorder (a key that is an array index, a repeated key) and for anything that does not parse.
+func (p *jsonParser) rewrite(dst []byte, depth int) ([]byte, bool) {
+	if depth > maxJSONDepth || p.pos >= len(p.data) {
+		return dst, false
+	}
+	switch c := p.data[p.pos]; c {
+	case '{', '[':
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		dst = append(dst, c)
+		p.pos++
+		p.skipSpace()
+		if p.pos < len(p.data) && p.data[p.pos] == closing {
+			p.pos++
+			return append(dst, closing), true
+		}
+		var seen [8]string
+		keys := seen[:0] // of an object, up to maxRewrittenKeys
+		for {
+			p.skipSpace()
+			if c == '{' {
+				if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+					return dst, false
+				}
+				key, err := p.str()
+				if _, isIndex := arrayIndex(key); err != nil || isIndex || len(keys) == maxRewrittenKeys || slices.Contains(keys, key) {
+					return dst, false
+				}
+				keys = append(keys, key)
+				dst = append(appendJSONString(dst, key), ':')
+				p.skipSpace()
+				if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+					return dst, false
+				}
+				p.pos++
+				p.skipSpace()
+			}
+			var ok bool
+			if dst, ok = p.rewrite(dst, depth+1); !ok {
+				return dst, false
+			}
+			p.skipSpace()
+			if p.pos >= len(p.data) {
+				return dst, false
+			}
+			switch p.data[p.pos] {
+			case ',':
+				dst = append(dst, ',')
+				p.pos++
+			case closing:
+				p.pos++
+				return append(dst, closing), true
+			default:
+				return dst, false
+			}
+		}
+	case '"':
+		s, err := p.str()
+		return appendJSONString(dst, s), err == nil
+	case 't':
+		return append(dst, "true"...), p.literal("true") == nil
+	case 'f':
+		return append(dst, "false"...), p.literal("false") == nil
+	case 'n':
+		return append(dst, "null"...), p.literal("null") == nil
+	}
+	v, err := p.number()
+	if err != nil {
+		return dst, false
+	}
+	dst, err = appendJSON(dst, v)
+	return dst, err == nil
+}
+
 // jsonStringify is JSON.stringify(v) as a string (safeJsonStringify: Buffers as base64).
 func jsonStringify(v any) (string, error) {
 	b, err := appendJSON(nil, v)
 	return string(b), err
 }
 
-// reformatJSON is JSON.stringify(JSON.parse(s)).
+// reformatJSON is JSON.stringify(JSON.parse(s)). Most documents (a Json column's value) are
+// rewritten token by token; one that JavaScript would reorder (an object with a key that is an
+// array index, or a repeated key) or that does not parse is built and written.
 func reformatJSON(s string) (string, error) {
+	p := jsonParser{data: []byte(s)}
+	p.skipSpace()
+	if out, ok := p.rewrite(make([]byte, 0, len(s)), 0); ok {
+		if p.skipSpace(); p.pos == len(p.data) {
+			return string(out), nil
+		}
+	}
 	v, err := parseJSON([]byte(s))
 	if err != nil {
 		return "", err

@@ -23,7 +23,7 @@ func newLogSink(header string, present bool) *logSink {
 	if !present {
 		return nil
 	}
-	l := &logSink{entries: []any{}}
+	l := &logSink{}
 	for _, level := range strings.Split(header, ",") {
 		switch strings.TrimSpace(level) {
 		case "query":
@@ -42,11 +42,12 @@ func logTimestamp(t time.Time) []any {
 	return []any{float64(ms / 1000), float64(ms%1000) * 1e6}
 }
 
-// query logs one statement.
-func (l *logSink) query(start time.Time, took time.Duration, sql, params string) {
+// query logs one statement with its arguments (nil for none).
+func (l *logSink) query(start time.Time, took time.Duration, sql string, args []any) {
 	if l == nil || !l.wantQueries {
 		return
 	}
+	params := logParams(args)
 	l.entries = append(l.entries, recordOf(
 		"level", "query", "spanId", zeroSpanID, "timestamp", logTimestamp(start.Add(took)), "message", "Query",
 		"attributes", recordOf("timestamp", float64(start.UnixMilli()), "duration", float64(took.Microseconds())/1000,
@@ -83,4 +84,12 @@ func (l *logSink) extensions() *record {
 		return nil
 	}
 	return recordOf("logs", l.entries)
+}
+
+// appendExtensions appends the JSON of extensions() (l is not nil).
+func (l *logSink) appendExtensions(dst []byte) ([]byte, error) {
+	if len(l.entries) == 0 { // what a query answers unless the client logs queries
+		return append(dst, `{"logs":[]}`...), nil
+	}
+	return appendJSON(dst, l.extensions())
 }

@@ -113,7 +113,7 @@ func newTestServer(t testing.TB, db string, mutate func(*Options)) *testServer {
 	t.Helper()
 	p := newPool(t, db, 4)
 	opts := Options{Upstream: edge.PoolUpstream(p), Keys: testKeys(t, testKey, "other"), Cache: edge.NewCache(8<<20, nil),
-		QueryTimeout: 10 * time.Second}
+		QueryTimeout: 10 * time.Second, CleartextAllowed: func() bool { return true }} // httptest: plain HTTP on loopback
 	if mutate != nil {
 		mutate(&opts)
 	}

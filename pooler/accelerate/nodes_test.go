@@ -23,15 +23,13 @@ func evalPlan(t *testing.T, plan, params string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	vars := map[string]any{}
+	vars := newRecord(0)
 	if params != "" {
 		p, err := parseJSON([]byte(params))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range p.(*record).fields {
-			vars[f.name] = f.value
-		}
+		vars = p.(*record)
 	}
 	in := &interpreter{gens: newGenerators(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), maxBind: defaultMaxBindValues}
 	v, err := in.run(context.Background(), n, vars)

@@ -1,25 +1,26 @@
 package accelerate
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 )
 
-// pgParam is one bind parameter: text (or, for bytes, binary) with no declared type, so
-// Postgres infers the type from the statement, exactly as node-postgres sends them.
-type pgParam struct {
-	data   []byte // nil: NULL
-	binary bool
+// pgParams are a statement's bind parameters: text (or, for bytes, binary) with no declared
+// type, so Postgres infers the type from the statement, exactly as node-postgres sends them.
+type pgParams struct {
+	values  [][]byte // nil: NULL
+	formats []int16  // 1 for a binary value; nil when every value is text
 }
 
 // encodeParams converts the rendered arguments of a statement to bind parameters, following
 // the argument types the plan gives (DateTime strings become timestamps, base64 strings of
-// Bytes become binary, lists become array literals).
-func encodeParams(args []any, types []argType) ([]pgParam, error) {
-	out := make([]pgParam, len(args))
+// Bytes become binary, lists become array literals). The text values share one buffer.
+func encodeParams(args []any, types []argType) (pgParams, error) {
+	p := pgParams{values: make([][]byte, len(args))}
+	text := make([]byte, 0, 16*len(args))
 	for i, a := range args {
 		var t argType
 		if i < len(types) {
@@ -27,14 +28,28 @@ func encodeParams(args []any, types []argType) ([]pgParam, error) {
 		}
 		v, err := adaptArg(a, t)
 		if err != nil {
-			return nil, fmt.Errorf("parameter $%d: %w", i+1, err)
+			return pgParams{}, fmt.Errorf("parameter $%d: %w", i+1, err)
 		}
-		out[i], err = encodeParam(v)
-		if err != nil {
-			return nil, fmt.Errorf("parameter $%d: %w", i+1, err)
+		switch x := v.(type) {
+		case nil, undefinedT:
+			continue
+		case []byte:
+			p.values[i] = x
+			if p.formats == nil {
+				p.formats = make([]int16, len(args))
+			}
+			p.formats[i] = 1
+			continue
 		}
+		start := len(text)
+		if text, err = appendParamText(text, v); err != nil {
+			return pgParams{}, fmt.Errorf("parameter $%d: %w", i+1, err)
+		}
+		// Capped: a value appended later never writes into this one (when text grows, the
+		// values before keep the old array, whose bytes do not change).
+		p.values[i] = text[start:len(text):len(text)]
 	}
-	return out, nil
+	return p, nil
 }
 
 // adaptArg applies the argument type to a value: list elements one by one, strings of
@@ -97,64 +112,61 @@ func formatTime(d time.Time) string {
 	return s
 }
 
-// encodeParam renders one adapted value as node-postgres would: Buffers binary, booleans
-// "true"/"false", numbers as JavaScript prints them, arrays as array literals, objects as
-// JSON.
-func encodeParam(v any) (pgParam, error) {
+// appendParamText appends the text of one adapted value (not NULL, not bytes) as node-postgres
+// writes it: booleans "true"/"false", numbers as JavaScript prints them, arrays as array
+// literals, objects as JSON.
+func appendParamText(dst []byte, v any) ([]byte, error) {
 	switch x := v.(type) {
-	case nil, undefinedT:
-		return pgParam{}, nil
-	case []byte:
-		return pgParam{data: x, binary: true}, nil
 	case string:
-		return pgParam{data: []byte(x)}, nil
+		return append(dst, x...), nil
 	case bool:
-		return pgParam{data: []byte(strconv.FormatBool(x))}, nil
+		return strconv.AppendBool(dst, x), nil
 	case float64:
-		return pgParam{data: []byte(jsNumberString(x))}, nil
+		return append(dst, jsNumberString(x)...), nil
 	case time.Time:
-		return pgParam{data: []byte(formatDate(x.UTC()) + " " + formatTime(x.UTC()) + "+00:00")}, nil
+		return append(dst, formatDate(x.UTC())+" "+formatTime(x.UTC())+"+00:00"...), nil
 	case []any:
-		s, err := arrayLiteral(x)
-		return pgParam{data: []byte(s)}, err
+		return appendArrayLiteral(dst, x)
 	}
-	s, err := jsonStringify(v)
-	return pgParam{data: []byte(s)}, err
+	return appendJSON(dst, v)
 }
 
-// arrayLiteral writes a Postgres array literal: NULL, nested arrays, bytes as \x hex, and
-// every other element quoted.
-func arrayLiteral(l []any) (string, error) {
-	var b strings.Builder
-	b.WriteByte('{')
+// appendArrayLiteral appends a Postgres array literal: NULL, nested arrays, bytes as \x hex,
+// and every other element quoted (backslashes and quotes escaped).
+func appendArrayLiteral(dst []byte, l []any) ([]byte, error) {
+	dst = append(dst, '{')
 	for i, e := range l {
 		if i > 0 {
-			b.WriteByte(',')
+			dst = append(dst, ',')
 		}
+		var err error
 		switch x := e.(type) {
 		case nil, undefinedT:
-			b.WriteString("NULL")
+			dst = append(dst, "NULL"...)
 		case []any:
-			s, err := arrayLiteral(x)
-			if err != nil {
-				return "", err
-			}
-			b.WriteString(s)
+			dst, err = appendArrayLiteral(dst, x)
 		case []byte:
-			b.WriteString(`\\x`)
-			b.WriteString(hex.EncodeToString(x))
+			dst = hex.AppendEncode(append(dst, `\\x`...), x)
 		default:
-			p, err := encodeParam(x)
-			if err != nil {
-				return "", err
+			dst = append(dst, '"')
+			start := len(dst)
+			if dst, err = appendParamText(dst, x); err == nil && bytes.ContainsAny(dst[start:], `\"`) {
+				text := append([]byte(nil), dst[start:]...)
+				dst = dst[:start]
+				for _, c := range text {
+					if c == '\\' || c == '"' {
+						dst = append(dst, '\\')
+					}
+					dst = append(dst, c)
+				}
 			}
-			b.WriteByte('"')
-			b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(string(p.data)))
-			b.WriteByte('"')
+			dst = append(dst, '"')
+		}
+		if err != nil {
+			return dst, err
 		}
 	}
-	b.WriteByte('}')
-	return b.String(), nil
+	return append(dst, '}'), nil
 }
 
 // logParams is how a statement's arguments appear in a query log: JSON, with Buffers as

@@ -250,7 +250,10 @@ func parseBytea(s string) (any, error) {
 
 // normalizeTimestamp writes a timestamp (without zone) as ISO with a UTC offset.
 func normalizeTimestamp(s string) string {
-	return strings.Replace(s, " ", "T", 1) + "+00:00"
+	if i := strings.IndexByte(s, ' '); i >= 0 {
+		return s[:i] + "T" + s[i+1:] + "+00:00"
+	}
+	return s + "+00:00"
 }
 
 // normalizeTimestamptz writes a timestamptz as ISO in UTC. Values the session printed in

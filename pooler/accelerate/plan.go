@@ -185,6 +185,7 @@ type dbQuery struct {
 	args      []any
 	argTypes  []argType
 	chunkable bool
+	static    *staticStatement // set by prerender: the statement is the same for every request
 }
 
 type fragment struct {

@@ -767,6 +767,7 @@ func (d *planDecoder) dbQuery(v any, path, what string) (*dbQuery, error) {
 			return nil, err
 		}
 	}
+	q.prerender()
 	return q, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -18,14 +19,16 @@ import (
 type queryRequest struct {
 	operation string
 	plan      node
-	params    map[string]any
-	comment   string // the SQL comment rendered from "comments"
-	readOnly  bool   // the plan has no statement that writes (no execute, no transaction)
+	params    *record // name → value
+	comment   string  // the SQL comment rendered from "comments"
+	readOnly  bool    // the plan has no statement that writes (no execute, no transaction)
+	// answerSize is the plan's last answer size (cachedPlan.answerSize), kept for the next.
+	answerSize *atomic.Int64
 }
 
 // parseQueryRequest reads a query request; its plan comes from plans when that has it.
 func parseQueryRequest(body []byte, plans *planCache) (*queryRequest, error) {
-	v, planText, err := parseJSONDeferring(body, "plan")
+	v, planText, err := parseJSONDeferring(body, "plan", plans.startOf)
 	if err != nil {
 		return nil, badRequest(err.Error())
 	}
@@ -42,13 +45,8 @@ func parseQueryRequest(body []byte, plans *planCache) (*queryRequest, error) {
 			return nil, badRequest(`"model" must be a non-empty string`)
 		}
 	}
-	params, ok := r.value("params").(*record)
-	if !ok {
+	if q.params, ok = r.value("params").(*record); !ok {
 		return nil, badRequest(`"params" must be an object`)
-	}
-	q.params = make(map[string]any, len(params.fields))
-	for _, f := range params.fields {
-		q.params[f.name] = f.value
 	}
 	if c, ok := r.get("comments"); ok {
 		cr, isRec := c.(*record)
@@ -68,9 +66,11 @@ func parseQueryRequest(body []byte, plans *planCache) (*queryRequest, error) {
 	if len(planText) == 0 || planText[0] != '{' {
 		return nil, badRequest(`"plan" must be an object`)
 	}
-	if q.plan, q.readOnly, err = plans.decode(planText); err != nil {
+	p, err := plans.decode(planText)
+	if err != nil {
 		return nil, err
 	}
+	q.plan, q.readOnly, q.answerSize = p.plan, p.readOnly, &p.answerSize
 	return q, nil
 }
 
@@ -190,7 +190,7 @@ func (s *Server) serveQuery(ctx context.Context, req *request) error {
 	defer cancel()
 	// What the extension's withAccelerateInfo() reports for an answer not served from or
 	// stored in the cache (serveCached overrides it).
-	req.header.Set("Accelerate-Cache-Status", cacheNone)
+	req.header["Accelerate-Cache-Status"] = []string{cacheNone}
 	if id := req.r.PathValue("id"); id != "" {
 		var data []byte
 		err := s.txs.withTx(ctx, id, req.keyName, "query", func(opCtx context.Context, tx *itx, conn *dbConn) error {
@@ -201,7 +201,7 @@ func (s *Server) serveQuery(ctx context.Context, req *request) error {
 		req.rawData = data
 		return err
 	}
-	if policy, ok := parseCacheControl(req.r.Header.Get("Cache-Control")); ok {
+	if policy, ok := parseCacheControl(headerValue(req.r.Header, "Cache-Control")); ok {
 		return s.serveCached(ctx, req, q, body, policy)
 	}
 	req.rawData, err = s.runPooled(ctx, q, req.logs, false)
@@ -277,10 +277,11 @@ func (s *Server) runPlan(reqCtx, opCtx context.Context, conn *dbConn, q *queryRe
 	if v == any(undefined) {
 		return nil, nil
 	}
-	data, err := appendJSON(make([]byte, 0, 512), v)
+	data, err := appendJSON(make([]byte, 0, min(max(512, q.answerSize.Load()+64), 64<<10)), v)
 	if err != nil {
 		return nil, err
 	}
+	q.answerSize.Store(int64(len(data)))
 	if len(data) > s.opts.MaxResponseBytes {
 		return nil, errResponseTooLarge
 	}

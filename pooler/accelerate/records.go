@@ -90,7 +90,14 @@ func validationError(data any, n *validateNode) *apiError {
 // recordKey identifies a record by some of its fields: the JSON of their values, as the
 // reference builds it, after the optional casts.
 func recordKey(rec *record, fields []string, casts []func(any) any) string {
-	vals := make([]any, len(fields))
+	return string(appendRecordKey(nil, rec, fields, casts))
+}
+
+// appendRecordKey appends recordKey(rec, fields, casts) to dst, so that a caller looking keys
+// up in a map (m[string(key)]) makes no string for them.
+func appendRecordKey(dst []byte, rec *record, fields []string, casts []func(any) any) []byte {
+	start := len(dst)
+	dst = append(dst, '[')
 	for i, f := range fields {
 		v := rec.value(f)
 		if v == any(undefined) {
@@ -99,13 +106,15 @@ func recordKey(rec *record, fields []string, casts []func(any) any) string {
 		if i < len(casts) && casts[i] != nil && v != nil {
 			v = casts[i](v)
 		}
-		vals[i] = v
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var err error
+		if dst, err = appendKeyJSON(dst, v); err != nil {
+			return append(append(dst[:start], 0), err.Error()...)
+		}
 	}
-	b, err := appendKeyJSON(nil, vals)
-	if err != nil {
-		return "\x00" + err.Error()
-	}
-	return string(b)
+	return append(dst, ']')
 }
 
 func asRecord(v any) (*record, error) {
@@ -137,13 +146,18 @@ func (in *interpreter) evalJoin(ctx context.Context, n *joinNode, sc *scope) (ev
 			parentKeys[k], childKeys[k] = pair[0], pair[1]
 		}
 		byKey := map[string][]*record{}
+		var key []byte
 		for _, p := range parents {
 			rec, err := asRecord(p)
 			if err != nil {
 				return parent, err
 			}
-			key := recordKey(rec, parentKeys, nil)
-			byKey[key] = append(byKey[key], rec)
+			key = appendRecordKey(key[:0], rec, parentKeys, nil)
+			if same, ok := byKey[string(key)]; ok {
+				byKey[string(key)] = append(same, rec)
+			} else {
+				byKey[string(key)] = []*record{rec}
+			}
 			if c.isRelationUnique {
 				rec.set(c.parentField, nil)
 			} else {
@@ -162,7 +176,8 @@ func (in *interpreter) evalJoin(ctx context.Context, n *joinNode, sc *scope) (ev
 			if err != nil {
 				return parent, err
 			}
-			for _, p := range byKey[recordKey(rec, childKeys, casts)] {
+			key = appendRecordKey(key[:0], rec, childKeys, casts)
+			for _, p := range byKey[string(key)] {
 				if c.isRelationUnique {
 					p.set(c.parentField, rec)
 				} else {
@@ -345,23 +360,30 @@ func paginate(records []any, p *pagination, linking []string, hasLinking bool) (
 	if !hasLinking {
 		return paginateList(records, p), nil
 	}
-	groups := map[string][]any{}
-	var keys []string
+	type group struct {
+		key     string
+		records []any
+	}
+	var groups []group
+	byKey := map[string]int{} // index in groups
+	var key []byte
 	for _, r := range records {
 		rec, err := asRecord(r)
 		if err != nil {
 			return nil, err
 		}
-		k := recordKey(rec, linking, nil)
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
+		key = appendRecordKey(key[:0], rec, linking, nil)
+		if i, ok := byKey[string(key)]; ok {
+			groups[i].records = append(groups[i].records, r)
+		} else {
+			byKey[string(key)] = len(groups)
+			groups = append(groups, group{string(key), []any{r}})
 		}
-		groups[k] = append(groups[k], r)
 	}
-	sort.Strings(keys)
+	sort.Slice(groups, func(i, j int) bool { return groups[i].key < groups[j].key })
 	out := []any{}
-	for _, k := range keys {
-		out = append(out, paginateList(groups[k], p)...)
+	for _, g := range groups {
+		out = append(out, paginateList(g.records, p)...)
 	}
 	return out, nil
 }

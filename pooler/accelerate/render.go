@@ -21,6 +21,12 @@ func renderQuery(q *dbQuery, args []any, maxBind int) ([]renderedQuery, error) {
 	if q.raw {
 		return []renderedQuery{{sql: q.sql, args: args, argTypes: q.argTypes}}, nil
 	}
+	if s := q.static; s != nil {
+		if maxBind > 0 && s.params > maxBind {
+			return nil, userFacing("P2029", "The query parameter limit supported by your database is exceeded.", nil)
+		}
+		return []renderedQuery{{sql: s.sql, args: args[:s.params], argTypes: s.argTypes}}, nil
+	}
 	chunks := [][]any{args}
 	if q.chunkable {
 		var err error
@@ -40,6 +46,40 @@ func renderQuery(q *dbQuery, args []any, maxBind int) ([]renderedQuery, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// staticStatement is a template rendered once, when its plan is decoded: one whose fragments
+// are text and single parameters renders the same SQL and argument types for every request
+// (there is no list to expand or split), and most templates are of that kind.
+type staticStatement struct {
+	sql      string
+	params   int // the first params arguments are the statement's, in placeholder order
+	argTypes []argType
+}
+
+// prerender sets q.static when q's statement does not depend on its arguments.
+func (q *dbQuery) prerender() {
+	if q.raw {
+		return
+	}
+	n := 0
+	for _, f := range q.fragments {
+		switch f.typ {
+		case "stringChunk":
+		case "parameter":
+			n++
+		default:
+			return
+		}
+	}
+	if n > len(q.args) {
+		return // renderTemplate reports the malformed template when it runs
+	}
+	r, err := renderTemplate(q, q.args[:n])
+	if err != nil {
+		return
+	}
+	q.static = &staticStatement{sql: r.sql, params: n, argTypes: r.argTypes}
 }
 
 // fragmentParam pairs a parameter-taking fragment with its argument.

@@ -2,6 +2,7 @@ package accelerate
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -116,6 +117,82 @@ func TestChunking(t *testing.T) {
 	}
 }
 
+// A template of text and single parameters is rendered once; what it renders per request is
+// what the general renderer makes, limits and errors included.
+func TestPrerenderedTemplate(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		q        *dbQuery
+		args     []any
+		maxBind  int
+		rendered bool // whether prerender applies
+	}{
+		{"findUnique", template(t, true, "SELECT a FROM t WHERE (id = ", "?", " AND 1=1) LIMIT ", "?", " OFFSET ", "?"), []any{7.0, "1", "0"}, 32766, true},
+		{"more args than parameters", template(t, false, "SELECT ", "?"), []any{1.0, 2.0}, 0, true},
+		{"over the bind limit", template(t, true, "SELECT ", "?", ",", "?", ",", "?"), []any{1.0, 2.0, 3.0}, 2, true},
+		{"a list value in a parameter", template(t, false, "SELECT ", "?"), []any{[]any{1.0, 2.0}}, 0, true},
+		{"no parameters", template(t, false, "SELECT 1"), nil, 0, true},
+		{"a tuple", template(t, true, "SELECT ", "?", " IN ", "(?)"), []any{1.0, nums(1, 3)}, 0, false},
+		{"too few arguments", template(t, false, "SELECT ", "?", ",", "?"), []any{1.0}, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			want, wantErr := renderQuery(c.q, c.args, c.maxBind)
+			c.q.args = c.args // the plan's arguments, before evaluation
+			c.q.prerender()
+			if (c.q.static != nil) != c.rendered {
+				t.Fatalf("prerendered: %v, want %v", c.q.static != nil, c.rendered)
+			}
+			got, err := renderQuery(c.q, c.args, c.maxBind)
+			if !reflect.DeepEqual(got, want) || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+				t.Errorf("prerendered %+v, %v; rendered %+v, %v", got, err, want, wantErr)
+			}
+		})
+	}
+	tupleType := template(t, false, "SELECT ", "?")
+	tupleType.argTypes = []argType{{arity: "tuple", elements: []argType{{arity: "scalar"}, {arity: "scalar"}}}}
+	tupleType.args = []any{1.0}
+	if tupleType.prerender(); tupleType.static != nil {
+		t.Error("a parameter of tuple type was prerendered (its malformation must be reported per request)")
+	}
+}
+
+// Rows become records keyed by column name: a repeated name keeps its first position and its
+// last value, and a field added to one record (a join's children) stays in that record.
+func TestRowRecords(t *testing.T) {
+	many := make([]string, indexFrom+2)
+	for i := range many {
+		many[i] = fmt.Sprint("c", i)
+	}
+	for _, columns := range [][]string{{"id", "name", "id"}, many} {
+		rs := &resultSet{columns: columns}
+		for r := range 3 {
+			row := make([]any, len(columns))
+			for c := range columns {
+				row[c] = float64(10*r + c)
+			}
+			rs.rows = append(rs.rows, row)
+		}
+		recs := rowRecords(rs)
+		first := recs[0].(*record)
+		first.set("added", true)
+		for r, v := range recs {
+			want := newRecord(len(columns))
+			for c, name := range columns {
+				want.set(name, float64(10*r+c))
+			}
+			if r == 0 {
+				want.set("added", true)
+			}
+			if !deepEqual(v, want) || !reflect.DeepEqual(v.(*record).fields, want.fields) {
+				t.Errorf("%v row %d: %v, want %v", columns[:3], r, v.(*record).fields, want.fields)
+			}
+			if got, _ := v.(*record).get(columns[len(columns)-1]); got != float64(10*r+len(columns)-1) {
+				t.Errorf("%v row %d: lookup of the last column = %v", columns[:3], r, got)
+			}
+		}
+	}
+}
+
 func TestEncodeParams(t *testing.T) {
 	d := time.Date(2024, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
 	dt := func(db string) argType { return argType{arity: "scalar", scalarType: "datetime", dbType: db} }
@@ -144,12 +221,28 @@ func TestEncodeParams(t *testing.T) {
 			t.Errorf("%v: %v", c.v, err)
 			continue
 		}
-		if string(p[0].data) != c.want || p[0].binary != c.binary || (p[0].data == nil) != c.null {
-			t.Errorf("%#v as %+v: got %q binary=%v", c.v, c.typ, p[0].data, p[0].binary)
+		binary := len(p.formats) > 0 && p.formats[0] == 1
+		if string(p.values[0]) != c.want || binary != c.binary || (p.values[0] == nil) != c.null {
+			t.Errorf("%#v as %+v: got %q binary=%v", c.v, c.typ, p.values[0], binary)
 		}
 	}
 	if _, err := encodeParams([]any{"not a date"}, []argType{dt("TIMESTAMP")}); err == nil {
 		t.Error("an invalid DateTime parameter was accepted")
+	}
+	// The text values share a buffer: each keeps its own bytes, an empty one is not NULL.
+	long := strings.Repeat("x", 100)
+	args := []any{"", 1.0, nil, "AQID", long, []any{"a", []byte{1}}, true}
+	types := []argType{{arity: "scalar"}, {arity: "scalar"}, {arity: "scalar"}, {arity: "scalar", scalarType: "bytes"},
+		{arity: "scalar"}, {arity: "list"}, {arity: "scalar"}}
+	p, err := encodeParams(args, types)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"", "1", "", "\x01\x02\x03", long, `{"a",\\x01}`, "true"}
+	for i, v := range p.values {
+		if string(v) != want[i] || (v == nil) != (i == 2) || (p.formats[i] == 1) != (i == 3) {
+			t.Errorf("parameter %d: %q (nil %v, format %d), want %q", i+1, v, v == nil, p.formats[i], want[i])
+		}
 	}
 }
 

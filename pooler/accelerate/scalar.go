@@ -67,19 +67,97 @@ func toDate(v any) (time.Time, error) {
 }
 
 // jsISOString is Date.prototype.toISOString: UTC, milliseconds, extended years beyond 0-9999.
-func jsISOString(t time.Time) string {
-	t = t.UTC().Truncate(time.Millisecond)
-	y := t.Year()
-	var year string
+func jsISOString(t time.Time) string { return string(appendJSISOString(make([]byte, 0, 24), t)) }
+
+// appendJSISOString appends jsISOString(t).
+func appendJSISOString(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
 	switch {
-	case y >= 0 && y <= 9999:
-		year = fmt.Sprintf("%04d", y)
-	case y < 0:
-		year = fmt.Sprintf("-%06d", -y)
+	case year >= 0 && year <= 9999:
+		dst = appendDigits(dst, year, 4)
+	case year < 0:
+		dst = appendDigits(append(dst, '-'), -year, 6)
 	default:
-		year = fmt.Sprintf("+%06d", y)
+		dst = appendDigits(append(dst, '+'), year, 6)
 	}
-	return year + t.Format("-01-02T15:04:05.000Z")
+	dst = appendDigits(append(dst, '-'), int(month), 2)
+	dst = appendDigits(append(dst, '-'), day, 2)
+	dst = appendDigits(append(dst, 'T'), hour, 2)
+	dst = appendDigits(append(dst, ':'), minute, 2)
+	dst = appendDigits(append(dst, ':'), sec, 2)
+	dst = appendDigits(append(dst, '.'), t.Nanosecond()/int(time.Millisecond), 3)
+	return append(dst, 'Z')
+}
+
+// appendUTCDateTime appends jsISOString of the date s, for the form the result decoders
+// write timestamps in — "YYYY-MM-DDTHH:MM:SS[.fraction]" and "+00:00" or "Z", every field in
+// range — by copying its digits (no time.Time is made); ok is false for any other string.
+func appendUTCDateTime(dst []byte, s string) (out []byte, ok bool) {
+	switch {
+	case strings.HasSuffix(s, "+00:00"):
+		s = s[:len(s)-6]
+	case strings.HasSuffix(s, "Z"):
+		s = s[:len(s)-1]
+	default:
+		return dst, false
+	}
+	if len(s) < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return dst, false
+	}
+	field := func(i, n int) int {
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year, month, day := field(0, 4), field(5, 2), field(8, 2)
+	hour, minute, sec := field(11, 2), field(14, 2), field(17, 2)
+	if year < 0 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month) ||
+		hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
+		return dst, false
+	}
+	frac := s[19:]
+	if frac != "" {
+		if frac[0] != '.' || len(frac) < 2 {
+			return dst, false
+		}
+		for _, c := range []byte(frac[1:]) {
+			if c < '0' || c > '9' {
+				return dst, false
+			}
+		}
+	}
+	dst = append(dst, s[:19]...)
+	dst = append(dst, '.')
+	for k := 1; k <= 3; k++ { // milliseconds: the fraction's first three digits
+		if k < len(frac) {
+			dst = append(dst, frac[k])
+		} else {
+			dst = append(dst, '0')
+		}
+	}
+	return append(dst, 'Z'), true
+}
+
+// appendDigits appends n (>= 0) in decimal, zero-padded to width digits.
+func appendDigits(dst []byte, n, width int) []byte {
+	var buf [20]byte
+	i := len(buf)
+	for n >= 10 || width > 1 {
+		i--
+		buf[i] = byte('0' + n%10)
+		n /= 10
+		width--
+	}
+	i--
+	buf[i] = byte('0' + n)
+	return append(dst, buf[i:]...)
 }
 
 // parseJSDate parses the ISO-8601 forms JavaScript's Date accepts: a date (UTC), or a date and
@@ -197,8 +275,18 @@ func parseJSDate(s string) (time.Time, bool) {
 	return t.Add(-time.Duration(offset) * time.Second), true
 }
 
+// daysIn is the number of days of a month in the proleptic Gregorian calendar.
 func daysIn(year, month int) int {
-	return time.Date(year, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 // decimalString is String(new Decimal(s)) with decimal.js's defaults: trailing zeros dropped,

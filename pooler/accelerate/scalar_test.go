@@ -1,7 +1,13 @@
 package accelerate
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"math"
+	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,9 +49,18 @@ func TestJSNumberString(t *testing.T) {
 		0: "0", math.Copysign(0, -1): "0", 1: "1", -2.5: "-2.5", math.Nextafter(0.3, 1): "0.30000000000000004",
 		1e21: "1e+21", 1e20: "100000000000000000000", 1e-7: "1e-7", 0.000001: "0.000001",
 		123e-20: "1.23e-18", 9007199254740993: "9007199254740992", math.NaN(): "NaN", math.Inf(-1): "-Infinity",
+		-7: "-7", 999999999999999: "999999999999999", -999999999999999: "-999999999999999", 1e15: "1000000000000000",
+		-1e15: "-1000000000000000", 1e300: "1e+300", -9223372036854775808: "-9223372036854776000",
 	} {
 		if got := jsNumberString(in); got != want {
 			t.Errorf("jsNumberString(%v) = %q, want %q", in, got, want)
+		}
+		// JSON writes numbers as String does, and null for NaN and the infinities.
+		if want == "NaN" || strings.HasSuffix(want, "Infinity") {
+			want = "null"
+		}
+		if got, err := appendJSON(nil, in); err != nil || string(got) != want {
+			t.Errorf("JSON of %v = %s, want %s", in, got, want)
 		}
 	}
 	for in, want := range map[string]float64{"": 0, "\t12\n": 12, "0x1A": 26, "1e3": 1000, "-Infinity": math.Inf(-1)} {
@@ -99,6 +114,114 @@ func TestNormalizeDateTime(t *testing.T) {
 	} {
 		if got := normalizeDateTime(in); got != want {
 			t.Errorf("normalizeDateTime(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// matchTimeTZ finds what the reference's regular expression finds, on every string of a small
+// alphabet up to six characters and on longer variations of date/time strings.
+func TestMatchTimeTZ(t *testing.T) {
+	re := regexp.MustCompile(`\d{2}:\d{2}:\d{2}(?:\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?$`)
+	check := func(s string) {
+		m, ok := matchTimeTZ(s)
+		var got []int
+		if ok {
+			got = m[:]
+		}
+		if want := re.FindStringSubmatchIndex(s); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: %v, want %v", s, got, want)
+		}
+	}
+	alphabet := []string{"1", ":", ".", "Z", "+", "-", "x"}
+	var all func(prefix string, n int)
+	all = func(prefix string, n int) {
+		check(prefix)
+		if n == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			all(prefix+c, n-1)
+		}
+	}
+	all("", 6)
+	for _, base := range []string{"12:34:56", "2026-11-29T12:34:56", "1970-01-01 12:34:56"} {
+		for _, frac := range []string{"", ".", ".5", ".123456", ".1x"} {
+			for _, zone := range []string{"", "Z", "ZZ", "+05", "-05", "+0530", "+05:30", "+05:3", "+05:301", "+5", "z", " "} {
+				for _, wrap := range []string{"%s", "x%s", "%s:00", "12:%s", "00:00:00 %s"} {
+					check(fmt.Sprintf(wrap, base+frac+zone))
+				}
+			}
+		}
+	}
+}
+
+// A DateTime in the form the result decoders write is written by copying its digits, exactly
+// as parsing it and writing the date would; anything else is left to the general path.
+func TestUTCDateTimeShortcut(t *testing.T) {
+	var inputs []string
+	for _, date := range []string{"2026-11-29", "0000-01-01", "9999-12-31", "2024-02-29", "2023-02-29", "2000-02-29",
+		"1900-02-29", "2026-04-31", "2026-13-01", "2026-00-10", "2026-01-00", "+02026-01-01", "2026-1-01", "20x6-01-01"} {
+		for _, sep := range []string{"T", " ", "t"} {
+			for _, clock := range []string{"00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60", "1:00:00", "12:0a:00"} {
+				for _, frac := range []string{"", ".", ".5", ".12", ".123", ".1234567891234", ".12a"} {
+					for _, zone := range []string{"+00:00", "Z", "z", "-00:00", "+01:00", "", "+0000"} {
+						inputs = append(inputs, date+sep+clock+frac+zone)
+					}
+				}
+			}
+		}
+	}
+	shortcuts := 0
+	for _, s := range inputs {
+		out, ok := appendUTCDateTime(nil, s)
+		d, err := toDate(s)
+		switch {
+		case ok && err != nil:
+			t.Errorf("%q: written %s, but it is not a date (%v)", s, out, err)
+		case ok && string(out) != jsISOString(d):
+			t.Errorf("%q: written %s, want %s", s, out, jsISOString(d))
+		case ok:
+			shortcuts++
+		}
+	}
+	if shortcuts == 0 {
+		t.Error("no date took the shortcut")
+	}
+	for year := -1000; year <= 3000; year++ {
+		for month := 1; month <= 12; month++ {
+			if got, want := daysIn(year, month), time.Date(year, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day(); got != want {
+				t.Fatalf("daysIn(%d, %d) = %d, want %d", year, month, got, want)
+			}
+		}
+	}
+}
+
+// jsISOString writes what toISOString does (the former fmt/time.Format implementation).
+func TestJSISOString(t *testing.T) {
+	reference := func(t time.Time) string {
+		t = t.UTC().Truncate(time.Millisecond)
+		y := t.Year()
+		var year string
+		switch {
+		case y >= 0 && y <= 9999:
+			year = fmt.Sprintf("%04d", y)
+		case y < 0:
+			year = fmt.Sprintf("-%06d", -y)
+		default:
+			year = fmt.Sprintf("+%06d", y)
+		}
+		return year + t.Format("-01-02T15:04:05.000Z")
+	}
+	zone := time.FixedZone("x", 5*3600+1800)
+	for _, d := range []time.Time{
+		time.Date(2026, 11, 29, 11, 58, 43, 8_765_432, time.UTC), time.Date(2026, 1, 2, 3, 4, 5, 0, zone),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(-271821, 4, 20, 0, 0, 0, 1, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999_500_000, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(275760, 9, 13, 0, 0, 0, 0, time.UTC),
+		time.Unix(0, 0), time.Date(1969, 12, 31, 23, 59, 59, 1_000_000, time.UTC),
+	} {
+		if got, want := jsISOString(d), reference(d); got != want {
+			t.Errorf("%v: %s, want %s", d, got, want)
 		}
 	}
 }
@@ -162,6 +285,57 @@ func TestJSONRoundTrip(t *testing.T) {
 	}
 	if _, err := parseJSON(deep); err == nil {
 		t.Error("nesting beyond the depth limit accepted")
+	}
+}
+
+// A deferred member (the plan of a request, skipped to look it up in the plan cache) is checked
+// exactly as a parsed one.
+func TestJSONSkipChecksAsParse(t *testing.T) {
+	for _, plan := range []string{
+		`{"a":[1,2.5,-0,1e400,"x\"\\\n\u0001é"],"b":{"c":null,"d":true},"":false}`, `"a long string with no escapes at all"`, `[]`, `{}`,
+		``, `{`, `{"a" 1}`, `[1,]`, `01`, `-`, `1.`, `1e`, `"\x"`, `"\u12"`, `"\u12g4"`, `tru`, `nul`, `"a` + "\x01" + `b"`,
+		`"unterminated`, `"unterminated \`, `{"a":1,}`, `[1 2]`, `{"a":1 "b":2}`, `{1:2}`, `@`,
+	} {
+		body := []byte(`{"plan":` + plan + `,"x":1}`)
+		_, parseErr := parseJSON(body)
+		_, raw, skipErr := parseJSONDeferring(body, "plan", nil)
+		if (parseErr == nil) != (skipErr == nil) {
+			t.Errorf("%s: parsed with %v, skipped with %v", plan, parseErr, skipErr)
+		}
+		if skipErr == nil && string(raw) != plan {
+			t.Errorf("%s: skipped %s", plan, raw)
+		}
+	}
+}
+
+// plainWord tells exactly whether eight bytes need no escaping, whatever their neighbours.
+func TestPlainWord(t *testing.T) {
+	for c := range 256 {
+		for _, neighbour := range []byte{'a', 0x00, 0x1f, 0x20, 0x21, '"', '\\', 0x7f, 0x80, 0xff} {
+			for pos := range 8 {
+				w := []byte{neighbour, neighbour, neighbour, neighbour, neighbour, neighbour, neighbour, neighbour}
+				w[pos] = byte(c)
+				want := true
+				for _, b := range w {
+					want = want && b >= 0x20 && b != '"' && b != '\\'
+				}
+				if got := plainWord(string(w)); got != want {
+					t.Fatalf("%q: %v, want %v", w, got, want)
+				}
+			}
+		}
+	}
+	for _, s := range []string{"", "plain", "exactly8", "0123456789abcdef\"", "0123456\n89abcdef", "é€😀 \u2028 ok",
+		strings.Repeat("x", 15) + "\x01" + strings.Repeat("y", 9)} {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// encoding/json escapes U+2028 and U+2029 (and HTML, absent here); JSON.stringify does not.
+		want = bytes.ReplaceAll(want, []byte(`\u2028`), []byte("\u2028"))
+		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
+			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want)
+		}
 	}
 }
 

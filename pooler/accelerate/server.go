@@ -3,7 +3,6 @@ package accelerate
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/edge"
 )
 
@@ -37,6 +37,15 @@ type Options struct {
 	// MaxBindValues, when positive, is advertised to clients in /connection-info and splits
 	// statements; otherwise statements are split at Prisma's PostgreSQL default, 32766.
 	MaxBindValues int
+	// Limiter caps requests in flight, in total and per key; the pooler shares one with POST
+	// /sql so a key's budget covers both protocols (nil: no cap).
+	Limiter *edge.Limiter
+	// BodyTimeout bounds reading a request body (408 beyond; 0: no bound).
+	BodyTimeout time.Duration
+	// Guard logs refused keys and refuses sources over their failed-login budget (nil: neither).
+	Guard *auth.Guard
+	// CleartextAllowed reports whether a key may arrive over plain HTTP; nil means never.
+	CleartextAllowed func() bool
 	// Metrics, when not nil, receives request metrics.
 	Metrics *Metrics
 	// Logger logs failures (never keys). Defaults to slog.Default().
@@ -117,9 +126,11 @@ func (s *Server) Close() {
 
 // request is what a handler works with.
 type request struct {
-	r       *http.Request
-	keyName string
-	logs    *logSink
+	r        *http.Request
+	w        http.ResponseWriter
+	bodyRead bool // the whole body was read (else the answer closes the connection)
+	keyName  string
+	logs     *logSink
 	// The response.
 	header  http.Header
 	body    *record
@@ -133,9 +144,19 @@ type handlerFunc func(ctx context.Context, req *request) error
 func (s *Server) endpoint(name, method string, h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		tel, hasTel := r.Header[http.CanonicalHeaderKey("X-Capture-Telemetry")]
-		req := &request{r: r, logs: newLogSink(strings.Join(tel, ","), hasTel), header: w.Header()}
-		err := s.handle(r.Context(), req, method, h)
+		tel, hasTel := r.Header["X-Capture-Telemetry"]
+		req := &request{r: r, w: w, logs: newLogSink(strings.Join(tel, ","), hasTel), header: w.Header()}
+		var err error
+		if release, ok := s.opts.Limiter.Enter(); ok {
+			err = s.handle(r.Context(), req, method, h)
+			release()
+		} else {
+			err = tooManyRequests("too many concurrent requests")
+		}
+		if !req.bodyRead && r.ContentLength != 0 {
+			// net/http would wait to drain an unread body, which a trickling client never finishes.
+			req.header.Set("Connection", "close")
+		}
 		code := s.write(w, req, err)
 		s.opts.Metrics.observe(name, code, time.Since(start))
 	}
@@ -146,16 +167,53 @@ func (s *Server) handle(ctx context.Context, req *request, method string, h hand
 		req.header.Set("Allow", method)
 		return &apiError{status: http.StatusMethodNotAllowed, code: "P6005", message: "use " + method}
 	}
-	key, ok := bearerToken(req.r.Header.Get("Authorization"))
+	key, ok := bearerToken(headerValue(req.r.Header, "Authorization"))
 	if !ok {
 		return &apiError{status: http.StatusUnauthorized, code: "P6002", message: "authentication required: send the API key as \"Authorization: Bearer <key>\""}
 	}
-	name, ok := s.opts.Keys.CheckKey("", key)
-	if !ok {
-		return &apiError{status: http.StatusUnauthorized, code: "P6002", message: "authentication failed: invalid API key"}
+	name, err := s.authorize(req.r, key)
+	if err != nil {
+		return err
 	}
 	req.keyName = name
+	release, ok := s.opts.Limiter.EnterKey(name)
+	if !ok {
+		return tooManyRequests("too many concurrent requests for this API key")
+	}
+	defer release()
 	return h(ctx, req)
+}
+
+// authorize checks a bearer key as POST /sql does (edge.KeyGate) and turns a refusal into
+// Accelerate's error.
+func (s *Server) authorize(r *http.Request, key string) (string, error) {
+	gate := edge.KeyGate{Keys: s.opts.Keys, Guard: s.opts.Guard, CleartextAllowed: s.opts.CleartextAllowed}
+	name, refusal, retry := gate.Check(r, "", key)
+	switch refusal {
+	case edge.KeyOverPlainHTTP:
+		return "", &apiError{status: http.StatusForbidden, code: "P6002", message: edge.MsgKeyOverPlainHTTP}
+	case edge.KeySourceOverBudget:
+		e := tooManyRequests("too many failed logins from this address")
+		e.retryAfter = int(retry/time.Second) + 1
+		return "", e
+	case edge.KeyInvalid:
+		return "", &apiError{status: http.StatusUnauthorized, code: "P6002", message: "authentication failed: invalid API key"}
+	}
+	return name, nil
+}
+
+// tooManyRequests is Accelerate's 429 (P5011), with Retry-After.
+func tooManyRequests(msg string) *apiError {
+	return &apiError{status: http.StatusTooManyRequests, code: "P5011", message: msg, retryAfter: 1}
+}
+
+// headerValue is h.Get(key) for a key already in canonical form (net/http canonicalises the
+// keys of a request), without canonicalising it again on every request.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func bearerToken(h string) (string, bool) {
@@ -166,17 +224,22 @@ func bearerToken(h string) (string, bool) {
 	return strings.TrimSpace(h[len(prefix):]), true
 }
 
-// readBody reads the request body within the size cap.
+// readBody reads the request body within the size cap and the body timeout.
 func (s *Server) readBody(req *request) ([]byte, error) {
-	body, err := io.ReadAll(io.LimitReader(req.r.Body, int64(s.opts.MaxRequestBytes)+1))
-	if err != nil {
-		return nil, badRequest("could not read the request body")
-	}
-	if len(body) > s.opts.MaxRequestBytes {
+	body, err := edge.ReadBody(req.w, req.r, s.opts.MaxRequestBytes, s.opts.BodyTimeout)
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil:
+		req.bodyRead = true
+		return body, nil
+	case errors.As(err, &mbe):
 		return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: "P6005",
 			message: "request body too large (max " + strconv.Itoa(s.opts.MaxRequestBytes) + " bytes)"}
+	case errors.Is(err, edge.ErrBodyTimeout):
+		return nil, &apiError{status: http.StatusRequestTimeout, code: "P6005",
+			message: "request body not received within " + s.opts.BodyTimeout.String()}
 	}
-	return body, nil
+	return nil, badRequest("could not read the request body")
 }
 
 func (s *Server) serveConnectionInfo(_ context.Context, req *request) error {
@@ -211,6 +274,9 @@ func (s *Server) serveStart(ctx context.Context, req *request) error {
 
 // serveEnd commits or rolls back; the client needs a JSON body even here.
 func (s *Server) serveEnd(ctx context.Context, req *request) error {
+	if _, err := s.readBody(req); err != nil { // its content does not matter; a trickle must not hold the connection
+		return err
+	}
 	commit := strings.HasSuffix(req.r.URL.Path, "/commit")
 	if err := s.txs.end(ctx, req.r.PathValue("id"), req.keyName, commit, req.logs); err != nil {
 		return err
@@ -278,13 +344,13 @@ func (s *Server) write(w http.ResponseWriter, req *request, err error) int {
 			out = append(out, `"data":`...)
 			out = append(out, req.rawData...)
 		}
-		if ext := req.logs.extensions(); ext != nil {
+		if req.logs != nil {
 			if req.rawData != nil {
 				out = append(out, ',')
 			}
 			out = append(out, `"extensions":`...)
 			var encErr error
-			if out, encErr = appendJSON(out, ext); encErr != nil {
+			if out, encErr = req.logs.appendExtensions(out); encErr != nil {
 				return s.writeError(w, req, encErr)
 			}
 		}
@@ -294,8 +360,9 @@ func (s *Server) write(w http.ResponseWriter, req *request, err error) int {
 }
 
 func writeBody(w http.ResponseWriter, status int, body []byte) int {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	return status
@@ -332,6 +399,9 @@ func (s *Server) writeError(w http.ResponseWriter, req *request, err error) int 
 		api = &apiError{status: http.StatusInternalServerError, message: err.Error()}
 	}
 	req.logs.failure(api, req.r.Method, req.r.URL.Path, requestID)
+	if api.retryAfter > 0 {
+		req.header.Set("Retry-After", strconv.Itoa(api.retryAfter))
+	}
 	body := newRecord(4)
 	if api.code != "" {
 		body.set("code", api.code)

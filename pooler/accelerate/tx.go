@@ -228,7 +228,7 @@ func (m *txManager) end(ctx context.Context, id, keyName string, commit bool, lo
 		}
 		start := time.Now()
 		_, err := conn.run(opCtx, statement)
-		logs.query(start, time.Since(start), statement, "[]")
+		logs.query(start, time.Since(start), statement, nil)
 		if err != nil {
 			status = txRolledBack
 		}

@@ -82,6 +82,12 @@ func (r *record) set(key string, v any) {
 		r.fields[i].value = v
 		return
 	}
+	r.add(key, v)
+}
+
+// add appends key, which the record does not have (set has looked; other callers know: keys
+// of one plan object, distinct column slots).
+func (r *record) add(key string, v any) {
 	r.fields = append(r.fields, field{key, v})
 	switch {
 	case r.index != nil:
@@ -148,6 +154,9 @@ func asList(v any) []any {
 
 // jsNumberString formats f as JavaScript's String(number) does.
 func jsNumberString(f float64) string {
+	if i := int64(f); float64(i) == f && i > -1e15 && i < 1e15 && i != 0 {
+		return strconv.FormatInt(i, 10) // an integer, written as is (most numbers are)
+	}
 	switch {
 	case math.IsNaN(f):
 		return "NaN"

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/edgepool/edgepool/pooler/config"
 )
 
 // Prefix starts every generated key.
@@ -168,4 +170,32 @@ func hmacSHA256(key, msg []byte) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write(msg)
 	return m.Sum(nil)
+}
+
+// ConfigVerifier is what the pooler config stores for key: its SCRAM verifier with salt and
+// iterations (keys of one name share them), its digest and its fingerprint.
+func ConfigVerifier(key string, salt []byte, iterations int) (config.Verifier, error) {
+	scram, err := NewSCRAMVerifier(key, salt, iterations)
+	if err != nil {
+		return config.Verifier{}, err
+	}
+	return config.Verifier{SCRAM: scram.String(), SHA256: Digest(key), Fingerprint: Fingerprint(key)}, nil
+}
+
+// NewConfigKey generates a key for name with a fresh salt and returns its config entry and the
+// key itself (what `edgepool keygen` prints).
+func NewConfigKey(name string) (config.Key, string, error) {
+	key, err := Generate()
+	if err != nil {
+		return config.Key{}, "", err
+	}
+	salt, err := NewSalt()
+	if err != nil {
+		return config.Key{}, "", err
+	}
+	v, err := ConfigVerifier(key, salt, DefaultIterations)
+	if err != nil {
+		return config.Key{}, "", err
+	}
+	return config.Key{Name: name, Verifiers: []config.Verifier{v}}, key, nil
 }

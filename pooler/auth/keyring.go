@@ -2,9 +2,11 @@
 // keys against stored digests. It knows nothing about transports; the session code (and the
 // HTTP endpoint) feed it what the client sent.
 //
-// Every check does the same work whether the key name exists or not and whatever the number of
-// verifiers of a name, so neither the answer time nor the SCRAM salt tells an attacker which
-// key names exist.
+// Every check does the same work whether the key name exists or not (the decoy salt and decoy
+// verifiers are computed for every name, and every check compares against at least minChecks
+// verifiers), so the answer time does not tell an attacker which key names exist. Unknown names
+// get a salt derived from a decoy secret; replicas given the same secret (DecoySecret) answer
+// the same salt for the same unknown name, as they do for a real one.
 package auth
 
 import (
@@ -27,8 +29,12 @@ const minChecks = 2
 // Keyring is an immutable set of API keys; build a new one on reload and swap it atomically.
 type Keyring struct {
 	names  map[string]*keyEntry
-	secret []byte // seeds decoy salts and keys, stable for the process
+	secret []byte // seeds decoy salts and keys: the shared DecoySecret, else one per process
 }
+
+// KeyID identifies one key of a name (the SHA-256 digest of the key): what a session
+// authenticated with, checked again when the keys are reloaded.
+type KeyID [sha256.Size]byte
 
 type keyEntry struct {
 	name       string
@@ -40,6 +46,7 @@ type keyEntry struct {
 type keyVerifier struct {
 	scram    apikey.SCRAMVerifier
 	digest   []byte
+	id       KeyID
 	notAfter *time.Time
 	decoy    bool
 }
@@ -52,10 +59,26 @@ var processSecret = func() []byte {
 	return b
 }()
 
+// Option changes how a Keyring is built.
+type Option func(*Keyring)
+
+// DecoySecret seeds the decoy salts and verifiers of unknown names with secret instead of a
+// random per-process value. Every replica of a pool must get the same secret.
+func DecoySecret(secret []byte) Option {
+	return func(k *Keyring) {
+		if len(secret) > 0 {
+			k.secret = secret
+		}
+	}
+}
+
 // NewKeyring parses the verifiers of keys. Verifiers of one name must share salt and iteration
 // count (SCRAM announces them before the client proves anything).
-func NewKeyring(keys []config.Key) (*Keyring, error) {
+func NewKeyring(keys []config.Key, opts ...Option) (*Keyring, error) {
 	k := &Keyring{names: make(map[string]*keyEntry, len(keys)), secret: processSecret}
+	for _, opt := range opts {
+		opt(k)
+	}
 	for _, key := range keys {
 		e := &keyEntry{name: key.Name}
 		for i, v := range key.Verifiers {
@@ -72,7 +95,7 @@ func NewKeyring(keys []config.Key) (*Keyring, error) {
 			} else if !hmac.Equal(sv.Salt, e.salt) || sv.Iterations != e.iterations {
 				return nil, fmt.Errorf("key %q verifier %d: all verifiers of a name must share salt and iterations", key.Name, i)
 			}
-			e.verifiers = append(e.verifiers, keyVerifier{scram: sv, digest: digest, notAfter: v.NotAfter})
+			e.verifiers = append(e.verifiers, keyVerifier{scram: sv, digest: digest, id: KeyID(digest), notAfter: v.NotAfter})
 		}
 		if len(e.verifiers) == 0 {
 			continue // a name without verifiers cannot log in; treat it as unknown
@@ -85,29 +108,44 @@ func NewKeyring(keys []config.Key) (*Keyring, error) {
 // Len returns how many key names the keyring holds.
 func (k *Keyring) Len() int { return len(k.names) }
 
-// lookup returns the entry of name padded with decoys, or an all-decoy entry for an unknown
-// name (with a salt derived from the name, so repeated probes see a stable salt).
+// Has reports whether name is a key name (for logs after a failed login; never for the
+// answer to the client).
+func (k *Keyring) Has(name string) bool {
+	_, ok := k.names[name]
+	return ok
+}
+
+// lookup returns the entry of name padded with decoys to at least minChecks verifiers, or an
+// all-decoy entry for an unknown name (with a salt derived from the name, so repeated probes
+// see a stable salt). It does the same work either way: the decoy salt and minChecks decoys are
+// computed whether or not they are used.
 func (k *Keyring) lookup(name string) *keyEntry {
-	e, ok := k.names[name]
-	if !ok {
-		mac := hmac.New(sha256.New, k.secret)
-		mac.Write([]byte("salt:" + name))
-		e = &keyEntry{name: name, salt: mac.Sum(nil)[:apikey.SaltLen], iterations: apikey.DefaultIterations}
+	mac := hmac.New(sha256.New, k.secret)
+	mac.Write([]byte("salt:"))
+	mac.Write([]byte(name))
+	out := &keyEntry{name: name, salt: mac.Sum(nil)[:apikey.SaltLen], iterations: apikey.DefaultIterations}
+	e, known := k.names[name]
+	n := minChecks
+	if known {
+		out.salt, out.iterations = e.salt, e.iterations
+		n = max(n, len(e.verifiers))
 	}
-	if len(e.verifiers) >= minChecks {
-		return e
+	out.verifiers = make([]keyVerifier, n)
+	for i := range out.verifiers {
+		d := k.decoy(name, i)
+		if known && i < len(e.verifiers) {
+			out.verifiers[i] = e.verifiers[i]
+		} else {
+			out.verifiers[i] = d
+		}
 	}
-	padded := *e
-	padded.verifiers = append([]keyVerifier(nil), e.verifiers...)
-	for len(padded.verifiers) < minChecks {
-		padded.verifiers = append(padded.verifiers, k.decoy(name, len(padded.verifiers)))
-	}
-	return &padded
+	return out
 }
 
 func (k *Keyring) decoy(name string, i int) keyVerifier {
 	mac := hmac.New(sha256.New, k.secret)
-	fmt.Fprintf(mac, "decoy:%d:%s", i, name)
+	mac.Write([]byte{'d', 'e', 'c', 'o', 'y', ':', byte('0' + i%10), ':'})
+	mac.Write([]byte(name))
 	sum := mac.Sum(nil)
 	mac.Reset()
 	mac.Write(sum)
@@ -124,8 +162,8 @@ func (v keyVerifier) valid(now time.Time) bool {
 }
 
 // CheckPassword reports whether key is a valid key of name, in time independent of whether
-// the name exists and of which verifier matches.
-func (k *Keyring) CheckPassword(name, key string, now time.Time) bool {
+// the name exists and of which verifier matches, and which key it is.
+func (k *Keyring) CheckPassword(name, key string, now time.Time) (KeyID, bool) {
 	e := k.lookup(name)
 	got := sha256.Sum256([]byte(key))
 	match := 0
@@ -135,12 +173,28 @@ func (k *Keyring) CheckPassword(name, key string, now time.Time) bool {
 			match |= eq
 		}
 	}
-	return match == 1
+	return KeyID(got), match == 1
+}
+
+// Valid reports whether the key id of name is still valid at now: name not removed or
+// disabled, the key not removed (rotated out) and not past its notAfter. Sessions are checked
+// against the new keyring on reload.
+func (k *Keyring) Valid(name string, id KeyID, now time.Time) bool {
+	e, ok := k.names[name]
+	if !ok {
+		return false
+	}
+	for _, v := range e.verifiers {
+		if v.id == id {
+			return v.valid(now)
+		}
+	}
+	return false
 }
 
 // FindKey returns the name of the key whose secret is key (for bearer tokens that carry no
 // name). It compares against every key.
-func (k *Keyring) FindKey(key string, now time.Time) (string, bool) {
+func (k *Keyring) FindKey(key string, now time.Time) (string, KeyID, bool) {
 	got := sha256.Sum256([]byte(key))
 	found := ""
 	for name, e := range k.names {
@@ -150,5 +204,5 @@ func (k *Keyring) FindKey(key string, now time.Time) (string, bool) {
 			}
 		}
 	}
-	return found, found != ""
+	return found, KeyID(got), found != ""
 }

@@ -27,6 +27,7 @@ type SCRAM struct {
 	clientFirstBare string
 	serverFirst     string
 	nonce           string
+	matched         KeyID
 }
 
 // NewSCRAM starts an exchange for key name. An unknown name runs the same exchange with a
@@ -115,6 +116,7 @@ func (s *SCRAM) ServerFinal(clientFinal []byte) (serverFinal []byte, ok bool, er
 		if good && v.valid(s.now) {
 			match = true
 			signature = v.scram.ServerSignature(authMessage)
+			s.matched = v.id
 		}
 	}
 	if !match {
@@ -125,6 +127,9 @@ func (s *SCRAM) ServerFinal(clientFinal []byte) (serverFinal []byte, ok bool, er
 	out.WriteString(base64.StdEncoding.EncodeToString(signature))
 	return out.Bytes(), true, nil
 }
+
+// Matched is the key the client proved, after a successful ServerFinal.
+func (s *SCRAM) Matched() KeyID { return s.matched }
 
 func printable(s string) bool {
 	for i := 0; i < len(s); i++ {

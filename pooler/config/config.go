@@ -8,8 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/edgepool/edgepool/pooler/upstream"
 )
 
 // FileName is the key of the config inside the config Secret and the file name in its mount.
@@ -43,11 +44,28 @@ type Config struct {
 	AllowCleartextWithoutTLS bool `json:"allowCleartextWithoutTLS,omitempty"`
 	// HTTP configures the HTTP SQL endpoint and the WebSocket transport.
 	HTTP HTTP `json:"http"`
+	// Auth holds the defences of client authentication (docs/security.md).
+	Auth Auth `json:"auth"`
 	// ClientAuthMethod is how wire-protocol clients prove their key: "scram-sha-256" (default)
 	// or "password" (the key in cleartext; used only on TLS connections, on transports that are
 	// secured outside the protocol such as WebSocket over TLS, or with
 	// AllowCleartextWithoutTLS; elsewhere the pooler falls back to SCRAM).
 	ClientAuthMethod string `json:"clientAuthMethod,omitempty"`
+}
+
+// Auth holds the defences of client authentication.
+type Auth struct {
+	// DecoySecret seeds the SCRAM salts the pooler answers for key names that do not exist.
+	// Every replica of a pool must have the same one (the operator keeps one in the config
+	// Secret), so an unknown name gets the same salt from every replica, as a real name does.
+	// Empty: a random secret per process (fine for a single standalone pooler).
+	DecoySecret string `json:"decoySecret,omitempty"`
+	// MaxFailuresPerSource is the burst of failed logins one client address may make; after
+	// it the address earns one attempt per FailureWindow/MaxFailuresPerSource and is refused
+	// before any key check meanwhile. 0 disables the budget.
+	MaxFailuresPerSource int `json:"maxFailuresPerSource"`
+	// FailureWindow is how long an exhausted budget takes to refill completely.
+	FailureWindow Duration `json:"failureWindow"`
 }
 
 // Client authentication methods.
@@ -76,10 +94,14 @@ type Upstream struct {
 	Database string `json:"database"`
 	User     string `json:"user"`
 	Password string `json:"password"`
-	// SSLMode is a libpq sslmode: disable, prefer, require, verify-ca or verify-full.
+	// SSLMode is a libpq sslmode: disable, prefer, require (default), verify-ca or verify-full.
 	SSLMode string `json:"sslMode"`
-	// CAFile is the CA bundle used for verify-ca / verify-full.
+	// CAFile is the CA bundle used for verify-ca / verify-full (and by require, which then
+	// checks the chain as verify-ca does).
 	CAFile string `json:"caFile,omitempty"`
+	// RequireAuth is libpq's require_auth: the authentication methods the upstream may ask
+	// for. Empty means scram-sha-256; "any" accepts every method.
+	RequireAuth string `json:"requireAuth,omitempty"`
 }
 
 // Pool holds the pooling policy of one replica.
@@ -88,8 +110,13 @@ type Pool struct {
 	Mode string `json:"mode"`
 	// Size is this replica's number of upstream connections.
 	Size int `json:"size"`
-	// MaxClientConnections caps client connections across all transports.
+	// MaxClientConnections caps wire-protocol client connections (TCP and WebSocket), logged
+	// in or logging in, and concurrent HTTP requests. It is lowered to fit the process's file
+	// descriptor limit.
 	MaxClientConnections int `json:"maxClientConnections"`
+	// MaxAuthenticatingConnections caps connections that have not finished logging in; a new
+	// one then replaces the one logging in longest. 0: maxClientConnections/8, at least 16.
+	MaxAuthenticatingConnections int `json:"maxAuthenticatingConnections,omitempty"`
 	// QueryWaitTimeout bounds how long a client waits for an upstream connection.
 	QueryWaitTimeout Duration `json:"queryWaitTimeout"`
 	// IdleTransactionTimeout closes a client that sits idle inside a transaction.
@@ -129,6 +156,14 @@ type HTTP struct {
 	MaxResponseBytes int `json:"maxResponseBytes,omitempty"`
 	// StatementTimeout bounds one HTTP request's queries.
 	StatementTimeout Duration `json:"statementTimeout,omitempty"`
+	// ReadHeaderTimeout bounds reading a request's headers (the connection is closed beyond).
+	ReadHeaderTimeout Duration `json:"readHeaderTimeout,omitempty"`
+	// BodyReadTimeout bounds reading a request body (408 beyond), so a client that trickles its
+	// body cannot hold a request slot.
+	BodyReadTimeout Duration `json:"bodyReadTimeout,omitempty"`
+	// MaxInFlightPerKey caps the concurrent requests of one API key name (429 beyond), so one
+	// key cannot take the slots of the others; pool.maxClientConnections caps all of them.
+	MaxInFlightPerKey int `json:"maxInFlightPerKey,omitempty"`
 	// Cache is the opt-in query result cache.
 	Cache Cache `json:"cache"`
 	// Accelerate is the Prisma Accelerate protocol endpoint (docs/accelerate.md).
@@ -199,8 +234,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 func Defaults() Config {
 	return Config{
 		Listen:           Listen{Postgres: ":5432", HTTP: ":8443", Admin: ":8080"},
-		Upstream:         Upstream{Port: 5432, SSLMode: "prefer"},
+		Upstream:         Upstream{Port: 5432, SSLMode: upstream.SSLRequire},
 		ClientAuthMethod: AuthSCRAM,
+		Auth:             Auth{MaxFailuresPerSource: 20, FailureWindow: Duration{time.Minute}},
 		Pool: Pool{
 			Mode:                      ModeTransaction,
 			Size:                      10,
@@ -219,10 +255,13 @@ func Defaults() Config {
 			ClientStallTimeout:        Duration{60 * time.Second},
 		},
 		HTTP: HTTP{
-			MaxRequestBytes:  4 << 20,
-			MaxResponseBytes: 10 << 20,
-			StatementTimeout: Duration{30 * time.Second},
-			Cache:            Cache{MaxBytes: 64 << 20},
+			MaxRequestBytes:   4 << 20,
+			MaxResponseBytes:  10 << 20,
+			StatementTimeout:  Duration{30 * time.Second},
+			ReadHeaderTimeout: Duration{10 * time.Second},
+			BodyReadTimeout:   Duration{10 * time.Second},
+			MaxInFlightPerKey: 256,
+			Cache:             Cache{MaxBytes: 64 << 20},
 			Accelerate: Accelerate{Enabled: true, MaxTransactionTimeout: Duration{15 * time.Second},
 				MaxRequestBytes: 32 << 20},
 		},
@@ -260,19 +299,20 @@ func (c *Config) Verifiers(name string) ([]Verifier, bool) {
 	return nil, false
 }
 
-// UpstreamDSN is a libpq keyword/value connection string for the upstream. It contains the
-// password: never log it.
-func (c *Config) UpstreamDSN() string {
-	q := func(v string) string {
-		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-	}
-	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s sslmode=%s",
-		q(c.Upstream.Host), c.Upstream.Port, q(c.Upstream.Database), q(c.Upstream.User),
-		q(c.Upstream.Password), q(c.Upstream.SSLMode))
+// UpstreamTarget is what a connection to the upstream needs, with the CA file read. It
+// contains the password: never log it.
+func (c *Config) UpstreamTarget() (upstream.Target, error) {
+	t := upstream.Target{Host: c.Upstream.Host, Port: c.Upstream.Port, Database: c.Upstream.Database,
+		User: c.Upstream.User, Password: c.Upstream.Password, SSLMode: c.Upstream.SSLMode,
+		RequireAuth: c.Upstream.RequireAuth, ConnectTimeout: c.Pool.ConnectTimeout.Duration}
 	if c.Upstream.CAFile != "" {
-		dsn += " sslrootcert=" + q(c.Upstream.CAFile)
+		ca, err := os.ReadFile(c.Upstream.CAFile)
+		if err != nil {
+			return upstream.Target{}, fmt.Errorf("upstream.caFile: %w", err)
+		}
+		t.CA = ca
 	}
-	return dsn
+	return t, nil
 }
 
 // Marshal renders a config deterministically (stable field order, indented).
@@ -308,9 +348,12 @@ func (c *Config) Validate() error {
 		bad("upstream.user", "required")
 	}
 	switch c.Upstream.SSLMode {
-	case "disable", "prefer", "require", "verify-ca", "verify-full":
+	case upstream.SSLDisable, upstream.SSLPrefer, upstream.SSLRequire, upstream.SSLVerifyCA, upstream.SSLVerifyFull:
 	default:
 		bad("upstream.sslMode", "must be one of disable, prefer, require, verify-ca, verify-full; got %q", c.Upstream.SSLMode)
+	}
+	if err := upstream.CheckRequireAuth(c.Upstream.RequireAuth); err != nil {
+		bad("upstream.requireAuth", "%v", err)
 	}
 	switch c.Pool.Mode {
 	case ModeTransaction, ModeSession:
@@ -330,6 +373,18 @@ func (c *Config) Validate() error {
 	case AuthSCRAM, AuthPassword:
 	default:
 		bad("clientAuthMethod", "must be %s or %s; got %q", AuthSCRAM, AuthPassword, c.ClientAuthMethod)
+	}
+	if c.Pool.MaxAuthenticatingConnections < 0 {
+		bad("pool.maxAuthenticatingConnections", "must not be negative, got %d", c.Pool.MaxAuthenticatingConnections)
+	}
+	if c.HTTP.MaxInFlightPerKey < 0 {
+		bad("http.maxInFlightPerKey", "must not be negative, got %d", c.HTTP.MaxInFlightPerKey)
+	}
+	if c.Auth.MaxFailuresPerSource < 0 {
+		bad("auth.maxFailuresPerSource", "must not be negative, got %d", c.Auth.MaxFailuresPerSource)
+	}
+	if c.Auth.MaxFailuresPerSource > 0 && c.Auth.FailureWindow.Duration <= 0 {
+		bad("auth.failureWindow", "must be positive when auth.maxFailuresPerSource is set")
 	}
 	if n := c.HTTP.Accelerate.MaxBindValues; n < 0 || n > 65535 {
 		bad("http.accelerate.maxBindValues", "must be 0 (Prisma's default) to 65535, got %d", n)
@@ -351,7 +406,7 @@ func (c *Config) Validate() error {
 	}
 	for name, d := range map[string]Duration{
 		"pool.queryWaitTimeout": c.Pool.QueryWaitTimeout, "pool.connectTimeout": c.Pool.ConnectTimeout,
-		"pool.authTimeout": c.Pool.AuthTimeout,
+		"pool.authTimeout": c.Pool.AuthTimeout, "http.readHeaderTimeout": c.HTTP.ReadHeaderTimeout,
 	} {
 		if d.Duration <= 0 {
 			bad(name, "must be positive")

@@ -29,9 +29,12 @@ func TestParseFillsDefaults(t *testing.T) {
 	if _, ok := cfg.Verifiers("other"); ok {
 		t.Fatal("Verifiers found an unknown name")
 	}
-	dsn := cfg.UpstreamDSN()
-	if !strings.Contains(dsn, `password='p\'\\w'`) || !strings.Contains(dsn, "sslmode='prefer'") {
-		t.Fatalf("dsn quoting: %s", dsn)
+	target, err := cfg.UpstreamTarget()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target.Password != `p'\w` || target.SSLMode != "require" || target.RequireAuth != "" || target.ConnectTimeout != 5*time.Second {
+		t.Fatalf("upstream target: %+v", target)
 	}
 }
 
@@ -58,7 +61,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 }
 
 func TestValidateNamesEveryField(t *testing.T) {
-	_, err := Parse([]byte(`{"listen": {"postgres": "", "http": ""}, "upstream": {"port": 0, "sslMode": "bogus"},
+	_, err := Parse([]byte(`{"listen": {"postgres": "", "http": ""}, "upstream": {"port": 0, "sslMode": "bogus", "requireAuth": "kerberos"},
 	  "pool": {"mode": "statement", "size": 0, "maxClientConnections": 0, "maxMessageBytes": 10,
 	           "queryWaitTimeout": "0s", "preparedStatementsPerConn": 0},
 	  "clientAuthMethod": "md5", "tls": {"certFile": "x"},
@@ -67,7 +70,7 @@ func TestValidateNamesEveryField(t *testing.T) {
 		t.Fatal("invalid config accepted")
 	}
 	for _, field := range []string{"listen", "tls", "database", "upstream.host", "upstream.port", "upstream.database",
-		"upstream.user", "upstream.sslMode", "pool.mode", "pool.size", "pool.maxClientConnections",
+		"upstream.user", "upstream.sslMode", "upstream.requireAuth", "pool.mode", "pool.size", "pool.maxClientConnections",
 		"pool.maxMessageBytes", "pool.queryWaitTimeout", "clientAuthMethod", "pool.preparedStatementsPerConn",
 		"keys[0].verifiers[0]", "keys[1].name"} {
 		if !strings.Contains(err.Error(), field+":") {

@@ -15,6 +15,8 @@ type RestartSettings struct {
 	PoolMode   string     `json:"poolMode"`
 	HTTP       bool       `json:"http"`
 	Accelerate Accelerate `json:"accelerate"`
+	// HTTPReadHeaderTimeout is the HTTP server's (it cannot change while serving).
+	HTTPReadHeaderTimeout Duration `json:"httpReadHeaderTimeout"`
 }
 
 // RestartSettings returns the restart-only part of c.
@@ -26,6 +28,8 @@ func (c *Config) RestartSettings() RestartSettings {
 		PoolMode:   c.Pool.Mode,
 		HTTP:       c.HTTP.Enabled,
 		Accelerate: c.HTTP.Accelerate,
+
+		HTTPReadHeaderTimeout: c.HTTP.ReadHeaderTimeout,
 	}
 }
 
@@ -56,6 +60,10 @@ func (c *Config) KeepRestartSettings(running *Config) []string {
 	if c.HTTP.Accelerate != running.HTTP.Accelerate {
 		changed = append(changed, "http.accelerate")
 		c.HTTP.Accelerate = running.HTTP.Accelerate
+	}
+	if c.HTTP.ReadHeaderTimeout != running.HTTP.ReadHeaderTimeout {
+		changed = append(changed, "http.readHeaderTimeout")
+		c.HTTP.ReadHeaderTimeout = running.HTTP.ReadHeaderTimeout
 	}
 	return changed
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // restartOnly and live classify every leaf setting of Config by its JSON path. A new field must
@@ -12,10 +13,13 @@ import (
 // otherwise, so the pooler's reload and the operator's restart hash cannot drift apart.
 var (
 	restartOnly = []string{"listen.postgres", "listen.http", "listen.admin", "tls", "database", "pool.mode", "http.enabled",
-		"http.accelerate.enabled", "http.accelerate.maxTransactionTimeout", "http.accelerate.maxRequestBytes", "http.accelerate.maxBindValues"}
+		"http.accelerate.enabled", "http.accelerate.maxTransactionTimeout", "http.accelerate.maxRequestBytes", "http.accelerate.maxBindValues",
+		"http.readHeaderTimeout"}
 	live = []string{
 		"tls.certFile", "tls.keyFile",
 		"upstream.host", "upstream.port", "upstream.database", "upstream.user", "upstream.password", "upstream.sslMode", "upstream.caFile",
+		"upstream.requireAuth", "pool.maxAuthenticatingConnections", "auth.decoySecret", "auth.maxFailuresPerSource",
+		"auth.failureWindow", "http.bodyReadTimeout", "http.maxInFlightPerKey",
 		"pool.size", "pool.maxClientConnections", "pool.queryWaitTimeout", "pool.idleTransactionTimeout", "pool.serverLifetime",
 		"pool.serverIdleTimeout", "pool.connectTimeout", "pool.healthCheckPeriod", "pool.authTimeout", "pool.shutdownTimeout",
 		"pool.maxMessageBytes", "pool.preparedStatementsPerConn", "pool.preparedStatementBytes", "pool.clientStallTimeout",
@@ -77,6 +81,9 @@ func TestRestartSettings(t *testing.T) {
 		{"pool mode", func(c *Config) { c.Pool.Mode = ModeSession }, "pool.mode"},
 		{"http off", func(c *Config) { c.HTTP.Enabled = false }, "http.enabled"},
 		{"accelerate off", func(c *Config) { c.HTTP.Accelerate.Enabled = false }, "http.accelerate"},
+		{"http header timeout", func(c *Config) { c.HTTP.ReadHeaderTimeout = Duration{time.Second} }, "http.readHeaderTimeout"},
+		{"per-key HTTP cap", func(c *Config) { c.HTTP.MaxInFlightPerKey = 3 }, ""},
+		{"failure budget", func(c *Config) { c.Auth.MaxFailuresPerSource = 3 }, ""},
 		{"cache on", func(c *Config) { c.HTTP.Cache.Enabled = true }, ""},
 		{"cache ttl", func(c *Config) { c.HTTP.Cache.DefaultTTL.Duration = 5e9 }, ""},
 		{"upstream host", func(c *Config) { c.Upstream.Host = "db2" }, ""},

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // errResponseTooLarge means the JSON response grew past the configured cap (answered with 507).
@@ -20,8 +21,8 @@ type outputMode struct {
 }
 
 // runQuery executes one query with the extended protocol (one statement, text results) and
-// appends its JSON result to dst. It fails with errResponseTooLarge once dst exceeds limit;
-// the remaining rows are drained so the connection stays usable.
+// appends its JSON result to dst. It fails with errResponseTooLarge as soon as the result
+// cannot fit in limit bytes, without reading the rest (the connection is closed).
 func runQuery(ctx context.Context, pc *pgconn.PgConn, q query, mode outputMode, dst []byte, limit int) ([]byte, error) {
 	rr := pc.ExecParams(ctx, q.sql, q.params, nil, nil, nil)
 	fields := rr.FieldDescriptions()
@@ -52,25 +53,33 @@ func runQuery(ctx context.Context, pc *pgconn.PgConn, q query, mode outputMode, 
 		dst = append(dst, `,"format":"text"}`...)
 	}
 	dst = append(dst, `],"rows":[`...)
-	tooLarge := false
 	for nrow := 0; rr.NextRow(); nrow++ {
-		if tooLarge {
-			continue // drain
+		values := rr.Values()
+		// A row's JSON is never shorter than its text values: stop before building one that
+		// cannot fit. Rows longer than the whole cap never get here (maxRowBytes).
+		if len(dst)+rawLen(values) > limit {
+			// Stop reading instead of draining what may be millions of rows: cut the
+			// connection (the pool drops it; PostgreSQL stops at its next write).
+			_ = pc.Conn().Close()
+			_, _ = rr.Close()
+			return dst, errResponseTooLarge
 		}
 		if nrow > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendRow(dst, fields, rr.Values(), kinds, elems, mode)
+		dst = appendRow(dst, fields, values, kinds, elems, mode)
 		if len(dst) > limit {
-			tooLarge = true
+			_ = pc.Conn().Close()
+			_, _ = rr.Close()
+			return dst, errResponseTooLarge
 		}
 	}
 	tag, err := rr.Close()
 	if err != nil {
+		if errors.As(err, new(*pgproto3.ExceededMaxBodyLenErr)) {
+			return dst, errResponseTooLarge
+		}
 		return dst, err
-	}
-	if tooLarge {
-		return dst, errResponseTooLarge
 	}
 	command, rowCount := splitCommandTag(tag.String())
 	dst = append(dst, `],"command":`...)
@@ -84,6 +93,27 @@ func runQuery(ctx context.Context, pc *pgconn.PgConn, q query, mode outputMode, 
 	dst = append(dst, `,"rowAsArray":`...)
 	dst = strconv.AppendBool(dst, mode.arrayMode)
 	return append(dst, '}'), nil
+}
+
+// rawLen is the total length of a row's text values.
+func rawLen(values [][]byte) int {
+	n := 0
+	for _, v := range values {
+		n += len(v)
+	}
+	return n
+}
+
+// pgMaxMessage is pgproto3's default cap on a message from the server (PostgreSQL's own 1 GB
+// limit), restored after a request.
+const pgMaxMessage = 0x3fffffff - 1
+
+// limitMessages makes the connection refuse, before reading it, any message from the server
+// longer than limit bytes (a DataRow bigger than the whole response cap), so memory stays
+// bounded by the cap instead of by the largest row. The returned func restores the default.
+func limitMessages(pc *pgconn.PgConn, limit int) (restore func()) {
+	pc.Frontend().SetMaxBodyLen(limit)
+	return func() { pc.Frontend().SetMaxBodyLen(pgMaxMessage) }
 }
 
 func appendRow(dst []byte, fields []pgconn.FieldDescription, values [][]byte, kinds, elems []valueKind, mode outputMode) []byte {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/edgepool/edgepool/pooler/auth"
 )
 
 // Options configure a Server.
@@ -29,9 +30,19 @@ type Options struct {
 	MaxResponseBytes int
 	// StatementTimeout bounds one request, including the wait for an upstream connection.
 	StatementTimeout time.Duration
-	// MaxInFlight caps concurrent POST /sql requests (0: no cap); beyond it requests get 429
-	// at once instead of piling up behind the pool's wait queue.
+	// Limiter caps concurrent requests, in total and per key; beyond it requests get 429 at once
+	// instead of piling up behind the pool's wait queue. Share it with the other handlers on
+	// the listener. Nil: NewLimiter(MaxInFlight, 0).
+	Limiter *Limiter
+	// MaxInFlight caps concurrent POST /sql requests when Limiter is nil (0: no cap).
 	MaxInFlight int
+	// BodyTimeout bounds reading a request body (408 beyond; 0: no bound).
+	BodyTimeout time.Duration
+	// Guard logs refused keys and refuses sources over their failed-login budget (nil: neither).
+	Guard *auth.Guard
+	// CleartextAllowed reports whether a key may arrive over plain HTTP
+	// (allowCleartextWithoutTLS); nil means never: requests without TLS are refused.
+	CleartextAllowed func() bool
 	// Cache, when not nil, enables the opt-in query cache.
 	Cache *Cache
 	// DefaultCacheTTL is max-age for a request that only sends stale-while-revalidate.
@@ -46,10 +57,10 @@ type Options struct {
 
 // Server serves the HTTP SQL endpoint and the WebSocket transport.
 type Server struct {
-	opts     Options
-	keys     atomic.Pointer[KeyChecker]
-	log      *slog.Logger
-	inFlight atomic.Int64
+	opts    Options
+	keys    atomic.Pointer[KeyChecker]
+	log     *slog.Logger
+	limiter *Limiter
 }
 
 // NewServer returns a Server; its Handler goes on the pooler's HTTP listener.
@@ -69,7 +80,10 @@ func NewServer(opts Options) *Server {
 	if opts.StatementTimeout <= 0 {
 		opts.StatementTimeout = 30 * time.Second
 	}
-	s := &Server{opts: opts, log: opts.Logger}
+	s := &Server{opts: opts, log: opts.Logger, limiter: opts.Limiter}
+	if s.limiter == nil {
+		s.limiter = NewLimiter(opts.MaxInFlight, 0)
+	}
 	s.SetKeys(opts.Keys)
 	return s
 }
@@ -105,16 +119,17 @@ func (s *Server) serveSQL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kind, code := "single", http.StatusInternalServerError // what a panic below would have cost
-	n := s.inFlight.Add(1)
-	defer func() {
-		s.inFlight.Add(-1)
-		s.opts.Metrics.observeRequest(kind, code, time.Since(start))
-	}()
-	if s.opts.MaxInFlight > 0 && n > int64(s.opts.MaxInFlight) {
+	defer func() { s.opts.Metrics.observeRequest(kind, code, time.Since(start)) }()
+	// Until the body is read, any answer also closes the connection: net/http would otherwise
+	// wait to drain the rest of the body, which a trickling client never finishes.
+	h.Set("Connection", "close")
+	release, ok := s.limiter.Enter()
+	if !ok {
 		h.Set("Retry-After", "1")
 		code = writeMessage(w, http.StatusTooManyRequests, "too many concurrent requests", "53300")
 		return
 	}
+	defer release()
 	code = s.handleSQL(w, r, reqID, &kind)
 }
 
@@ -132,20 +147,33 @@ func (s *Server) handleSQL(w http.ResponseWriter, r *http.Request, reqID string,
 		return writeMessage(w, http.StatusUnauthorized,
 			"authentication required: send the API key as the password in "+headerConnectionString+" or as \"Authorization: Bearer <key>\"", "28000")
 	}
-	keyName, ok := (*s.keys.Load()).CheckKey(user, key)
-	if !ok {
-		return writeMessage(w, http.StatusUnauthorized, authFailedMessage(user), "28P01")
+	keyName, status := s.authorize(w, r, user, key)
+	if status != 0 {
+		return status
 	}
+	releaseKey, ok := s.limiter.EnterKey(keyName)
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		return writeMessage(w, http.StatusTooManyRequests, "too many concurrent requests for this API key", "53300")
+	}
+	defer releaseKey()
 	if s.opts.Database != "" && database != "" && database != s.opts.Database {
 		return writeMessage(w, http.StatusBadRequest, "database \""+database+"\" does not exist", "3D000")
 	}
 
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.opts.MaxRequestBytes)))
+	body, err := ReadBody(w, r, s.opts.MaxRequestBytes, s.opts.BodyTimeout)
+	if err == nil {
+		w.Header().Del("Connection") // the body is in: keep-alive is fine again
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			return writeMessage(w, http.StatusRequestEntityTooLarge,
 				"request body too large (max "+strconv.Itoa(s.opts.MaxRequestBytes)+" bytes)", "54000")
+		case errors.Is(err, ErrBodyTimeout):
+			return writeMessage(w, http.StatusRequestTimeout,
+				"request body not received within "+s.opts.BodyTimeout.String(), "08P01")
 		}
 		return writeMessage(w, http.StatusBadRequest, "could not read request body", "08P01")
 	}
@@ -180,6 +208,23 @@ func (s *Server) handleSQL(w http.ResponseWriter, r *http.Request, reqID string,
 		return s.writeError(ctx, w, reqID, err)
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// authorize checks the request's key (KeyGate) and answers a refusal. It returns the key name,
+// or the status it answered.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, user, key string) (string, int) {
+	gate := KeyGate{Keys: *s.keys.Load(), Guard: s.opts.Guard, CleartextAllowed: s.opts.CleartextAllowed}
+	name, refusal, retry := gate.Check(r, user, key)
+	switch refusal {
+	case KeyOverPlainHTTP:
+		return "", writeMessage(w, http.StatusForbidden, MsgKeyOverPlainHTTP, "28000")
+	case KeySourceOverBudget:
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry/time.Second)+1))
+		return "", writeMessage(w, http.StatusTooManyRequests, "too many failed logins from this address", "08004")
+	case KeyInvalid:
+		return "", writeMessage(w, http.StatusUnauthorized, authFailedMessage(user), "28P01")
+	}
+	return name, 0
 }
 
 // execute borrows an upstream connection for the request's queries and returns their JSON.
@@ -232,7 +277,9 @@ func (s *Server) withConn(ctx context.Context, fn func(opCtx context.Context, pc
 		_ = pc.CancelRequest(cctx)
 		time.AfterFunc(cancelGrace, stopOp)
 	})
+	restore := limitMessages(pc, s.opts.MaxResponseBytes)
 	out, err := fn(opCtx, pc)
+	restore()
 	if !stopWatch() { // the cancel fired (or is firing): do not reuse this connection
 		<-cancelled
 		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -316,7 +363,7 @@ func writeJSON(w http.ResponseWriter, code int, body []byte) int {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(code)
-	_, _ = w.Write(body) //nolint:gosec // G705: a JSON body with an application/json type, not HTML
+	_, _ = w.Write(body) //nolint:gosec,nolintlint // G705 (the taint analysis reports it only sometimes): a JSON body with an application/json type, not HTML
 	return code
 }
 

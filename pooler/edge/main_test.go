@@ -60,12 +60,11 @@ func testKeyChecker(t testing.TB) KeyChecker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := apikey.NewSCRAMVerifier(testKey, salt, apikey.DefaultIterations)
+	v, err := apikey.ConfigVerifier(testKey, salt, apikey.DefaultIterations)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := auth.NewKeyring([]config.Key{{Name: "app", Verifiers: []config.Verifier{
-		{SCRAM: v.String(), SHA256: apikey.Digest(testKey), Fingerprint: apikey.Fingerprint(testKey)}}}})
+	k, err := auth.NewKeyring([]config.Key{{Name: "app", Verifiers: []config.Verifier{v}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +77,7 @@ func newTestServer(t testing.TB, size int, mutate func(*Options)) (*httptest.Ser
 	opts := Options{
 		Upstream: PoolUpstream(newPool(t, size, 2*time.Second)), Keys: testKeyChecker(t), Database: "postgres",
 		MaxRequestBytes: 1 << 20, MaxResponseBytes: 1 << 20, StatementTimeout: 5 * time.Second,
+		CleartextAllowed: func() bool { return true }, // httptest serves plain HTTP on loopback
 	}
 	if mutate != nil {
 		mutate(&opts)

@@ -309,7 +309,7 @@ func TestMaxInFlight(t *testing.T) {
 		resp.Body.Close()
 		slow <- resp.StatusCode
 	}()
-	for s.inFlight.Load() == 0 { // wait until the slow request holds the only slot
+	for s.limiter.InFlight() == 0 { // wait until the slow request holds the only slot
 		time.Sleep(5 * time.Millisecond)
 	}
 	resp, out := post(t, ts, `{"query": "select 1"}`)

@@ -24,9 +24,10 @@ type Lease interface {
 	Release()
 }
 
-// ConnServer runs one client session over a connection whose transport is already secured
-// (the WebSocket's TLS), so a cleartext password is acceptable. It returns when the session ends.
-type ConnServer func(ctx context.Context, conn net.Conn)
+// ConnServer runs one client session over a WebSocket connection; secure says whether the
+// request came over TLS (wss://), which makes a cleartext password acceptable. It returns when
+// the session ends.
+type ConnServer func(ctx context.Context, conn net.Conn, secure bool)
 
 // PoolUpstream lends connections from the pooler's shared pool.
 func PoolUpstream(p *pool.Pool) Upstream { return poolUpstream{p} }
@@ -41,11 +42,12 @@ func (u poolUpstream) Acquire(ctx context.Context) (Lease, error) {
 	return c, nil
 }
 
-// WebSocketSessions runs WebSocket connections as wire-protocol sessions of proxy, marked
-// secure (the WebSocket's TLS carries them) and asking for a cleartext password, which is what
-// the Neon serverless driver sends, pipelined with its startup message.
+// WebSocketSessions runs WebSocket connections as wire-protocol sessions of proxy asking for
+// a cleartext password, which is what the Neon serverless driver sends, pipelined with its
+// startup message. Over wss:// the WebSocket's TLS protects it; over plain ws:// the session
+// asks for SCRAM instead and refuses a cleartext key, unless allowCleartextWithoutTLS.
 func WebSocketSessions(proxy *session.Proxy) ConnServer {
-	return func(ctx context.Context, conn net.Conn) {
-		_ = proxy.ServeConn(ctx, conn, session.Options{Secure: true, Cleartext: true})
+	return func(ctx context.Context, conn net.Conn, secure bool) {
+		_ = proxy.ServeConn(ctx, conn, session.Options{Secure: secure, Cleartext: true, Transport: "websocket"})
 	}
 }

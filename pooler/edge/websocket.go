@@ -29,5 +29,5 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	conn := websocket.NetConn(ctx, c, websocket.MessageBinary)
 	defer conn.Close()
-	s.opts.WebSocket(ctx, conn)
+	s.opts.WebSocket(ctx, conn, r.TLS != nil)
 }

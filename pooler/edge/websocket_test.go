@@ -49,7 +49,7 @@ func startTransports(t *testing.T, size int, wait time.Duration) *transports {
 		}
 	}()
 	srv := NewServer(Options{Upstream: PoolUpstream(p), Keys: KeyringChecker(keys), Database: "postgres",
-		StatementTimeout: 10 * time.Second, WebSocket: WebSocketSessions(proxy)})
+		StatementTimeout: 10 * time.Second, WebSocket: WebSocketSessions(proxy), CleartextAllowed: func() bool { return true }})
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	t.Cleanup(proxy.CloseAll)

@@ -26,7 +26,7 @@ import (
 const (
 	kickNone uint32 = iota
 	kickPark
-	kickDrain
+	kickEnd // drain or a revoked key: end if between transactions (revoke.go)
 	kickIdleTx
 	kickStall
 	kickUpstream

@@ -109,6 +109,9 @@ func (s *session) handle(ctx context.Context, typ byte, body []byte, start int) 
 	if typ == 'X' {
 		return errTerminate
 	}
+	if err := checkMessage(typ, body); err != nil {
+		return err // garbage never reaches (or takes) an upstream connection
+	}
 	s.parkNext = false
 	if s.skipUntilSync {
 		if typ == 'S' {
@@ -138,9 +141,8 @@ func (s *session) handle(ctx context.Context, typ byte, body []byte, start int) 
 // gets the error (and, inside an extended-protocol batch, the batch is skipped to its Sync);
 // the session stays.
 func (s *session) attachFor(ctx context.Context, typ byte, start int) error {
-	if s.proxy.draining.Load() {
-		s.fatal("57P01", "the pooler is shutting down")
-		return errEnded
+	if s.ending() {
+		return s.endNow()
 	}
 	err := s.attach(ctx, start)
 	if err == nil {
@@ -214,22 +216,26 @@ func (s *session) canDetach() bool {
 // parked instead (no goroutine, no buffer), at once after startup and when the janitor says it
 // has been idle for a while.
 func (s *session) waitClient() error {
+	// The phase is published before ending() is read, and Drain and CloseRevoked set their
+	// flag before they read the phase (kickIfIdle): one of the two sees the other.
 	if s.srv != nil {
 		p := s.attachedPhase()
+		s.enter(p)
 		if p == phaseSessionIdle && !s.r.buffered() {
+			if s.ending() { // session mode: a drain or revoked key ends it between transactions
+				return s.endNow()
+			}
 			s.startWatch()
 		}
-		s.enter(p)
 	} else {
-		if s.proxy.draining.Load() && !s.r.buffered() {
-			s.fatal("57P01", "the pooler is shutting down")
-			return errEnded
-		}
 		if s.parkNext && !s.r.buffered() {
 			s.r.release()
 			return s.parkIdle()
 		}
 		s.enter(phaseIdle) // the read buffer stays: a busy client is back soon
+		if s.ending() && !s.r.buffered() {
+			return s.endNow()
+		}
 	}
 	err := s.r.fill()
 	ph, since := s.activity.get()
@@ -280,10 +286,9 @@ func (s *session) readFailed(err error, mayPark bool, p phase, since int64) erro
 	switch reason {
 	case kickClose:
 		return errors.New("closed by the pooler")
-	case kickDrain:
+	case kickEnd:
 		if s.srv == nil || s.attachedPhase() == phaseSessionIdle {
-			s.fatal("57P01", "the pooler is shutting down")
-			return errEnded
+			return s.endNow()
 		}
 	case kickPark:
 		if mayPark && s.srv == nil && !s.r.buffered() {

@@ -33,8 +33,14 @@ type Runtime struct {
 	// AllowCleartextWithoutTLS permits cleartext on unsecured connections (development only).
 	AllowCleartextWithoutTLS bool
 	// TLS answers SSLRequest when set.
-	TLS                    *tls.Config
-	MaxClients             int
+	TLS *tls.Config
+	// Guard logs failed logins and keeps the per-source failure budget (nil: neither). The
+	// same Guard serves every runtime of a process.
+	Guard *auth.Guard
+	// MaxClients caps client connections, logged in or logging in (admission.go).
+	MaxClients int
+	// MaxAuthenticating caps connections logging in; the oldest is evicted for a new one.
+	MaxAuthenticating      int
 	AuthTimeout            time.Duration
 	IdleTransactionTimeout time.Duration
 	MaxMessageBytes        int
@@ -67,12 +73,13 @@ type Options struct {
 	// driver over WebSocket sends its password this way). Honoured only when the connection is
 	// secured or the runtime allows cleartext without TLS.
 	Cleartext bool
+	// Transport names the transport in logs and metrics ("tcp" when empty, "websocket").
+	Transport string
 }
 
 // Observer receives session events for metrics. All methods must be cheap and safe for
 // concurrent use.
 type Observer interface {
-	AuthFailed()
 	Transaction(d time.Duration)
 	ServerError(sqlstate string)
 	Bytes(in, out int64)
@@ -80,7 +87,6 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) AuthFailed()               {}
 func (nopObserver) Transaction(time.Duration) {}
 func (nopObserver) ServerError(string)        {}
 func (nopObserver) Bytes(int64, int64)        {}
@@ -104,10 +110,11 @@ type Proxy struct {
 	sessions  map[uint32]*session // by pooler-issued process ID (cancel key)
 	janitorOn bool                // janitor.go; guarded by mu
 
-	clients  atomic.Int64 // connected, past startup
-	inState  [numStates]atomic.Int64
-	accepted atomic.Int64
-	replays  atomic.Int64 // requests moved to a fresh connection (the first was found dead)
+	admissions admissions   // connections logging in (admission.go)
+	clients    atomic.Int64 // connected, past startup
+	inState    [numStates]atomic.Int64
+	accepted   atomic.Int64
+	replays    atomic.Int64 // requests moved to a fresh connection (the first was found dead)
 
 	// clock is the janitor's coarse clock: milliseconds since epoch, updated every tick.
 	clock atomic.Int64
@@ -153,16 +160,22 @@ type Stats struct {
 	// Replays counts requests sent again on a fresh connection because the first one was found
 	// terminated (pg_terminate_backend, a restart) before it answered.
 	Replays int64 `json:"replays"`
+	// LoggingIn are connections that have not finished startup and authentication.
+	LoggingIn int64 `json:"clientsLoggingIn"`
+	// LoginsEvicted were closed to make room for newer logins (MaxAuthenticating).
+	LoginsEvicted int64 `json:"clientsLoginsEvictedTotal"`
+	// Refused found MaxClients clients logged in.
+	Refused int64 `json:"clientsRefusedTotal"`
 }
 
 // Stats returns a snapshot.
 func (p *Proxy) Stats() Stats {
 	rs := p.stmts.stats()
-	s := Stats{Clients: p.clients.Load(), ClientsActive: p.inState[StateActive].Load(),
+	return Stats{Clients: p.clients.Load(), ClientsActive: p.inState[StateActive].Load(),
 		ClientsWaiting: p.inState[StateWaiting].Load(), ClientsIdle: p.inState[StateIdle].Load(),
 		Accepted: p.accepted.Load(), Statements: rs.count, StatementBytes: rs.bytes, StatementsEvicted: rs.evicted,
-		Replays: p.replays.Load()}
-	return s
+		Replays: p.replays.Load(), LoggingIn: p.admissions.n.Load(), LoginsEvicted: p.admissions.evicted.Load(),
+		Refused: p.admissions.refused.Load()}
 }
 
 // Drain stops new sessions and closes sessions as soon as they hold no upstream connection
@@ -177,12 +190,7 @@ func (p *Proxy) Drain() {
 	}
 	p.mu.Unlock()
 	for _, s := range list {
-		switch ph, _ := s.activity.get(); ph {
-		case phaseIdle, phaseParked, phaseSessionIdle:
-			if !s.wake() { // a resumed session sees the drain itself
-				s.kickRead(kickDrain, 0)
-			}
-		}
+		s.kickIfIdle()
 	}
 }
 

@@ -162,9 +162,10 @@ func (s *session) parkIdle() error {
 				s.setConn(nil)
 				_ = tc.Close() // the duplicate keeps the socket open
 				if r.park(s, fd) {
-					// Drain or CloseAll may have looked for this session before it was
-					// registered; they set their flag first, so this check cannot miss both.
-					if s.proxy.draining.Load() || s.closeReq.Load() {
+					// Drain, CloseRevoked or CloseAll may have looked for this session before
+					// it was registered; they set their flag first, so this check cannot miss
+					// both.
+					if s.ending() || s.closeReq.Load() {
 						s.wake()
 					}
 					return errParked

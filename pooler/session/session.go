@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgepool/edgepool/pooler/auth"
 )
 
 // session is one client connection. Files: startup.go (startup and authentication), loop.go
@@ -31,9 +33,12 @@ type session struct {
 	r *msgReader
 	w *msgWriter
 
-	pid    uint32
-	secret [4]byte
-	user   string
+	pid     uint32
+	secret  [4]byte
+	user    string
+	key     auth.KeyID  // the key the client proved (checked again on reload)
+	revoked atomic.Bool // the key is no longer valid: end between transactions (revoke.go)
+	adm     *admission  // while logging in (admission.go)
 
 	defaults  map[string]string   // tracked parameters' values on fresh connections (shared, read-only)
 	overrides map[string]string   // where this client wants others (params.go)
@@ -183,11 +188,10 @@ func (s *session) resumeAfterWait() {
 // waitParked is the parked wait of a session without reactor: a blocking read of the first
 // bytes of the next message into a 5-byte array.
 func (s *session) waitParked() error {
-	if s.proxy.draining.Load() {
-		s.fatal("57P01", "the pooler is shutting down")
-		return errEnded
+	s.enter(phaseParked) // before ending(): see waitClient
+	if s.ending() {
+		return s.endNow()
 	}
-	s.enter(phaseParked)
 	for {
 		err := s.r.waitParked()
 		if err == nil {

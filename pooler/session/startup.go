@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/pool"
 )
 
@@ -23,7 +24,10 @@ import (
 // that carries the binary frames' payload.
 func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) error {
 	errc := make(chan error, 1)
-	p.serve(ctx, conn, opts, false, func(err error) { errc <- err })
+	done := func(err error) { errc <- err }
+	if rt, adm, ok := p.accept(conn, done); ok {
+		p.serve(ctx, conn, opts, rt, adm, false, done)
+	}
 	return <-errc
 }
 
@@ -34,23 +38,44 @@ func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) erro
 // Other conns (TLS, other platforms) wait on a fresh goroutine with a small stack instead of
 // one grown by startup and query work.
 func (p *Proxy) ServeConnAsync(ctx context.Context, conn net.Conn, opts Options, done func(error)) {
-	go p.serve(ctx, conn, opts, true, done)
+	// Admitted here, on the accept loop, so logins are admitted in the order they arrived.
+	if rt, adm, ok := p.accept(conn, done); ok {
+		go p.serve(ctx, conn, opts, rt, adm, true, done)
+	}
 }
 
-func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, park bool, done func(error)) {
+// accept counts a new connection and admits it (admission.go), or refuses it and reports done.
+func (p *Proxy) accept(conn net.Conn, done func(error)) (*Runtime, *admission, bool) {
 	rt := p.Runtime()
 	p.accepted.Add(1)
-	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure, park: park, done: done, ctx: ctx}
+	adm, ok := p.admit(conn, rt)
+	if !ok {
+		refuseTooMany(conn)
+		done(errors.New("too many clients"))
+	}
+	return rt, adm, ok
+}
+
+func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, rt *Runtime, adm *admission, park bool, done func(error)) {
+	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure, park: park, done: done, ctx: ctx, adm: adm}
 	s.r = &msgReader{conn: conn, maxBody: maxAuthMessageBytes}
 	s.w = &msgWriter{conn: conn}
 	s.setState(stateStartup)
 	defer func() {
 		if r := recover(); r != nil {
+			p.admitted(adm)
 			s.onPanic(r)
 		}
 	}()
+	if !p.settle(adm, rt) {
+		refuseTooMany(conn)
+		done(errors.New("too many clients"))
+		return
+	}
 	_ = conn.SetDeadline(time.Now().Add(rt.AuthTimeout))
-	if err := s.startup(ctx); err != nil {
+	err := s.startup(ctx)
+	p.admitted(adm)
+	if err != nil {
 		if !errors.Is(err, errCancelRequest) {
 			p.Log.Debug("client startup failed", "remote", conn.RemoteAddr().String(), "err", err)
 		}
@@ -104,6 +129,7 @@ func (s *session) startup(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		s.proxy.spoke(s.adm)
 		pkt, err := decodeStartupPacket(body)
 		if err != nil {
 			s.fatal("08P01", err.Error())
@@ -179,6 +205,11 @@ func (s *session) startup(ctx context.Context) error {
 	}
 	s.user = user
 
+	if retry, ok := s.rt.Guard.Allow(s.conn.RemoteAddr(), time.Now()); !ok {
+		s.loginFailed(user, auth.ReasonOverBudget)
+		s.fatal("08004", fmt.Sprintf("too many failed logins from this address; retry in %s", retry.Round(time.Second)+time.Second))
+		return errors.New("source over its failed-login budget")
+	}
 	if err := s.authenticate(user); err != nil {
 		return err
 	}
@@ -215,7 +246,9 @@ func (s *session) startup(ctx context.Context) error {
 	return s.w.flush(true)
 }
 
-// authenticate runs SCRAM or a cleartext exchange for key name user.
+// authenticate runs SCRAM or a cleartext exchange for key name user. Cleartext is asked for
+// only on an encrypted connection (TLS, or a transport secured outside the protocol) or with
+// AllowCleartextWithoutTLS; elsewhere the client is asked for SCRAM.
 func (s *session) authenticate(user string) error {
 	s.setState(stateAuth)
 	rt := s.rt
@@ -230,12 +263,15 @@ func (s *session) authenticate(user string) error {
 		}
 		var pm pgproto3.PasswordMessage
 		if err := pm.Decode(body); err != nil {
+			s.loginFailed(user, auth.ReasonProtocol)
 			s.fatal("08P01", "invalid password packet")
 			return err
 		}
-		if !rt.Keyring.CheckPassword(user, pm.Password, time.Now()) {
+		id, ok := rt.Keyring.CheckPassword(user, pm.Password, time.Now())
+		if !ok {
 			return s.authFailed(user)
 		}
+		s.key = id
 		return nil
 	}
 	if err := s.w.send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}}); err != nil {
@@ -247,12 +283,22 @@ func (s *session) authenticate(user string) error {
 	}
 	var initial pgproto3.SASLInitialResponse
 	if err := initial.Decode(body); err != nil || initial.AuthMechanism != "SCRAM-SHA-256" {
+		if s.opts.Cleartext {
+			// The transport's clients send the key in cleartext (the Neon driver pipelines it
+			// with the startup message): this was that key, on a connection that is not
+			// encrypted. Say why instead of "malformed".
+			s.loginFailed(user, auth.ReasonCleartextWithoutTLS)
+			s.fatal("28000", "a cleartext password (API key) is refused on an unencrypted connection: connect over TLS (wss://)")
+			return errors.New("cleartext password without TLS")
+		}
+		s.loginFailed(user, auth.ReasonProtocol)
 		s.fatal("08P01", "expected SASL initial response with SCRAM-SHA-256")
 		return fmt.Errorf("%w: bad SASLInitialResponse", ErrProtocol)
 	}
 	ex := rt.Keyring.NewSCRAM(user, time.Now())
 	first, err := ex.ServerFirst(initial.Data)
 	if err != nil {
+		s.loginFailed(user, auth.ReasonProtocol)
 		s.fatal("08P01", "malformed SCRAM message")
 		return err
 	}
@@ -265,17 +311,20 @@ func (s *session) authenticate(user string) error {
 	}
 	var resp pgproto3.SASLResponse
 	if err := resp.Decode(body); err != nil {
+		s.loginFailed(user, auth.ReasonProtocol)
 		s.fatal("08P01", "malformed SCRAM message")
 		return err
 	}
 	final, ok, err := ex.ServerFinal(resp.Data)
 	if err != nil {
+		s.loginFailed(user, auth.ReasonProtocol)
 		s.fatal("08P01", "malformed SCRAM message")
 		return err
 	}
 	if !ok {
 		return s.authFailed(user)
 	}
+	s.key = ex.Matched()
 	return s.w.send(&pgproto3.AuthenticationSASLFinal{Data: final})
 }
 
@@ -285,16 +334,32 @@ func (s *session) readAuthMessage() ([]byte, error) {
 		return nil, err
 	}
 	if typ != 'p' {
+		s.loginFailed(s.user, auth.ReasonProtocol)
 		s.fatal("08P01", fmt.Sprintf("expected password response, got message type %q", typ))
 		return nil, fmt.Errorf("%w: unexpected message %q during auth", ErrProtocol, typ)
 	}
 	return body, nil
 }
 
+// authFailed refuses a wrong key. The client learns only that the login failed; the log and
+// the metrics say whether the name exists.
 func (s *session) authFailed(user string) error {
-	s.proxy.Observer.AuthFailed()
+	reason := auth.ReasonUnknownName
+	if s.rt.Keyring.Has(user) {
+		reason = auth.ReasonWrongKey
+	}
+	s.loginFailed(user, reason)
 	s.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", user))
 	return errors.New("authentication failed")
+}
+
+// loginFailed reports a failed or refused login to the guard (log, metrics, source budget).
+func (s *session) loginFailed(user, reason string) {
+	transport := s.opts.Transport
+	if transport == "" {
+		transport = "tcp"
+	}
+	s.rt.Guard.Failed(auth.Attempt{Transport: transport, Remote: s.conn.RemoteAddr(), Name: user, Reason: reason}, time.Now())
 }
 
 // fatal sends a FATAL error; the caller then closes the connection.

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/pooler/apikey"
+	"github.com/edgepool/edgepool/pooler/config"
+)
+
+// poolerProcess is a real `edgepool pooler` process: this test binary re-run as main.
+type poolerProcess struct {
+	cmd    *exec.Cmd
+	cfg    *config.Config
+	logs   *lockedBuffer
+	exited chan error
+}
+
+// processConfig is the config of a pooler process in front of pg's database "postgres" on free
+// loopback ports, with one key "app"; it returns the key too.
+func processConfig(t *testing.T, pg *testpg.Server) (*config.Config, string) {
+	t.Helper()
+	entry, key, err := apikey.NewConfigKey("app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Defaults()
+	cfg.Listen = config.Listen{Postgres: freeAddr(t), Admin: freeAddr(t)}
+	cfg.Database = "postgres"
+	cfg.Upstream = config.Upstream{Host: pg.Host, Port: pg.Port, Database: "postgres", User: pg.User,
+		Password: pg.Password, SSLMode: "disable"}
+	cfg.Keys = []config.Key{entry}
+	return &cfg, key
+}
+
+// startPoolerProcess writes cfg and starts a pooler process on it, waiting until /readyz (the
+// config must listen on an admin address). wrap, when given, is a command line the pooler
+// command is appended to (e.g. a shell that lowers ulimits first). The process is killed when
+// the test ends; its output is logged if the test failed.
+func startPoolerProcess(t *testing.T, cfg *config.Config, wrap ...string) *poolerProcess {
+	t.Helper()
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(t.TempDir(), config.FileName)
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append(append([]string(nil), wrap...), os.Args[0], "pooler", "--config", cfgPath)
+	p := &poolerProcess{cmd: exec.Command(args[0], args[1:]...), cfg: cfg, logs: &lockedBuffer{}, exited: make(chan error, 1)}
+	p.cmd.Env = append(os.Environ(), "EDGEPOOL_TEST_RUN_MAIN=1")
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("pooler output:\n%s", p.logs.String())
+		}
+	})
+	testwait.For(t, "pooler ready", 15*time.Second, p.ready)
+	return p
+}
+
+// ready reports whether /readyz answers 200.
+func (p *poolerProcess) ready() bool {
+	resp, err := http.Get("http://" + p.cfg.Listen.Admin + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// lockedBuffer collects a process's output.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

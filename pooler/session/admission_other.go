@@ -1,0 +1,14 @@
+//go:build !linux
+
+package session
+
+import (
+	"net"
+	"time"
+)
+
+// hasSpoken: without a cheap peek every connection counts as having spoken (plain
+// oldest-first eviction).
+func hasSpoken(net.Conn) bool { return true }
+
+func waitSpoken(net.Conn, time.Duration) bool { return true }

@@ -1,0 +1,69 @@
+package session
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+func encode(t *testing.T, m pgproto3.FrontendMessage) (byte, []byte) {
+	t.Helper()
+	b, err := m.Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[0], b[5:]
+}
+
+// TestCheckMessage: what pgproto3 (every driver's layout) encodes passes; truncated, padded or
+// unterminated bodies are protocol errors.
+func TestCheckMessage(t *testing.T) {
+	valid := []pgproto3.FrontendMessage{
+		&pgproto3.Query{String: "select 1"},
+		&pgproto3.Query{String: ""},
+		&pgproto3.Parse{Name: "s1", Query: "select $1", ParameterOIDs: []uint32{23}},
+		&pgproto3.Parse{Query: "select 1"},
+		&pgproto3.Bind{DestinationPortal: "", PreparedStatement: "s1", ParameterFormatCodes: []int16{1},
+			Parameters: [][]byte{{0, 0, 0, 1}, nil, {}}, ResultFormatCodes: []int16{0, 1}},
+		&pgproto3.Bind{},
+		&pgproto3.Execute{Portal: "", MaxRows: 0},
+		&pgproto3.Describe{ObjectType: 'S', Name: "s1"},
+		&pgproto3.Close{ObjectType: 'P', Name: ""},
+		&pgproto3.Sync{},
+		&pgproto3.Flush{},
+		&pgproto3.CopyData{Data: []byte("anything")},
+	}
+	for _, m := range valid {
+		typ, body := encode(t, m)
+		if err := checkMessage(typ, body); err != nil {
+			t.Errorf("%T rejected: %v", m, err)
+		}
+		// Every strict prefix of a message with fields is malformed, and so is one extra byte.
+		if typ == 'd' || typ == 'S' || typ == 'H' {
+			continue
+		}
+		for cut := 0; cut < len(body); cut++ {
+			if checkMessage(typ, body[:cut]) == nil {
+				t.Errorf("%T cut to %d of %d bytes accepted", m, cut, len(body))
+			}
+		}
+		if err := checkMessage(typ, append(append([]byte(nil), body...), 'x')); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%T with a byte left over: %v", m, err)
+		}
+	}
+	for _, tt := range []struct {
+		typ  byte
+		body string
+	}{
+		{'Q', "select 1"},         // no NUL
+		{'Q', "select 1\x00\x00"}, // left over
+		{'S', "x"},                // Sync has no body
+		{'B', "\x00\x00\x00\x00\x00\x01\xff\xff\xff\xfe\x00\x00"}, // parameter length -2
+		{'E', "\x00\x00\x00"}, // row limit cut
+	} {
+		if err := checkMessage(tt.typ, []byte(tt.body)); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%q %q: %v, want a protocol error", tt.typ, tt.body, err)
+		}
+	}
+}
