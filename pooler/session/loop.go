@@ -44,6 +44,9 @@ const (
 	// server's answers to them are relayed before more is forwarded, so neither side's socket
 	// buffer fills up while the other is not read.
 	outFlushAt = 4 << 10
+	// largeCheckBytes: how much of a message larger than the read buffer is checked
+	// (checkLargeStart) before it is streamed upstream.
+	largeCheckBytes = 1 << 10
 )
 
 // loop is the client loop: forward what the client sent, exchange with the upstream, wait for
@@ -322,6 +325,9 @@ func (s *session) handleLarge(ctx context.Context, typ byte, n int) error {
 	default:
 		return fmt.Errorf("%w: message %q of %d bytes", ErrProtocol, typ, n)
 	}
+	if err := s.checkLargeStart(typ, n); err != nil {
+		return err
+	}
 	if s.skipUntilSync {
 		return s.discardClientBytes(5 + n)
 	}
@@ -340,6 +346,9 @@ func (s *session) handleLarge(ctx context.Context, typ byte, n int) error {
 		if err := s.exchange(); err != nil {
 			return err
 		}
+	}
+	if s.srv == nil && typ == 'd' {
+		return s.discardClientBytes(5 + n) // PostgreSQL ignores COPY data outside COPY (answerIdle)
 	}
 	if s.srv == nil {
 		if err := s.attachFor(ctx, typ, s.r.r); err != nil {
@@ -401,6 +410,17 @@ func (s *session) handleLarge(ctx context.Context, typ byte, n int) error {
 		u.push(request{kind: reqParse})
 	}
 	return nil
+}
+
+// checkLargeStart checks the start of a message larger than the read buffer
+// (checkMessageStart) once largeCheckBytes of its body are buffered, before any of it is
+// passed on or it takes a connection.
+func (s *session) checkLargeStart(typ byte, n int) error {
+	want := 5 + min(n, largeCheckBytes)
+	if err := s.bufferAhead(func(b []byte) bool { return len(b) >= want }); err != nil {
+		return err
+	}
+	return checkMessageStart(typ, s.r.unread()[5:], n)
 }
 
 // fillMidMessage reads more of a message that is half through: a client that stops here while
