@@ -27,7 +27,7 @@ const poolerProcessEnv = "EDGEPOOL_TEST_POOLER_CONFIG"
 
 // runPoolerProcess serves until SIGTERM; once listening it writes its addresses ("postgres
 // admin") to the file named by cfgPath + ".addr".
-func runPoolerProcess(cfgPath string) {
+func runPoolerProcess(cfgPath string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	started := func(s *pooler.Server) {
@@ -35,13 +35,8 @@ func runPoolerProcess(cfgPath string) {
 		_ = os.WriteFile(cfgPath+".addr.tmp", []byte(addrs), 0o600)
 		_ = os.Rename(cfgPath+".addr.tmp", cfgPath+".addr")
 	}
-	err := pooler.Run(ctx, pooler.RunOptions{ConfigPath: cfgPath, Log: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	return pooler.Run(ctx, pooler.RunOptions{ConfigPath: cfgPath, Log: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 		Started: started})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pooler:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
 }
 
 // poolerProcess is a pooler running in a child process.

@@ -183,8 +183,11 @@ func TestLargeMessagesStreamThrough(t *testing.T) {
 				return
 			}
 			values, pgErr, err := c.untilReady()
-			if err != nil || pgErr != "" || len(values) != 1 || values[0] != strconv.Itoa(size) {
-				errs <- fmt.Errorf("client %d: values %q, error %q, %v", i, values, pgErr, err)
+			switch {
+			case err != nil:
+				errs <- fmt.Errorf("client %d: %w", i, err)
+			case pgErr != "" || len(values) != 1 || values[0] != strconv.Itoa(size):
+				errs <- fmt.Errorf("client %d: values %q, error %q", i, values, pgErr)
 			}
 		})
 	}

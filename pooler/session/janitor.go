@@ -99,14 +99,14 @@ func (p *Proxy) janitor() {
 		}
 		p.mu.Unlock()
 		for i, s := range list {
-			p.inspect(s, rt, now, tick.Milliseconds())
+			p.inspect(s, now, tick.Milliseconds())
 			list[i] = nil
 		}
 	}
 }
 
 // inspect applies the timeouts to one session.
-func (p *Proxy) inspect(s *session, rt *Runtime, now, tick int64) {
+func (p *Proxy) inspect(s *session, now, tick int64) {
 	ph, since := s.activity.get()
 	elapsed := now - since
 	over := func(d time.Duration) bool { return d > 0 && elapsed > d.Milliseconds()+tick }

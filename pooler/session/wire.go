@@ -264,8 +264,6 @@ func (w *msgWriter) encode(msg pgproto3.BackendMessage) error {
 	return err
 }
 
-func (w *msgWriter) pending() int { return len(w.out) }
-
 // flush writes buffered bytes; with release it returns the buffer to the pool. Callers hold mu.
 func (w *msgWriter) flush(release bool) error {
 	var err error
