@@ -118,20 +118,19 @@ func (m *msgCursor) skip(k int) {
 }
 
 // count reads an Int16 count (PostgreSQL reads it unsigned).
-func (m *msgCursor) count() int {
-	if !m.need(2) {
-		return 0
-	}
-	k := int(binary.BigEndian.Uint16(m.b[m.off:]))
-	m.off += 2
-	return k
-}
+func (m *msgCursor) count() int { return int(m.fixed(2)) }
 
-func (m *msgCursor) int32() int32 {
-	if !m.need(4) {
+func (m *msgCursor) int32() int32 { return int32(m.fixed(4)) }
+
+// fixed reads a big-endian integer of k (2 or 4) bytes; 0 when it is not there.
+func (m *msgCursor) fixed(k int) uint32 {
+	if !m.need(k) {
 		return 0
 	}
-	k := int32(binary.BigEndian.Uint32(m.b[m.off:]))
-	m.off += 4
-	return k
+	b := m.b[m.off : m.off+k]
+	m.off += k
+	if k == 2 {
+		return uint32(binary.BigEndian.Uint16(b))
+	}
+	return binary.BigEndian.Uint32(b)
 }
