@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # edgepool benchmark: the same pgbench workloads against direct PostgreSQL 15, PgBouncer 1.18 and the
-# edgepool pooler, in one run, on one machine, reported side by side as ratios; plus the memory an
-# idle client costs PgBouncer and edgepool. See docs/benchmarks.md.
+# edgepool pooler, interleaved in one run on one machine, repeated, reported as medians and ratios,
+# with p99 latency, the poolers' CPU time and system calls per transaction, a chart, and the memory
+# an idle client costs (plain and TLS). See docs/benchmarks.md.
 #
 # Usage: bench/run.sh            (or `make bench`)
 # Env:
-#   BENCH_SECONDS=15            duration of each pgbench run
+#   BENCH_SECONDS=10            duration of each pgbench run (1,000-client runs get 20 s more: connecting
+#                               1,000 SCRAM clients eats into pgbench's clock)
+#   BENCH_ROUNDS=3              rounds; each runs every workload on every target; medians are reported
 #   BENCH_SCALE=10              pgbench scale factor (-s)
 #   BENCH_TARGETS="direct pgbouncer edgepool"
-#   BENCH_WORKLOADS="select-simple select-extended select-prepared tpcb connect"
+#   BENCH_WORKLOADS="select-simple-20 select-simple-100 select-simple-1000 select-simple-tls-100
+#                    select-simple-tls-1000 select-extended-100 select-prepared-100 tpcb-50 connect-50"
 #   IDLE_CLIENTS=10000          idle client connections for the memory test (0 skips it)
+#   BENCH_SYSCALLS=1            strace -c of each pooler under pgbench -S -c 100 (0 skips it)
 #   BENCH_HTTP=1                edgepool's HTTP SQL endpoint vs its TCP listener (0 skips it)
 #   BENCH_PRISMA=1              Prisma 7 findUnique via accelerateUrl vs adapter-pg (bench/prisma/run.sh; 0 skips it)
 #   POOL_SIZE=20                upstream connections of PgBouncer and edgepool
-#   BENCH_OUT=bench/results/latest.md
+#   BENCH_OUT=bench/results/latest.md   (the chart goes next to it as .svg, the raw runs as -runs.tsv)
 #   BENCH_KEEP=1                keep the temporary directory (data, configs, logs) after the run
 #
 # Needs root (installs packages, drops to the postgres user for initdb/postgres/pgbouncer).
@@ -24,14 +29,16 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-BENCH_SECONDS="${BENCH_SECONDS:-15}"
+BENCH_SECONDS="${BENCH_SECONDS:-10}"
+BENCH_ROUNDS="${BENCH_ROUNDS:-3}"
 BENCH_SCALE="${BENCH_SCALE:-10}"
 BENCH_TARGETS="${BENCH_TARGETS:-direct pgbouncer edgepool}"
-BENCH_WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended select-prepared tpcb connect}"
+BENCH_WORKLOADS="${BENCH_WORKLOADS:-select-simple-20 select-simple-100 select-simple-1000 select-simple-tls-100 select-simple-tls-1000 select-extended-100 select-prepared-100 tpcb-50 connect-50}"
 IDLE_CLIENTS="${IDLE_CLIENTS:-10000}"
 POOL_SIZE="${POOL_SIZE:-20}"
 BENCH_OUT="${BENCH_OUT:-bench/results/latest.md}"
 BENCH_HTTP="${BENCH_HTTP:-1}"
+BENCH_SYSCALLS="${BENCH_SYSCALLS:-1}"
 PG_VERSION=15
 PG_BIN="/usr/lib/postgresql/$PG_VERSION/bin"
 DB=bench
@@ -42,6 +49,7 @@ die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
 [[ $EUID -eq 0 ]] || die "run as root (it installs packages and runs PostgreSQL as the postgres user)"
 load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+started_at=$SECONDS
 
 # ---------------------------------------------------------------------------------------------
 # Dependencies (idempotent).
@@ -50,6 +58,8 @@ install_deps() {
 	[[ -x "$PG_BIN/initdb" && -x "$PG_BIN/postgres" ]] || missing+=("postgresql-$PG_VERSION")
 	command -v pgbench >/dev/null || missing+=("postgresql-client-$PG_VERSION")
 	command -v pgbouncer >/dev/null || [[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
+	command -v openssl >/dev/null || missing+=(openssl)
+	if [[ "$BENCH_SYSCALLS" == 1 ]] && ! command -v strace >/dev/null; then missing+=(strace); fi
 	((${#missing[@]} == 0)) && return 0
 	log "installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
@@ -131,10 +141,19 @@ wait_port() { # port timeout_s pid
 as_postgres=(setpriv --reuid=postgres --regid=postgres --init-groups --)
 
 # ---------------------------------------------------------------------------------------------
-# PostgreSQL 15: throwaway cluster, scram-sha-256, loopback only.
+# One certificate for every TLS endpoint (PostgreSQL, PgBouncer, edgepool); clients use
+# sslmode=require, so it is not verified, only used.
+mkdir -p "$tmp/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+	-keyout "$tmp/tls/server.key" -out "$tmp/tls/server.crt" >/dev/null 2>&1 || die "openssl failed"
+chown -R postgres:postgres "$tmp/tls"
+chmod 600 "$tmp/tls/server.key"
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL 15: throwaway cluster, scram-sha-256, loopback only, TLS available.
 free_port PG_PORT
 PG_PASSWORD="bench-$RANDOM$RANDOM"
-export PGHOST=127.0.0.1 PGCONNECT_TIMEOUT=10
+export PGHOST=127.0.0.1 PGCONNECT_TIMEOUT=30 PGSSLMODE=disable
 log "starting PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT ($tmp)"
 mkdir -p "$tmp/pg" "$tmp/run"
 printf '%s\n' "$PG_PASSWORD" >"$tmp/pwfile"
@@ -143,9 +162,11 @@ chown -R postgres:postgres "$tmp/pg" "$tmp/run" "$tmp/pwfile"
 	--auth=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$tmp/initdb.log" 2>&1 ||
 	{ cat "$tmp/initdb.log" >&2; die "initdb failed"; }
 # Durability off: the benchmark measures the poolers, not the disk (same for every target).
+# max_connections covers direct runs with 1,000 clients.
 "${as_postgres[@]}" "$PG_BIN/postgres" -D "$tmp/pg/data" \
 	-c listen_addresses=127.0.0.1 -c port="$PG_PORT" -c unix_socket_directories="$tmp/run" \
-	-c max_connections=400 -c shared_buffers=256MB -c password_encryption=scram-sha-256 \
+	-c max_connections=1100 -c shared_buffers=256MB -c password_encryption=scram-sha-256 \
+	-c ssl=on -c ssl_cert_file="$tmp/tls/server.crt" -c ssl_key_file="$tmp/tls/server.key" \
 	-c fsync=off -c synchronous_commit=off -c full_page_writes=off \
 	-c log_min_messages=warning -c logging_collector=off \
 	>"$tmp/postgres.log" 2>&1 &
@@ -153,90 +174,129 @@ pids+=($!)
 pg_pid=$!
 wait_port "$PG_PORT" 30 "$pg_pid" || { tail -20 "$tmp/postgres.log" >&2; die "PostgreSQL did not start"; }
 
-psql_admin() { PGPASSWORD="$PG_PASSWORD" psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -U postgres "$@"; }
+psql_admin() { PGPASSWORD="$PG_PASSWORD" PGSSLMODE=disable psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -U postgres "$@"; }
 until psql_admin -d postgres -c 'select 1' >/dev/null 2>&1; do
 	kill -0 "$pg_pid" 2>/dev/null || die "PostgreSQL exited"
 	sleep 0.2
 done
 psql_admin -d postgres -c "create role $DB_USER login password '$PG_PASSWORD'" \
 	-c "create database $DB owner $DB_USER"
-psql_direct() { PGPASSWORD="$PG_PASSWORD" psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -U "$DB_USER" -d "$DB" "$@"; }
+psql_direct() { PGPASSWORD="$PG_PASSWORD" PGSSLMODE=disable psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -U "$DB_USER" -d "$DB" "$@"; }
 
 log "pgbench -i -s $BENCH_SCALE"
-PGPASSWORD="$PG_PASSWORD" pgbench -i -q -s "$BENCH_SCALE" -p "$PG_PORT" -U "$DB_USER" "$DB" \
+PGPASSWORD="$PG_PASSWORD" PGSSLMODE=disable pgbench -i -q -s "$BENCH_SCALE" -p "$PG_PORT" -U "$DB_USER" "$DB" \
 	>"$tmp/pgbench-init.log" 2>&1 || { cat "$tmp/pgbench-init.log" >&2; die "pgbench -i failed"; }
 
-# ---------------------------------------------------------------------------------------------
-# PgBouncer 1.18, transaction mode. The userlist holds the role's SCRAM secret (as pg_authid
-# does), so client auth is SCRAM without the plaintext anywhere and PgBouncer passes it upstream.
 has_target() { [[ " $BENCH_TARGETS " == *" $1 "* ]]; }
 
-declare -A port=() pass=() user=() status=()
-port[direct]=$PG_PORT pass[direct]=$PG_PASSWORD user[direct]=$DB_USER status[direct]=ok
+# port/pass/user per target and transport ("plain" or "tls"); status per target.
+declare -A port=() pass=() user=() status=() proc=()
+port[direct,plain]=$PG_PORT port[direct,tls]=$PG_PORT user[direct]=$DB_USER status[direct]=ok
+pass[direct,plain]=$PG_PASSWORD pass[direct,tls]=$PG_PASSWORD
 
+# ---------------------------------------------------------------------------------------------
+# PgBouncer 1.18, transaction mode, two instances: plain clients, and TLS clients
+# (client_tls_sslmode = require, the same certificate). The userlist holds the role's SCRAM
+# secret (as pg_authid does), so client auth is SCRAM without the plaintext anywhere and PgBouncer
+# passes it upstream. Towards PostgreSQL both use plain TCP, as edgepool does.
+start_pgbouncer() { # name port tls(0|1) -> sets pid[name]; returns 1 if it did not start
+	local name=$1 p=$2 tls=$3 dir="$tmp/$1"
+	mkdir -p "$dir"
+	printf '"%s" "%s"\n' "$DB_USER" "$secret" >"$dir/userlist.txt"
+	{
+		echo "[databases]"
+		echo "$DB = host=127.0.0.1 port=$PG_PORT dbname=$DB"
+		echo "[pgbouncer]"
+		echo "listen_addr = 127.0.0.1"
+		echo "listen_port = $p"
+		echo "unix_socket_dir ="
+		echo "auth_type = scram-sha-256"
+		echo "auth_file = $dir/userlist.txt"
+		echo "pool_mode = transaction"
+		echo "default_pool_size = $POOL_SIZE"
+		echo "max_db_connections = $POOL_SIZE"
+		echo "max_client_conn = $((IDLE_CLIENTS + 1500))"
+		echo "server_tls_sslmode = disable"
+		echo "logfile = $dir/pgbouncer.log"
+		echo "log_connections = 0"
+		echo "log_disconnections = 0"
+		echo "log_pooler_errors = 1"
+		if ((tls)); then
+			echo "client_tls_sslmode = require"
+			echo "client_tls_key_file = $tmp/tls/server.key"
+			echo "client_tls_cert_file = $tmp/tls/server.crt"
+		fi
+	} >"$dir/pgbouncer.ini"
+	chown -R postgres:postgres "$dir"
+	chmod 600 "$dir/userlist.txt"
+	"${as_postgres[@]}" "$PGBOUNCER" "$dir/pgbouncer.ini" >"$dir/stdout.log" 2>&1 &
+	pids+=($!)
+	proc[$name]=$!
+	wait_port "$p" 20 "${proc[$name]}"
+}
 if has_target pgbouncer; then
 	free_port PB_PORT
-	log "starting PgBouncer on 127.0.0.1:$PB_PORT"
+	free_port PB_TLS_PORT
+	log "starting PgBouncer on 127.0.0.1:$PB_PORT (plain) and :$PB_TLS_PORT (TLS)"
 	secret="$(psql_admin -d postgres -At -c "select rolpassword from pg_authid where rolname = '$DB_USER'")"
-	mkdir -p "$tmp/pgbouncer"
-	printf '"%s" "%s"\n' "$DB_USER" "$secret" >"$tmp/pgbouncer/userlist.txt"
-	cat >"$tmp/pgbouncer/pgbouncer.ini" <<-EOF
-		[databases]
-		$DB = host=127.0.0.1 port=$PG_PORT dbname=$DB
-		[pgbouncer]
-		listen_addr = 127.0.0.1
-		listen_port = $PB_PORT
-		unix_socket_dir =
-		auth_type = scram-sha-256
-		auth_file = $tmp/pgbouncer/userlist.txt
-		pool_mode = transaction
-		default_pool_size = $POOL_SIZE
-		max_db_connections = $POOL_SIZE
-		max_client_conn = $((IDLE_CLIENTS + 500))
-		logfile = $tmp/pgbouncer/pgbouncer.log
-		log_connections = 0
-		log_disconnections = 0
-		log_pooler_errors = 1
-	EOF
-	chown -R postgres:postgres "$tmp/pgbouncer"
-	chmod 600 "$tmp/pgbouncer/userlist.txt"
-	"${as_postgres[@]}" "$PGBOUNCER" "$tmp/pgbouncer/pgbouncer.ini" >"$tmp/pgbouncer/stdout.log" 2>&1 &
-	pids+=($!)
-	pb_pid=$!
-	if wait_port "$PB_PORT" 20 "$pb_pid"; then
-		port[pgbouncer]=$PB_PORT pass[pgbouncer]=$PG_PASSWORD user[pgbouncer]=$DB_USER status[pgbouncer]=ok
-	else
-		status[pgbouncer]="PgBouncer did not start: $(tail -3 "$tmp/pgbouncer/"*.log | tr '\n' ' ')"
-		log "${status[pgbouncer]}"
-	fi
+	status[pgbouncer]=ok
+	for inst in pgbouncer:$PB_PORT:0 pgbouncer-tls:$PB_TLS_PORT:1; do
+		IFS=: read -r name p tls <<<"$inst"
+		if ! start_pgbouncer "$name" "$p" "$tls"; then
+			status[pgbouncer]="PgBouncer ($name) did not start: $(tail -3 "$tmp/$name/"*.log | tr '\n' ' ')"
+			log "${status[pgbouncer]}"
+		fi
+	done
+	port[pgbouncer,plain]=$PB_PORT port[pgbouncer,tls]=$PB_TLS_PORT user[pgbouncer]=$DB_USER
+	pass[pgbouncer,plain]=$PG_PASSWORD pass[pgbouncer,tls]=$PG_PASSWORD
 fi
 
 # ---------------------------------------------------------------------------------------------
-# edgepool pooler: built from this checkout, config rendered from pooler/config's own types.
-if has_target edgepool; then
+# edgepool pooler: built from this checkout, config rendered from pooler/config's own types. Two
+# instances, as for PgBouncer: plain clients, and TLS clients (SSLRequest answered 'S' with the
+# same certificate; the HTTP listener then serves HTTPS, so HTTP and Prisma use the plain one).
+start_edgepool() { # name tls(0|1) -> sets EP_PORT EP_HTTP EP_ADMIN EP_KEY proc[name]; returns 1 with status set
+	local name=$1 dir="$tmp/$1" tlsflags=()
 	free_port EP_PORT; free_port EP_HTTP; free_port EP_ADMIN
-	log "building edgepool and starting the pooler on 127.0.0.1:$EP_PORT"
-	mkdir -p "$tmp/edgepool" bin
-	status[edgepool]=ok
-	if ! go build -o bin/edgepool ./cmd/edgepool 2>"$tmp/edgepool/build.log"; then
-		status[edgepool]="build failed: $(head -c 300 "$tmp/edgepool/build.log" | tr '\n' ' ')"
-	elif ! EP_KEY="$(UPSTREAM_PASSWORD="$PG_PASSWORD" go run ./bench/poolerconfig \
-		-out "$tmp/edgepool/pooler.json" -listen "127.0.0.1:$EP_PORT" -http "127.0.0.1:$EP_HTTP" \
+	mkdir -p "$dir"
+	(($2)) && tlsflags=(-tls-cert "$tmp/tls/server.crt" -tls-key "$tmp/tls/server.key")
+	if ! UPSTREAM_PASSWORD="$PG_PASSWORD" "$tmp/poolerconfig" \
+		-out "$dir/pooler.json" -key-out "$dir/key" -listen "127.0.0.1:$EP_PORT" -http "127.0.0.1:$EP_HTTP" \
 		-admin "127.0.0.1:$EP_ADMIN" -db "$DB" -upstream-port "$PG_PORT" -upstream-db "$DB" \
-		-upstream-user "$DB_USER" -key-name "$DB_USER" -pool-size "$POOL_SIZE" \
-		-max-clients $((IDLE_CLIENTS + 500)) 2>"$tmp/edgepool/config.log")"; then
-		status[edgepool]="config generation failed: $(head -c 300 "$tmp/edgepool/config.log" | tr '\n' ' ')"
-	else
-		bin/edgepool pooler --config "$tmp/edgepool/pooler.json" >"$tmp/edgepool/pooler.log" 2>&1 &
-		pids+=($!)
-		ep_pid=$!
-		if ! wait_port "$EP_PORT" 20 "$ep_pid"; then
-			status[edgepool]="pooler did not start: $(tail -c 400 "$tmp/edgepool/pooler.log" | tr '\n' ' ')"
-		elif ! out="$(PGPASSWORD="$EP_KEY" psql -X -At -p "$EP_PORT" -U "$DB_USER" -d "$DB" \
-			-c 'select count(*) from pgbench_branches' 2>&1)" || [[ "$out" != "$BENCH_SCALE" ]]; then
-			status[edgepool]="pooler started but a query through it failed: $(tr '\n' ' ' <<<"$out" | head -c 300)"
-		else
-			port[edgepool]=$EP_PORT pass[edgepool]=$EP_KEY user[edgepool]=$DB_USER
+		-upstream-user "$DB_USER" -key-name "$DB_USER" -pool-size "$POOL_SIZE" "${tlsflags[@]}" \
+		-max-clients $((IDLE_CLIENTS + 1500)) >/dev/null 2>"$dir/config.log"; then
+		status[edgepool]="config generation failed: $(head -c 300 "$dir/config.log" | tr '\n' ' ')"
+		return 1
+	fi
+	EP_KEY="$(cat "$dir/key")"
+	bin/edgepool pooler --config "$dir/pooler.json" >"$dir/pooler.log" 2>&1 &
+	pids+=($!)
+	proc[$name]=$!
+	if ! wait_port "$EP_PORT" 20 "${proc[$name]}"; then
+		status[edgepool]="pooler did not start: $(tail -c 400 "$dir/pooler.log" | tr '\n' ' ')"
+		return 1
+	fi
+	local out mode=disable
+	(($2)) && mode=require
+	if ! out="$(PGPASSWORD="$EP_KEY" PGSSLMODE=$mode psql -X -At -p "$EP_PORT" -U "$DB_USER" -d "$DB" \
+		-c 'select count(*) from pgbench_branches' 2>&1)" || [[ "$out" != "$BENCH_SCALE" ]]; then
+		status[edgepool]="pooler started but a query through it failed: $(tr '\n' ' ' <<<"$out" | head -c 300)"
+		return 1
+	fi
+}
+if has_target edgepool; then
+	log "building edgepool and its config tool"
+	mkdir -p bin
+	status[edgepool]=ok
+	if ! go build -o bin/edgepool ./cmd/edgepool 2>"$tmp/build.log" ||
+		! go build -o "$tmp/poolerconfig" ./bench/poolerconfig 2>>"$tmp/build.log"; then
+		status[edgepool]="build failed: $(head -c 300 "$tmp/build.log" | tr '\n' ' ')"
+	elif start_edgepool edgepool-tls 1; then
+		EP_TLS_PORT=$EP_PORT EP_TLS_ADMIN=$EP_ADMIN EP_TLS_KEY=$EP_KEY
+		if start_edgepool edgepool 0; then
+			log "edgepool on 127.0.0.1:$EP_PORT (plain) and :$EP_TLS_PORT (TLS)"
+			port[edgepool,plain]=$EP_PORT port[edgepool,tls]=$EP_TLS_PORT user[edgepool]=$DB_USER
+			pass[edgepool,plain]=$EP_KEY pass[edgepool,tls]=$EP_TLS_KEY
 		fi
 	fi
 	if [[ "${status[edgepool]}" != ok ]]; then
@@ -249,119 +309,206 @@ fi
 failures=0
 
 # Idle-client memory: RSS growth of the pooler process per authenticated idle client, measured
-# first, on freshly started poolers, so no earlier workload has pre-grown their allocators.
+# first, on freshly started poolers, so no earlier workload has pre-grown their allocators. TLS
+# clients go to PgBouncer's TLS instance (fresh) and to a second, fresh edgepool.
 declare -A idle=()
+idle_run() { # key instance-pid port password sslmode [metrics-url]
+	local k=$1 ppid=$2 p=$3 pw=$4 mode=$5 extra=() line=""
+	[[ -n "${6:-}" ]] && extra=(-metrics "$6")
+	log "idle clients: $IDLE_CLIENTS to $k"
+	if line="$(PGPASSWORD="$pw" "$tmp/idleclients" -port "$p" -user "$DB_USER" -db "$DB" -sslmode "$mode" \
+		-n "$IDLE_CLIENTS" -pid "$ppid" "${extra[@]}" 2>"$tmp/idle-$k.log" | grep '^RESULT')"; then
+		idle[$k]="$line"
+	else
+		failures=$((failures + 1))
+		idle[$k]="FAILED: ${line:-$(tail -2 "$tmp/idle-$k.log" | tr '\n' ' ')}"
+	fi
+	log "$k: ${idle[$k]}"
+}
 if ((IDLE_CLIENTS > 0)); then
 	go build -o "$tmp/idleclients" ./bench/idleclients
-	for t in pgbouncer edgepool; do
-		has_target "$t" || continue
-		if [[ "${status[$t]}" != ok ]]; then
-			idle[$t]="FAILED (not running)"
-			continue
-		fi
-		pid_var=pb_pid extra=()
-		if [[ $t == edgepool ]]; then
-			pid_var=ep_pid extra=(-metrics "http://127.0.0.1:$EP_ADMIN/metrics")
-		fi
-		log "idle clients: $IDLE_CLIENTS to $t"
-		line=""
-		if line="$(PGPASSWORD="${pass[$t]}" "$tmp/idleclients" -port "${port[$t]}" -user "${user[$t]}" \
-			-db "$DB" -n "$IDLE_CLIENTS" -pid "${!pid_var}" "${extra[@]}" 2>"$tmp/idle-$t.log" | grep '^RESULT')"; then
-			idle[$t]="$line"
-		else
-			failures=$((failures + 1))
-			idle[$t]="FAILED: ${line:-$(tail -2 "$tmp/idle-$t.log" | tr '\n' ' ')}"
-		fi
-		log "$t: ${idle[$t]}"
-	done
+	if has_target pgbouncer && [[ "${status[pgbouncer]}" == ok ]]; then
+		idle_run pgbouncer "${proc[pgbouncer]}" "$PB_PORT" "$PG_PASSWORD" disable
+		idle_run pgbouncer-tls "${proc[pgbouncer-tls]}" "$PB_TLS_PORT" "$PG_PASSWORD" require
+	fi
+	if has_target edgepool && [[ "${status[edgepool]}" == ok ]]; then
+		idle_run edgepool "${proc[edgepool]}" "$EP_PORT" "$EP_KEY" disable "http://127.0.0.1:$EP_ADMIN/metrics"
+		idle_run edgepool-tls "${proc[edgepool-tls]}" "$EP_TLS_PORT" "$EP_TLS_KEY" require \
+			"http://127.0.0.1:$EP_TLS_ADMIN/metrics"
+	fi
 fi
 
 # ---------------------------------------------------------------------------------------------
-# Workloads. Every run starts from the same database state (the vacuum/truncate pgbench itself
-# would do, run once directly, then pgbench -n so no pooler sees maintenance commands).
-declare -A wl_args=(
-	[select-simple]="-S -M simple -c 100 -j 2"
-	[select-extended]="-S -M extended -c 100 -j 2"
-	[select-prepared]="-S -M prepared -c 100 -j 2"
-	[tpcb]="-M simple -c 50 -j 2"
-	[connect]="-S -M simple -C -c 50 -j 2"
-)
-declare -A wl_title=(
-	[select-simple]="select-only, simple protocol, 100 clients"
-	[select-extended]="select-only, extended protocol, 100 clients"
-	[select-prepared]="select-only, prepared statements, 100 clients"
-	[tpcb]="TPC-B-like (read/write), 50 clients"
-	[connect]="select-only, new connection per transaction, 50 clients"
-)
-declare -A tps=() lat=() note=()
+# Workloads: name -> pgbench flags, transport, clients. Every run starts from the same database
+# state (the vacuum/truncate pgbench itself would do, run once directly, then pgbench -n so no
+# pooler sees maintenance commands).
+declare -A wl_args=() wl_transport=() wl_clients=()
+define_workload() { wl_args[$1]=$2 wl_transport[$1]=$3 wl_clients[$1]=$4; }
+define_workload select-simple-20 "-S -M simple -c 20 -j 2" plain 20
+define_workload select-simple-100 "-S -M simple -c 100 -j 2" plain 100
+define_workload select-simple-1000 "-S -M simple -c 1000 -j 2" plain 1000
+define_workload select-simple-tls-100 "-S -M simple -c 100 -j 2" tls 100
+define_workload select-simple-tls-1000 "-S -M simple -c 1000 -j 2" tls 1000
+define_workload select-extended-100 "-S -M extended -c 100 -j 2" plain 100
+define_workload select-prepared-100 "-S -M prepared -c 100 -j 2" plain 100
+define_workload tpcb-50 "-M simple -c 50 -j 2" plain 50
+define_workload connect-50 "-S -M simple -C -c 50 -j 2" plain 50
+for wl in $BENCH_WORKLOADS; do
+	[[ -n "${wl_args[$wl]:-}" ]] || die "unknown workload $wl"
+done
 
 reset_db() {
 	psql_direct -c 'vacuum pgbench_branches' -c 'vacuum pgbench_tellers' -c 'truncate pgbench_history' >/dev/null
 }
 
-run_pgbench() { # workload target
-	local wl=$1 t=$2 logf="$tmp/pgbench-$1-$2.log" rc=0
+cpu_ticks() { # pid -> utime+stime in clock ticks, or nothing
+	if [[ -n "${1:-}" && -r "/proc/$1/stat" ]]; then awk '{print $14 + $15}' "/proc/$1/stat"; fi
+}
+
+percentile() { # sorted file of latencies (µs), q -> ms
+	awk -v q="$2" '{ v[NR] = $1 } END {
+		if (NR == 0) { print "-"; exit }
+		k = int(q / 100 * NR + 0.5); if (k < 1) k = 1; if (k > NR) k = NR
+		printf "%.2f\n", v[k] / 1000
+	}' "$1"
+}
+
+runs_tsv="$tmp/runs.tsv"
+printf 'round\tworkload\ttransport\tclients\ttarget\ttps\tp50_ms\tp99_ms\tcpu_us_per_tx\n' >"$runs_tsv"
+tck="$(getconf CLK_TCK)"
+
+run_pgbench() { # round workload target
+	local round=$1 wl=$2 t=$3 tr=${wl_transport[$2]} rc=0
+	local logf="$tmp/pgbench-$2-$3-$1.log" tlog="$tmp/tlog-$2-$3-$1"
+	local row_fail="$round	$wl	$tr	${wl_clients[$wl]}	$t	FAILED	-	-	-"
 	if [[ "${status[$t]:-}" != ok ]]; then
-		note[$wl,$t]="FAILED (not running)"
+		echo "$row_fail" >>"$runs_tsv"
 		return
 	fi
-	if [[ $t == pgbouncer && $wl == select-prepared ]]; then
-		note[$wl,$t]="n/a¹"
-		return
+	if [[ $t == pgbouncer && $wl == select-prepared-* ]]; then
+		return # PgBouncer 1.18 cannot: protocol-level prepared statements arrived in 1.21
 	fi
+	local ppid=""
+	case $t in
+	pgbouncer) ppid=${proc[pgbouncer]}; [[ $tr == tls ]] && ppid=${proc[pgbouncer-tls]} ;;
+	edgepool) ppid=${proc[edgepool]}; [[ $tr == tls ]] && ppid=${proc[edgepool-tls]} ;;
+	esac
+	local secs=$BENCH_SECONDS
+	((${wl_clients[$wl]} >= 1000)) && secs=$((secs + 20))
+	local sslmode=disable
+	[[ $tr == tls ]] && sslmode=require
 	reset_db
+	rm -rf "$tlog" && mkdir -p "$tlog"
+	local c0 c1
+	c0="$(cpu_ticks "$ppid")"
 	# shellcheck disable=SC2086 # the workload's argument list is a word list
-	PGPASSWORD="${pass[$t]}" timeout $((BENCH_SECONDS + 120)) \
-		pgbench -n ${wl_args[$wl]} -T "$BENCH_SECONDS" -p "${port[$t]}" -U "${user[$t]}" "$DB" \
+	(cd "$tlog" && PGPASSWORD="${pass[$t,$tr]}" PGSSLMODE=$sslmode timeout $((secs + 180)) \
+		pgbench -n ${wl_args[$wl]} -T "$secs" -l --log-prefix=tx -p "${port[$t,$tr]}" -U "${user[$t]}" "$DB") \
 		>"$logf" 2>&1 || rc=$?
-	local t_tps t_lat t_failed
+	c1="$(cpu_ticks "$ppid")"
+	local t_tps t_done t_failed
 	t_tps="$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$logf" | head -1)"
-	t_lat="$(sed -nE 's/^latency average = ([0-9.]+) ms.*/\1/p' "$logf" | head -1)"
 	t_failed="$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$logf" | head -1)"
-	local t_done
 	t_done="$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$logf" | head -1)"
 	if ((rc != 0)) || [[ -z "$t_tps" || "${t_done:-0}" == 0 ]] || [[ -n "$t_failed" && "$t_failed" != 0 ]]; then
 		failures=$((failures + 1))
 		local why="exit $rc"
 		[[ "${t_done:-0}" == 0 ]] && why+=", no transaction completed"
 		[[ -n "$t_failed" && "$t_failed" != 0 ]] && why+=", $t_failed failed transactions"
-		note[$wl,$t]="FAILED ($why)"
+		notes+=("$wl on $t (round $round): FAILED ($why)")
 		log "$wl on $t failed; last lines of its log:"
 		tail -5 "$logf" | sed 's/^/   /' >&2
 		mkdir -p bench/results/logs
 		cp "$logf" "bench/results/logs/"
+		echo "$row_fail" >>"$runs_tsv"
+		rm -rf "$tlog"
 		return
 	fi
 	# The writes must have reached PostgreSQL: every TPC-B-like transaction inserts one history row
 	# (a few more may land from transactions in flight when the clock ran out).
-	if [[ $wl == tpcb ]]; then
+	if [[ $wl == tpcb-* ]]; then
 		local rows clients
 		rows="$(psql_direct -At -c 'select count(*) from pgbench_history')"
 		clients="$(sed -nE 's/^number of clients: ([0-9]+).*/\1/p' "$logf")"
 		if ((rows < t_done || rows > t_done + clients)); then
 			failures=$((failures + 1))
-			note[$wl,$t]="FAILED (pgbench counted $t_done transactions, PostgreSQL has $rows history rows)"
-			log "$wl on $t: ${note[$wl,$t]}"
+			notes+=("$wl on $t (round $round): FAILED (pgbench counted $t_done transactions, PostgreSQL has $rows history rows)")
+			echo "$row_fail" >>"$runs_tsv"
+			rm -rf "$tlog"
 			return
 		fi
 	fi
-	tps[$wl,$t]=$t_tps
-	lat[$wl,$t]=$t_lat
-	log "$(printf '%-16s %-9s %10.0f tps  %7.3f ms' "$wl" "$t" "$t_tps" "$t_lat")"
+	cat "$tlog"/tx.* | awk '{ print $3 }' | sort -n >"$tlog/lat"
+	local p50 p99 cpu="-"
+	p50="$(percentile "$tlog/lat" 50)"
+	p99="$(percentile "$tlog/lat" 99)"
+	if [[ -n "$c0" && -n "$c1" ]]; then
+		cpu="$(awk -v a="$c0" -v b="$c1" -v n="$t_done" -v tck="$tck" 'BEGIN { printf "%.1f", (b - a) * 1e6 / tck / n }')"
+	fi
+	rm -rf "$tlog"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$wl" "$tr" "${wl_clients[$wl]}" "$t" "$t_tps" "$p50" "$p99" "$cpu" >>"$runs_tsv"
+	log "$(printf 'round %s %-24s %-9s %8.0f tps  p99 %7s ms  pooler CPU %s µs/tx' "$round" "$wl" "$t" "$t_tps" "$p99" "$cpu")"
 }
 
+declare -a notes=()
 log "warm-up (direct, unrecorded)"
 reset_db
-PGPASSWORD="$PG_PASSWORD" pgbench -n -S -c 10 -j 2 -T 3 -p "$PG_PORT" -U "$DB_USER" "$DB" >/dev/null 2>&1 || true
+PGPASSWORD="$PG_PASSWORD" PGSSLMODE=disable pgbench -n -S -c 10 -j 2 -T 3 -p "$PG_PORT" -U "$DB_USER" "$DB" >/dev/null 2>&1 || true
 
-# Interleave targets within each workload so drift on a shared machine hits all of them alike.
-for wl in $BENCH_WORKLOADS; do
-	[[ -n "${wl_args[$wl]:-}" ]] || die "unknown workload $wl"
-	for t in direct pgbouncer edgepool; do
-		has_target "$t" || continue
-		run_pgbench "$wl" "$t"
+# Interleave: every round runs every workload on every target, targets back to back, so drift on a
+# shared machine hits all of them alike; medians over the rounds are reported.
+for round in $(seq "$BENCH_ROUNDS"); do
+	for wl in $BENCH_WORKLOADS; do
+		for t in direct pgbouncer edgepool; do
+			has_target "$t" || continue
+			run_pgbench "$round" "$wl" "$t"
+		done
 	done
 done
+
+# ---------------------------------------------------------------------------------------------
+# System calls per transaction (strace -c -f on the pooler process during a fixed number of
+# transactions: pgbench -S -M simple -c 100, 100 each). strace slows the pooler down; the counts,
+# not the speed, are the point, and they do not depend on the machine's load.
+declare -A sys=()
+syscall_run() { # name pid port password
+	local name=$1 spid=$2 p=$3 pw=$4 out="$tmp/strace-$1.txt" st
+	strace -c -f -q -p "$spid" -o "$out" &
+	st=$!
+	sleep 1
+	PGPASSWORD="$pw" PGSSLMODE=disable pgbench -n -S -M simple -c 100 -j 2 -t 100 -p "$p" -U "$DB_USER" "$DB" \
+		>"$tmp/strace-pgbench-$name.log" 2>&1 || true
+	kill -INT "$st" 2>/dev/null || true
+	wait "$st" 2>/dev/null || true
+	local done
+	done="$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$tmp/strace-pgbench-$name.log" | head -1)"
+	if [[ -z "$done" || "$done" == 0 || ! -s "$out" ]]; then
+		sys[$name]="FAILED"
+		return
+	fi
+	# "calls errors syscall" columns: per transaction, the main ones and the total.
+	sys[$name]="$(awk -v n="$done" '
+		$NF == "total" { total = $(NF-2) }
+		NF >= 5 && $1 ~ /^[0-9.]+$/ && $NF != "total" {
+			calls = $4; errs = (NF == 6) ? $5 : 0; name = $NF
+			c[name] += calls; e[name] += errs
+		}
+		END {
+			printf "%.2f", total / n
+			for (k in c) if (c[k] / n >= 0.05) printf " %s=%.2f%s", k, c[k] / n, (e[k] > 0 ? sprintf("(%.2f EAGAIN)", e[k] / n) : "")
+		}' "$out")"
+	log "syscalls per transaction, $name: ${sys[$name]}"
+}
+if [[ "$BENCH_SYSCALLS" == 1 ]] && command -v strace >/dev/null; then
+	if has_target pgbouncer && [[ "${status[pgbouncer]}" == ok ]]; then
+		reset_db
+		syscall_run pgbouncer "${proc[pgbouncer]}" "$PB_PORT" "$PG_PASSWORD"
+	fi
+	if has_target edgepool && [[ "${status[edgepool]}" == ok ]]; then
+		reset_db
+		syscall_run edgepool "${proc[edgepool]}" "$EP_PORT" "$EP_KEY"
+	fi
+fi
 
 # ---------------------------------------------------------------------------------------------
 # edgepool's HTTP SQL endpoint (POST /sql, what the Neon serverless driver's neon() uses) next to
@@ -420,82 +567,96 @@ if [[ "${BENCH_PRISMA:-1}" == 1 ]] && has_target edgepool; then
 		printf '\n## Prisma 7 through edgepool\n\nFAILED (edgepool not running)\n' >"$tmp/prisma.md"
 	else
 		reset_db
-		EP_HTTP="127.0.0.1:$EP_HTTP" EP_PORT=$EP_PORT EP_KEY=$EP_KEY EP_PID=$ep_pid DB=$DB DB_USER=$DB_USER BENCH_SECONDS=$BENCH_SECONDS \
+		EP_HTTP="127.0.0.1:$EP_HTTP" EP_PORT=$EP_PORT EP_KEY=$EP_KEY EP_PID=${proc[edgepool]} DB=$DB DB_USER=$DB_USER BENCH_SECONDS=$BENCH_SECONDS \
 			BENCH_SCALE=$BENCH_SCALE bench/prisma/run.sh >"$tmp/prisma.md" || failures=$((failures + 1))
 	fi
 fi
 
 # ---------------------------------------------------------------------------------------------
 # Report.
+field() { sed -nE "s/.* $2=(-?[0-9.]+).*/\\1/p" <<<"$1"; }
 ratio() { # a b -> a/b with 2 decimals, or — when either is missing
 	if [[ -n "${1:-}" && -n "${2:-}" ]]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else printf '—'; fi
 }
-cell() { # workload target
-	if [[ -n "${tps[$1,$2]:-}" ]]; then
-		printf '%.0f (%.2f ms)' "${tps[$1,$2]}" "${lat[$1,$2]}"
-	else
-		printf '%s' "${note[$1,$2]:-—}"
-	fi
-}
-field() { sed -nE "s/.* $2=(-?[0-9.]+).*/\\1/p" <<<"$1"; }
 
 pg_ver="$("$PG_BIN/postgres" --version | awk '{print $3}')"
 pb_ver="$("$PGBOUNCER" --version | head -1 | awk '{print $2}')"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 dirty=""
 git diff --quiet HEAD -- pooler cmd 2>/dev/null || dirty=" (with uncommitted pooler/cmd changes)"
+out_base="${BENCH_OUT%.md}"
+mkdir -p "$(dirname "$BENCH_OUT")"
+cp "$runs_tsv" "$out_base-runs.tsv"
+go build -o "$tmp/summary" ./bench/summary
+table="$("$tmp/summary" -in "$runs_tsv" -svg "$out_base.svg")" || { failures=$((failures + 1)); table="summary failed"; }
 
 report="$tmp/report.md"
 {
 	echo "# edgepool benchmark results"
 	echo
-	echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit \`$commit\`$dirty"
+	echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit \`$commit\`$dirty; took $(((SECONDS - started_at) / 60)) min"
 	echo "- Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg); everything on loopback"
-	echo "- PostgreSQL $pg_ver (fsync/synchronous_commit/full_page_writes off, max_connections 400), PgBouncer $pb_ver, edgepool \`bin/edgepool pooler\`"
-	echo "- Pools: transaction mode, $POOL_SIZE upstream connections for PgBouncer and edgepool; SCRAM-SHA-256 auth everywhere"
-	echo "- Each cell: pgbench tps (average latency), \`-T $BENCH_SECONDS\`, scale $BENCH_SCALE; command: \`BENCH_SECONDS=$BENCH_SECONDS make bench\`"
+	echo "- PostgreSQL $pg_ver (fsync/synchronous_commit/full_page_writes off, max_connections 1100), PgBouncer $pb_ver, edgepool \`bin/edgepool pooler\` (GOMAXPROCS ${GOMAXPROCS:-$(nproc) (default)})"
+	echo "- Pools: transaction mode, $POOL_SIZE upstream connections for PgBouncer and edgepool; SCRAM-SHA-256 client auth everywhere; TLS runs: \`sslmode=require\`, PgBouncer \`client_tls_sslmode = require\`, one certificate for all"
+	echo "- Each cell: the median of $BENCH_ROUNDS rounds of \`pgbench -T $BENCH_SECONDS\` (1,000 clients: $((BENCH_SECONDS + 20)) s), scale $BENCH_SCALE, rounds interleaving every workload and target; command: \`BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS make bench\`"
 	load_at_end="$(cut -d' ' -f1 /proc/loadavg)"
 	if awk -v a="${load_at_start%% *}" -v b="$load_at_end" -v n="$(nproc)" 'BEGIN { exit !(a > n || b > n) }'; then
 		echo "- **Busy machine**: the load average at start or end exceeded the CPU count, so other work competed"
 		echo "  with all three targets; absolute numbers are depressed and noisy, compare ratios only."
 	fi
 	echo
-	echo "| workload | pgbench flags | direct | PgBouncer | edgepool | edgepool/direct | edgepool/PgBouncer |"
-	echo "|---|---|---:|---:|---:|---:|---:|"
-	for wl in $BENCH_WORKLOADS; do
-		printf '| %s | `%s` | %s | %s | %s | %s | %s |\n' "${wl_title[$wl]}" "${wl_args[$wl]}" \
-			"$(cell "$wl" direct)" "$(cell "$wl" pgbouncer)" "$(cell "$wl" edgepool)" \
-			"$(ratio "${tps[$wl,edgepool]:-}" "${tps[$wl,direct]:-}")" \
-			"$(ratio "${tps[$wl,edgepool]:-}" "${tps[$wl,pgbouncer]:-}")"
-	done
+	echo "## Throughput and latency"
 	echo
-	echo "Ratios are of tps (above 1: edgepool is faster)."
-	echo "¹ PgBouncer 1.18 cannot run \`-M prepared\` in transaction mode (protocol-level prepared statements arrived in 1.21)."
+	echo "$table"
+	echo
+	echo "tps, p99 latency of pgbench's per-transaction log, ratios of the medians (tps: above 1 edgepool is faster;"
+	echo "p99: below 1 edgepool's tail is shorter). Pooler CPU: the pooler process's user+system time per transaction"
+	echo "during the run (PostgreSQL and pgbench not included). PgBouncer 1.18 cannot run \`-M prepared\` in transaction"
+	echo "mode (n/a). Every run: \`$(basename "$out_base")-runs.tsv\`."
+	echo
+	echo "![tps and p99 latency against clients](./$(basename "$out_base").svg)"
+	for n in "${notes[@]}"; do
+		echo
+		echo "- $n"
+	done
+	if [[ "$BENCH_SYSCALLS" == 1 ]]; then
+		echo
+		echo "## System calls per transaction"
+		echo
+		echo "\`strace -c -f\` on the pooler during \`pgbench -S -M simple -c 100 -j 2 -t 100\` (10,000 transactions; strace"
+		echo "slows everything down, so only the counts matter). Total, then every call made at least 0.05 times per transaction."
+		echo
+		echo "| pooler | system calls per transaction |"
+		echo "|---|---|"
+		for t in pgbouncer edgepool; do
+			[[ -n "${sys[$t]:-}" ]] && printf '| %s | %s |\n' "$t" "${sys[$t]}"
+		done
+	fi
 	if ((IDLE_CLIENTS > 0)); then
 		echo
 		echo "## Idle clients: $IDLE_CLIENTS connected, authenticated, idle"
 		echo
-		echo "| pooler | RSS before | RSS after | RSS per idle client | of which Go heap / stacks | goroutines per client |"
-		echo "|---|---:|---:|---:|---:|---:|"
-		for t in pgbouncer edgepool; do
-			has_target "$t" || continue
-			r="${idle[$t]:-}"
+		echo "| pooler | clients | RSS before | RSS after | RSS per idle client | of which Go heap / stacks | goroutines per client |"
+		echo "|---|---|---:|---:|---:|---:|---:|"
+		for k in pgbouncer edgepool pgbouncer-tls edgepool-tls; do
+			r="${idle[$k]:-}"
+			[[ -n "$r" ]] || continue
+			kind=plain
+			[[ $k == *-tls ]] && kind="TLS"
 			if [[ "$r" == RESULT* ]]; then
 				gomem="" gor=""
 				if [[ "$r" == *heap_inuse_per_client_bytes=* ]]; then
 					gomem="$(field "$r" heap_inuse_per_client_bytes) / $(field "$r" stack_inuse_per_client_bytes) bytes"
 					gor="$(field "$r" goroutines_per_client)"
 				fi
-				printf '| %s | %s KiB | %s KiB | %s bytes | %s | %s |\n' "$t" "$(field "$r" rss_before_kb)" \
+				printf '| %s | %s | %s KiB | %s KiB | %s bytes | %s | %s |\n' "${k%-tls}" "$kind" "$(field "$r" rss_before_kb)" \
 					"$(field "$r" rss_after_kb)" "$(field "$r" per_client_bytes)" "$gomem" "$gor"
 			else
-				printf '| %s | %s | | | | |\n' "$t" "${r:-not measured}"
+				printf '| %s | %s | %s | | | | |\n' "${k%-tls}" "$kind" "$r"
 			fi
 		done
-		if [[ "${idle[pgbouncer]:-}" == RESULT* && "${idle[edgepool]:-}" == RESULT* ]]; then
-			echo
-			echo "edgepool/PgBouncer bytes per idle client: $(ratio "$(field "${idle[edgepool]}" per_client_bytes)" "$(field "${idle[pgbouncer]}" per_client_bytes)")"
-		fi
+		echo
+		echo "edgepool/PgBouncer bytes per idle client: plain $(ratio "$(field "${idle[edgepool]:-}" per_client_bytes)" "$(field "${idle[pgbouncer]:-}" per_client_bytes)"), TLS $(ratio "$(field "${idle[edgepool-tls]:-}" per_client_bytes)" "$(field "${idle[pgbouncer-tls]:-}" per_client_bytes)")"
 	fi
 	if [[ "$BENCH_HTTP" == 1 ]] && has_target edgepool; then
 		echo
@@ -527,12 +688,11 @@ report="$tmp/report.md"
 	done
 } >"$report"
 
-mkdir -p "$(dirname "$BENCH_OUT")"
 cp "$report" "$BENCH_OUT"
 echo
 cat "$report"
 echo
-log "written to $BENCH_OUT"
+log "written to $BENCH_OUT, $out_base.svg and $out_base-runs.tsv"
 
 for t in $BENCH_TARGETS; do
 	[[ "${status[$t]:-ok}" == ok ]] || failures=$((failures + 1))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,9 +16,9 @@ import (
 )
 
 // adminHandler serves /healthz and /readyz (the kubelet's probes), /metrics (scraping), and
-// /debug/pools to loopback clients only (inside the pod: kubectl port-forward or exec), so the
-// admin port, which listens on the pod's address for the probes, tells the network no more than
-// probes and scraping need.
+// /debug/pools and the Go profiler (/debug/pprof/, as net/http/pprof) to loopback clients only
+// (inside the pod: kubectl port-forward or exec), so the admin port, which listens on the pod's
+// address for the probes, tells the network no more than probes and scraping need.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -42,6 +43,9 @@ func (s *Server) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s.PoolsReport())
 	})))
+	mux.Handle("GET /debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/trace", loopbackOnly(http.HandlerFunc(pprof.Trace)))
 	return mux
 }
 

@@ -25,6 +25,14 @@ import (
 var pg *testpg.Server
 
 func TestMain(m *testing.M) {
+	if cfg := os.Getenv(poolerProcessEnv); cfg != "" {
+		// This binary re-run as a pooler process (process_test.go).
+		if err := runPoolerProcess(cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "pooler:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	var err error
 	pg, err = testpg.New()
 	if err != nil {

@@ -2,6 +2,7 @@ package pooler_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -430,6 +431,14 @@ func appendMessage(dst []byte, typ byte, body []byte) []byte {
 	return append(append(dst, typ, byte(n>>24), byte(n>>16), byte(n>>8), byte(n)), body...)
 }
 
+// largeMessageStart frames the first 1 KiB of a message of body length n whose body starts
+// with start (padded with 'x').
+func largeMessageStart(typ byte, start string, n int) []byte {
+	b := appendMessage(nil, typ, []byte(start+strings.Repeat("x", 1024-len(start))))
+	binary.BigEndian.PutUint32(b[1:5], uint32(4+n))
+	return b
+}
+
 // TestGarbageNeverReachesUpstream: limit proved — client messages are checked before they are
 // forwarded. 200 authenticated clients each send a message with a valid type byte and a
 // malformed body; every one is closed with 08P01 and not one upstream connection is opened or
@@ -447,6 +456,11 @@ func TestGarbageNeverReachesUpstream(t *testing.T) {
 		appendMessage(nil, 'P', []byte("s\x00select 1\x00\x00\x05")),    // 5 parameter types announced, none sent
 		appendMessage(nil, 'B', []byte("\x00\x00\x00\x00\x00\x01\x00")), // parameter count cut short
 		appendMessage(nil, 'E', []byte("\x00\x00")),                     // row limit cut short
+		// Larger than the read buffer (streamed upstream in pieces): the start is checked
+		// before the message takes a connection. Only the first 1 KiB is sent, all that the
+		// check waits for, so the pooler has read everything when it answers and closes.
+		largeMessageStart('Q', "select 1\x00", 20_000),                             // the string ends early
+		largeMessageStart('B', "\x00\x00\x00\x00\x00\x01\xff\xff\xff\xfe", 20_000), // parameter length -2
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -180,6 +180,8 @@ func (s *Server) runtimeFrom(cfg *config.Config) (*session.Runtime, error) {
 		IdleTransactionTimeout:   cfg.Pool.IdleTransactionTimeout.Duration,
 		MaxMessageBytes:          cfg.Pool.MaxMessageBytes,
 		PreparedPerConn:          cfg.Pool.PreparedStatementsPerConn,
+		PreparedStatementBytes:   cfg.Pool.PreparedStatementBytes,
+		ClientStallTimeout:       cfg.Pool.ClientStallTimeout.Duration,
 		Guard:                    s.guard,
 	}
 	if cfg.TLS != nil {

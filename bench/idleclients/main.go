@@ -51,6 +51,7 @@ func run() error {
 		settle   = flag.Duration("settle", 5*time.Second, "wait after the last connection before measuring")
 		timeout  = flag.Duration("connect-timeout", 30*time.Second, "per-connection connect+auth timeout")
 		metrics  = flag.String("metrics", "", "optional Prometheus URL of the pooler (Go collector metrics)")
+		sslmode  = flag.String("sslmode", "disable", "libpq sslmode of the clients (require: idle TLS clients)")
 	)
 	flag.Parse()
 	password := os.Getenv("PGPASSWORD") // not a flag: keep it out of ps output
@@ -58,8 +59,8 @@ func run() error {
 		return errors.New("-port, -user, -db and -pid are required (password in PGPASSWORD)")
 	}
 
-	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable",
-		*host, *port, *user, *database))
+	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=%s",
+		*host, *port, *user, *database, *sslmode))
 	if err != nil {
 		return fmt.Errorf("connection config: %w", err)
 	}
@@ -68,6 +69,13 @@ func run() error {
 	// No fallbacks: exactly one TCP connection per client.
 	cfg.Fallbacks = nil
 
+	// One client first, closed again: the pooler's one-time costs (code paths touched the first
+	// time, the upstream connection it opens to learn the server's parameters) are not the
+	// idle clients' (both poolers get the same warm-up).
+	if err := warmUp(cfg, *timeout); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
 	before, err := vmRSSKiB(*pid)
 	if err != nil {
 		return err
@@ -151,6 +159,19 @@ func run() error {
 
 // countAlive reports how many connections the server has not closed. On a connection the
 // server closed, a short read returns EOF (or a reset) at once; on an open idle one it times out.
+func warmUp(cfg *pgconn.Config, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("warm-up connection: %w", err)
+	}
+	if _, err := c.Exec(ctx, "select 1").ReadAll(); err != nil {
+		return fmt.Errorf("warm-up query: %w", err)
+	}
+	return c.Close(ctx)
+}
+
 func countAlive(conns []*pgconn.PgConn) int {
 	alive := 0
 	var buf [1]byte

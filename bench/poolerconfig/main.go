@@ -40,6 +40,9 @@ func run() error {
 		poolSize     = flag.Int("pool-size", 20, "upstream connections")
 		maxClients   = flag.Int("max-clients", 10500, "max client connections")
 		allowCleartx = flag.Bool("allow-cleartext", true, "allow cleartext passwords without TLS (loopback only)")
+		tlsCert      = flag.String("tls-cert", "", "server certificate file (enables TLS: SSLRequest answered S)")
+		tlsKey       = flag.String("tls-key", "", "its key file")
+		keyOut       = flag.String("key-out", "", "also write the API key to this file (mode 0600)")
 	)
 	flag.Parse()
 	upPassword := os.Getenv("UPSTREAM_PASSWORD") // not a flag: keep it out of ps output
@@ -72,6 +75,9 @@ func run() error {
 	cfg.Pool.MaxClientConnections = *maxClients
 	cfg.AllowCleartextWithoutTLS = *allowCleartx
 	cfg.HTTP.Enabled = *httpEndpoint
+	if *tlsCert != "" {
+		cfg.TLS = &config.TLS{CertFile: *tlsCert, KeyFile: *tlsKey}
+	}
 	cfg.Keys = []config.Key{{
 		Name: *keyName,
 		Verifiers: []config.Verifier{{
@@ -89,6 +95,11 @@ func run() error {
 	}
 	if err := os.WriteFile(*out, data, 0o600); err != nil {
 		return fmt.Errorf("write config: %w", err)
+	}
+	if *keyOut != "" {
+		if err := os.WriteFile(*keyOut, []byte(key), 0o600); err != nil {
+			return fmt.Errorf("write key: %w", err)
+		}
 	}
 	fmt.Println(key)
 	return nil

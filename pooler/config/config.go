@@ -138,6 +138,13 @@ type Pool struct {
 	// PreparedStatementsPerConn caps the protocol-level prepared statements the pooler keeps on
 	// one upstream connection (least recently used ones are closed beyond it).
 	PreparedStatementsPerConn int `json:"preparedStatementsPerConn,omitempty"`
+	// PreparedStatementBytes is the byte budget of the pooler-wide registry of distinct
+	// prepared statement texts (least recently prepared ones are forgotten beyond it).
+	PreparedStatementBytes int64 `json:"preparedStatementBytes,omitempty"`
+	// ClientStallTimeout disconnects a client holding an upstream connection that leaves a
+	// request unfinished (extended-protocol messages without Sync, a message or COPY data
+	// stopped half way) or does not read the results, for this long; 0 disables.
+	ClientStallTimeout Duration `json:"clientStallTimeout"`
 }
 
 // HTTP configures the HTTP listener's SQL endpoint and WebSocket transport.
@@ -244,6 +251,8 @@ func Defaults() Config {
 			ShutdownTimeout:           Duration{25 * time.Second},
 			MaxMessageBytes:           64 << 20,
 			PreparedStatementsPerConn: 256,
+			PreparedStatementBytes:    16 << 20,
+			ClientStallTimeout:        Duration{60 * time.Second},
 		},
 		HTTP: HTTP{
 			MaxRequestBytes:   4 << 20,
@@ -388,6 +397,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Pool.PreparedStatementsPerConn < 1 {
 		bad("pool.preparedStatementsPerConn", "must be at least 1, got %d", c.Pool.PreparedStatementsPerConn)
+	}
+	if c.Pool.PreparedStatementBytes < 64<<10 {
+		bad("pool.preparedStatementBytes", "must be at least 65536, got %d", c.Pool.PreparedStatementBytes)
+	}
+	if c.Pool.ClientStallTimeout.Duration < 0 {
+		bad("pool.clientStallTimeout", "must not be negative")
 	}
 	for name, d := range map[string]Duration{
 		"pool.queryWaitTimeout": c.Pool.QueryWaitTimeout, "pool.connectTimeout": c.Pool.ConnectTimeout,

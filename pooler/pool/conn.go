@@ -3,6 +3,7 @@ package pool
 import (
 	"container/list"
 	"context"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -15,15 +16,59 @@ type Conn struct {
 	pg         *pgconn.PgConn
 	createdAt  time.Time
 	lastUsed   time.Time
-	borrowedAt time.Time
 	broken     bool
 	generation uint64 // Pool.generation when opened; an older one is retired on release
 	released   atomic.Bool
 	stmts      *StmtSet
+
+	// relay is the wire relay's state for this connection, kept across borrows (see Relay).
+	relay any
+	// directUses counts the times the connection was handed out as a *pgconn.PgConn (PgConn)
+	// or pinged by the pool: each may have changed what a direct reader of the socket knows.
+	directUses uint64
 }
 
 // PgConn is the underlying connection. Do not Close it; use Destroy.
-func (c *Conn) PgConn() *pgconn.PgConn { return c.pg }
+func (c *Conn) PgConn() *pgconn.PgConn {
+	c.directUses++
+	return c.pg
+}
+
+// Relay returns the state the wire relay keeps with this connection (nil at first) and how many
+// times the connection was used through PgConn so far. The relay reads and writes the socket
+// itself between ReadyForQuery messages, bypassing pgconn; it compares the count with the one
+// it saw last to know when pgconn may have consumed messages it tracks (ParameterStatus).
+func (c *Conn) Relay() (state any, directUses uint64) { return c.relay, c.directUses }
+
+// SetRelay stores the relay's state for this connection. Only the borrower may call it.
+func (c *Conn) SetRelay(state any) { c.relay = state }
+
+// ParameterStatus is the value of a parameter the server reported, as pgconn last saw it.
+func (c *Conn) ParameterStatus(name string) string { return c.pg.ParameterStatus(name) }
+
+// Cancel asks the server to cancel what the connection is running (a cancel request on a new
+// connection, with the backend's key). Safe while another goroutine uses the connection.
+func (c *Conn) Cancel(ctx context.Context) error { return c.pg.CancelRequest(ctx) }
+
+// Exec runs sql (clean-up such as ROLLBACK or DISCARD ALL) through pgconn and reads its result.
+func (c *Conn) Exec(ctx context.Context, sql string) error {
+	c.directUses++
+	_, err := c.pg.Exec(ctx, sql).ReadAll()
+	return err
+}
+
+// Sync prepares the socket for direct use after pgconn used it: pgconn may have started a
+// background reader during a slow write, which can still be blocked in a read of the socket
+// (it would take the next answer); pgconn.SyncConn waits it out (with a ping if needed).
+func (c *Conn) Sync(ctx context.Context) error {
+	c.directUses++
+	return c.pg.SyncConn(ctx)
+}
+
+// Socket is the connection's socket, for a borrower that relays bytes itself. pgconn must be
+// idle (no query in progress) with nothing buffered and no background read (see Sync): between
+// ReadyForQuery and the next request.
+func (c *Conn) Socket() net.Conn { return c.pg.Conn() }
 
 // Statements is the set of pooler-managed prepared statements that exist on this connection.
 func (c *Conn) Statements() *StmtSet { return c.stmts }

@@ -15,11 +15,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/edgepool/edgepool/pooler/internal/sockpoll"
 )
 
 // Settings are the live-tunable parameters of a Pool.
@@ -62,27 +65,39 @@ type Pool struct {
 	idle     []*Conn // LIFO: the most recently used connection is reused first
 	total    int     // open plus connecting
 	waiters  []*waiter
-	paused   bool
-	closed   bool
-	stopBG   chan struct{}
-	bgDone   chan struct{}
+	// expiry wakes waiters past their deadline (expireWaiters); armed while any wait.
+	expiry      *time.Timer
+	expiryArmed bool
+	paused      bool
+	closed      bool
+	stopBG      chan struct{}
+	bgDone      chan struct{}
 	// generation is bumped by RetireAll; connections opened before it are not reused.
 	generation atomic.Uint64
 
 	// counters, read by Stats
-	acquires      atomic.Int64
-	waits         atomic.Int64
-	waitTimeouts  atomic.Int64
-	waitNanos     atomic.Int64
-	connects      atomic.Int64
-	connectErrors atomic.Int64
-	destroyed     atomic.Int64
-	lastConnErr   atomic.Pointer[string]
+	acquires       atomic.Int64
+	waits          atomic.Int64
+	waitTimeouts   atomic.Int64
+	waitNanos      atomic.Int64
+	connects       atomic.Int64
+	connectErrors  atomic.Int64
+	destroyed      atomic.Int64
+	deadOnCheckout atomic.Int64
+	lastConnErr    atomic.Pointer[string]
 }
 
 type waiter struct {
-	ch chan *Conn // buffered 1: receives a connection, or nil meaning "try again"
+	ch       chan *Conn // buffered 1: receives a connection, or nil meaning "try again"
+	deadline time.Time
 }
+
+// waiters are reused: a busy pool queues most acquisitions, and a channel per wait would be
+// garbage on every transaction.
+var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan *Conn, 1)} }}
+
+func getWaiter() *waiter  { return waiterPool.Get().(*waiter) }
+func putWaiter(w *waiter) { waiterPool.Put(w) }
 
 // New creates a pool. Connections are opened on demand.
 func New(s Settings, opts Options) *Pool {
@@ -93,6 +108,8 @@ func New(s Settings, opts Options) *Pool {
 		s.PreparedPerConn = 256
 	}
 	p := &Pool{opts: opts, settings: s, stopBG: make(chan struct{}), bgDone: make(chan struct{})}
+	p.expiry = time.AfterFunc(time.Hour, p.expireWaiters)
+	p.expiry.Stop()
 	go p.background()
 	return p
 }
@@ -164,67 +181,57 @@ func (p *Pool) SetPaused(paused bool) {
 }
 
 // Acquire borrows a connection, waiting at most the query-wait timeout (or ctx). On timeout the
-// error is a *pgconn.PgError with SQLSTATE 53300 (see IsWaitTimeout).
+// error is a *pgconn.PgError with SQLSTATE 53300 (see IsWaitTimeout). Its steps:
+//
+//  1. takeIdle: the most recently used idle connection, checked alive when it sat idle for a
+//     while (checkOut);
+//  2. open: a new connection while the pool is below its size;
+//  3. wait: queue for a released connection or a free slot, until the deadline.
 func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	start := time.Now()
 	p.acquires.Add(1)
 	p.mu.Lock()
 	deadline := start.Add(p.settings.QueryWaitTimeout)
+	p.mu.Unlock()
 	waited := false
 	var lastErr error
 	for {
+		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return nil, ErrClosed
 		}
 		if !p.paused {
-			// Reuse an idle connection.
-			for len(p.idle) > 0 {
-				c := p.idle[len(p.idle)-1]
-				p.idle = p.idle[:len(p.idle)-1]
-				if c.expired(time.Now(), p.settings) || c.pg.IsClosed() {
-					p.total--
-					p.mu.Unlock()
-					c.close()
-					p.mu.Lock()
-					continue
-				}
+			if c := p.takeIdleLocked(start); c != nil {
 				p.mu.Unlock()
-				return p.handOut(c, start, waited), nil
+				if p.checkOut(c, start) {
+					return p.handOut(c, start, waited, waited), nil
+				}
+				continue
 			}
-			// Open a new one if the budget allows.
 			if p.total < p.settings.Size {
 				p.total++
 				connectTimeout := p.settings.ConnectTimeout
 				p.mu.Unlock()
-				c, err := p.connect(ctx, connectTimeout, deadline)
+				c, err := p.open(ctx, connectTimeout, deadline)
 				if err == nil {
-					return p.handOut(c, start, waited), nil
+					return p.handOut(c, start, waited, true), nil
 				}
 				lastErr = err
-				p.mu.Lock()
-				p.total--
-				p.wakeOneLocked()
 				if ctx.Err() != nil {
-					p.mu.Unlock()
 					return nil, ctx.Err()
 				}
 				// Back off a little before retrying within the deadline.
-				p.mu.Unlock()
 				if !sleepUntil(ctx, minTime(time.Now().Add(100*time.Millisecond), deadline)) {
 					return nil, ctx.Err()
 				}
-				p.mu.Lock()
 				if !time.Now().Before(deadline) {
-					p.mu.Unlock()
 					return nil, p.waitTimeout(start, lastErr)
 				}
 				continue
 			}
 		}
-		// Wait for a released connection or a free slot.
-		now := time.Now()
-		if !now.Before(deadline) {
+		if !time.Now().Before(deadline) {
 			p.mu.Unlock()
 			return nil, p.waitTimeout(start, lastErr)
 		}
@@ -232,54 +239,124 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 			waited = true
 			p.waits.Add(1)
 		}
-		w := &waiter{ch: make(chan *Conn, 1)}
-		p.waiters = append(p.waiters, w)
-		p.mu.Unlock()
-		timer := time.NewTimer(deadline.Sub(now))
-		var got *Conn
-		var ctxErr error
-		received := false
-		select {
-		case got = <-w.ch:
-			received = true
-		case <-timer.C:
-		case <-ctx.Done():
-			ctxErr = ctx.Err()
+		c, err := p.waitLocked(ctx, deadline) // unlocks
+		if err != nil {
+			return nil, err
 		}
-		timer.Stop()
-		p.mu.Lock()
-		if !p.removeWaiterLocked(w) {
-			// Someone already signalled us; take what they sent.
-			if !received {
-				got = <-w.ch
-			}
+		if c != nil {
+			return p.handOut(c, start, waited, true), nil
 		}
-		if got != nil {
-			if ctxErr != nil {
-				p.mu.Unlock()
-				got.Release()
-				return nil, ctxErr
-			}
-			p.mu.Unlock()
-			return p.handOut(got, start, waited), nil
-		}
-		if ctxErr != nil {
-			p.wakeOneLocked()
-			p.mu.Unlock()
-			return nil, ctxErr
-		}
+		// Woken without a connection (a slot freed, a resize, unpause, or the deadline): look again.
 	}
 }
 
-func (p *Pool) handOut(c *Conn, start time.Time, waited bool) *Conn {
-	d := time.Since(start)
+// takeIdleLocked pops the most recently used idle connection that is not past its lifetime,
+// closing expired ones on the way; nil if there is none.
+func (p *Pool) takeIdleLocked(now time.Time) *Conn {
+	for len(p.idle) > 0 {
+		c := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if c.expired(now, p.settings) || c.pg.IsClosed() {
+			p.total--
+			p.destroyed.Add(1)
+			go c.close()
+			continue
+		}
+		return c
+	}
+	return nil
+}
+
+// checkAfter is how long a connection may sit idle before checkOut looks at its socket.
+const checkAfter = time.Second
+
+// checkOut makes sure an idle connection is still alive before it is handed out: PostgreSQL
+// tells a backend it terminates (pg_terminate_backend, a restart, idle_session_timeout) with a
+// FATAL message and a close, which wait unread in the socket of an idle connection. A
+// connection that sat idle for a while is checked without a round trip (poll: anything to read
+// from an idle connection means it is going away). A dead one is destroyed and reports false.
+func (p *Pool) checkOut(c *Conn, now time.Time) bool {
+	if now.Sub(c.lastUsed) < checkAfter || socketQuiet(c.pg.Conn()) {
+		return true
+	}
+	p.mu.Lock()
+	p.total--
+	p.wakeOneLocked()
+	p.mu.Unlock()
+	p.destroyed.Add(1)
+	p.deadOnCheckout.Add(1)
+	c.close()
+	return false
+}
+
+// socketQuiet reports whether an idle upstream socket has nothing to say: no bytes to read and
+// no hang-up (unknown counts as quiet).
+func socketQuiet(conn net.Conn) bool {
+	revents, known := sockpoll.Pending(conn, sockpoll.In|sockpoll.RDHup)
+	return !known || revents == 0
+}
+
+// waitLocked queues the caller until a connection is handed to it (returned), a slot may have
+// freed (nil, nil), the deadline passes (nil, nil: the caller then times out) or ctx ends. It is
+// called with mu held and returns with it released.
+//
+// Waiters keep no timer of their own: they queue in FIFO order with the same timeout, so one
+// pool timer armed for the head's deadline (expireWaiters) wakes the ones whose time is up.
+func (p *Pool) waitLocked(ctx context.Context, deadline time.Time) (*Conn, error) {
+	w := getWaiter()
+	defer putWaiter(w)
+	w.deadline = deadline
+	p.waiters = append(p.waiters, w)
+	if !p.expiryArmed {
+		p.expiryArmed = true
+		p.expiry.Reset(time.Until(deadline))
+	}
+	p.mu.Unlock()
+	var got *Conn
+	var ctxErr error
+	received := false
+	if done := ctx.Done(); done == nil {
+		got, received = <-w.ch, true
+	} else {
+		select {
+		case got = <-w.ch:
+			received = true
+		case <-done:
+			ctxErr = ctx.Err()
+		}
+	}
+	p.mu.Lock()
+	if !received && !p.removeWaiterLocked(w) {
+		// Someone signalled us meanwhile; take what they sent.
+		got = <-w.ch
+	}
+	if ctxErr != nil {
+		if got == nil {
+			p.wakeOneLocked() // pass on a wake-up meant for us
+		}
+		p.mu.Unlock()
+		if got != nil {
+			got.Release()
+		}
+		return nil, ctxErr
+	}
+	p.mu.Unlock()
+	return got, nil
+}
+
+// handOut completes an Acquire that started at start; timed: it waited or connected (an idle
+// connection taken at once costs no clock read).
+func (p *Pool) handOut(c *Conn, start time.Time, waited, timed bool) *Conn {
+	var d time.Duration
+	if timed {
+		d = time.Since(start)
+	}
 	if waited {
 		p.waitNanos.Add(int64(d))
 	}
 	if p.opts.ObserveWait != nil {
 		p.opts.ObserveWait(d)
 	}
-	c.borrowedAt = time.Now()
 	c.released.Store(false)
 	return c
 }
@@ -328,7 +405,9 @@ func IsWaitTimeout(err error) bool {
 	return errors.As(err, &w)
 }
 
-func (p *Pool) connect(ctx context.Context, timeout time.Duration, deadline time.Time) (*Conn, error) {
+// open connects a new connection for a slot the caller reserved (total++); on failure it gives
+// the slot back and wakes a waiter to try instead.
+func (p *Pool) open(ctx context.Context, timeout time.Duration, deadline time.Time) (*Conn, error) {
 	// Never past the query-wait deadline: a client must get its answer on time.
 	cctx, cancel := context.WithDeadline(ctx, minTime(time.Now().Add(timeout), deadline))
 	defer cancel()
@@ -342,6 +421,10 @@ func (p *Pool) connect(ctx context.Context, timeout time.Duration, deadline time
 		if p.opts.OnConnectError != nil {
 			p.opts.OnConnectError(err)
 		}
+		p.mu.Lock()
+		p.total--
+		p.wakeOneLocked()
+		p.mu.Unlock()
 		return nil, err
 	}
 	now := time.Now()
@@ -397,6 +480,33 @@ func (p *Pool) wakeAllLocked() {
 	p.waiters = nil
 }
 
+// expireWaiters runs when the earliest deadline passes: every waiter whose time is up is woken
+// (it then reports the query-wait timeout), and the timer is armed for the next deadline. It
+// fires about once per queryWaitTimeout while clients queue, not once per wait.
+func (p *Pool) expireWaiters() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	var next time.Time
+	keep := p.waiters[:0]
+	for _, w := range p.waiters {
+		if !w.deadline.After(now) {
+			w.ch <- nil
+			continue
+		}
+		if next.IsZero() || w.deadline.Before(next) {
+			next = w.deadline
+		}
+		keep = append(keep, w)
+	}
+	clear(p.waiters[len(keep):])
+	p.waiters = keep
+	p.expiryArmed = !next.IsZero()
+	if p.expiryArmed {
+		p.expiry.Reset(time.Until(next))
+	}
+}
+
 func (p *Pool) removeWaiterLocked(w *waiter) bool {
 	for i, x := range p.waiters {
 		if x == w {
@@ -416,6 +526,7 @@ func (p *Pool) Close() {
 		return
 	}
 	p.closed = true
+	p.expiry.Stop()
 	idle := p.idle
 	p.idle = nil
 	p.total -= len(idle)
@@ -480,6 +591,7 @@ func (p *Pool) background() {
 		}
 		for _, c := range check {
 			ctx, cancel := context.WithTimeout(context.Background(), s.ConnectTimeout)
+			c.directUses++
 			err := c.pg.Ping(ctx)
 			cancel()
 			if err != nil {
@@ -506,7 +618,10 @@ type Stats struct {
 	WaitSeconds   float64 `json:"waitSecondsTotal"`
 	Connects      int64   `json:"connects"`
 	ConnectErrors int64   `json:"connectErrors"`
-	LastConnError string  `json:"lastConnectError,omitempty"`
+	// DeadOnCheckout counts idle connections found closed by the server when about to be
+	// handed out (and replaced).
+	DeadOnCheckout int64  `json:"deadOnCheckout"`
+	LastConnError  string `json:"lastConnectError,omitempty"`
 }
 
 // Stats returns current counters.
@@ -521,6 +636,7 @@ func (p *Pool) Stats() Stats {
 	s.WaitSeconds = time.Duration(p.waitNanos.Load()).Seconds()
 	s.Connects = p.connects.Load()
 	s.ConnectErrors = p.connectErrors.Load()
+	s.DeadOnCheckout = p.deadOnCheckout.Load()
 	if e := p.lastConnErr.Load(); e != nil {
 		s.LastConnError = *e
 	}

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -135,5 +136,50 @@ func TestStmtSetEvictsLeastRecentlyUsed(t *testing.T) {
 	s.Clear()
 	if s.Len() != 0 {
 		t.Fatal("clear")
+	}
+}
+
+// A connection PostgreSQL terminated while it sat idle is found dead at checkout (its FATAL
+// waits unread in the socket) and replaced, so the borrower never sees 57P01.
+func TestCheckOutReplacesTerminatedConnection(t *testing.T) {
+	p := newPool(t, 1, 5*time.Second)
+	ctx := context.Background()
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := c.PgConn().PID()
+	c.Release()
+	admin, err := pgconn.Connect(ctx, pg.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, fmt.Sprintf("select pg_terminate_backend(%d)", pid)).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		res, err := admin.Exec(ctx, fmt.Sprintf("select count(*) from pg_stat_activity where pid = %d", pid)).ReadAll()
+		if err == nil && string(res[0].Rows[0][0]) == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("terminated backend still listed")
+		}
+	}
+	c.lastUsed = time.Now().Add(-2 * checkAfter) // idle long enough to be checked
+	c2, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Release()
+	if c2.PgConn().PID() == pid {
+		t.Fatal("got the terminated connection back")
+	}
+	if _, err := c2.PgConn().Exec(ctx, "select 1").ReadAll(); err != nil {
+		t.Fatalf("replacement connection: %v", err)
+	}
+	if st := p.Stats(); st.DeadOnCheckout != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -56,7 +56,7 @@ func passwordBytes(pw string) []byte {
 // and a decoded Parse must re-encode to the same bytes.
 func FuzzClientMessages(f *testing.F) {
 	f.Add([]byte("Q\x00\x00\x00\x0dselect 1\x00"))
-	f.Add(appendParse(nil, "s1", "select $1", []uint32{23}))
+	f.Add(appendParse(nil, &stmtDef{serverName: "s1", key: "select $1\x00\x00\x01\x00\x00\x00\x17"}))
 	f.Add([]byte("P\x00\x00\x00\x08s\x00q\x00S\x00\x00\x00\x04"))
 	f.Add([]byte("B\x00\x00\x00\x0c\x00s1\x00\x00\x00\x00\x00\x00D\x00\x00\x00\x08Ss1\x00C\x00\x00\x00\x08Ss1\x00S\x00\x00\x00\x04X\x00\x00\x00\x04"))
 	f.Add([]byte("Q\x7f\xff\xff\xff"))
@@ -78,9 +78,9 @@ func FuzzClientMessages(f *testing.F) {
 			}
 			switch typ {
 			case 'P':
-				name, query, oids, err := decodeParse(body)
+				name, key, err := splitParse(body)
 				if err == nil {
-					again := appendParse(nil, string(name), string(query), oids)
+					again := appendParse(nil, &stmtDef{serverName: string(name), key: string(key)})
 					if !bytes.Equal(again[5:], body) {
 						t.Fatalf("Parse re-encodes differently:\n% x\n% x", again[5:], body)
 					}

@@ -2,8 +2,6 @@ package session
 
 import (
 	"strings"
-
-	"github.com/edgepool/edgepool/pooler/pool"
 )
 
 // trackedParams are the session settings the pooler carries between upstream connections:
@@ -12,7 +10,7 @@ import (
 // with SET on whichever connection it lands on, a client's own SET of them follows it into
 // later transactions, and another client's SET never leaks into its session. Other startup
 // parameters are not passed upstream: on a shared connection they would leak.
-var trackedParams = []string{"application_name", "client_encoding", "DateStyle", "IntervalStyle", "TimeZone"}
+var trackedParams = [...]string{"application_name", "client_encoding", "DateStyle", "IntervalStyle", "TimeZone"}
 
 func trackedName(name string) (string, bool) {
 	for _, t := range trackedParams {
@@ -57,8 +55,7 @@ func clientOverrides(defaults, startup map[string]string) map[string]string {
 	return over
 }
 
-// want is the value of tracked parameter name the client should see. Callers hold s.mu (or
-// run before the pump starts).
+// want is the value of tracked parameter name the client should see.
 func (s *session) want(name string) string {
 	if v, ok := s.overrides[name]; ok {
 		return v
@@ -66,8 +63,9 @@ func (s *session) want(name string) string {
 	return s.defaults[name]
 }
 
-// track records a tracked parameter the client changed itself. Callers hold s.mu.
+// track records a tracked parameter the client changed itself.
 func (s *session) track(name, value string) {
+	s.wants = nil
 	if s.defaults[name] == value {
 		delete(s.overrides, name)
 		return
@@ -124,28 +122,50 @@ func parseOptions(opts string) map[string]string {
 	return out
 }
 
-// appendParamSync appends a simple query that SETs every tracked parameter whose value on c
-// differs from what the client wants, or nothing. Callers hold s.mu.
-func (s *session) appendParamSync(c *pool.Conn) bool {
-	pg := c.PgConn()
+// paramSet is the tracked parameters' values a client wants. Sessions that want the
+// defaults share one, so a connection last brought to them needs no look for the next such
+// client: the usual attach costs one pointer comparison.
+type paramSet struct{ vals [len(trackedParams)]string }
+
+// wantedParams returns the session's paramSet.
+func (s *session) wantedParams() *paramSet {
+	if s.wants != nil {
+		return s.wants
+	}
+	if len(s.overrides) == 0 {
+		return s.proxy.defaultParams(s.defaults)
+	}
+	ps := &paramSet{}
+	for i, name := range trackedParams {
+		ps.vals[i] = s.want(name)
+	}
+	s.wants = ps
+	return ps
+}
+
+// syncParams brings the connection's tracked parameters to what the client wants: a simple
+// query that SETs those that differ, whose answers are swallowed (nothing when they agree).
+func (s *session) syncParams(u *upstream) {
+	ws := s.wantedParams()
+	if u.syncedTo == ws {
+		return
+	}
+	u.syncedTo = ws
 	var q strings.Builder
-	for _, name := range trackedParams {
-		want := s.want(name)
-		if pg.ParameterStatus(name) == want {
+	for i, name := range trackedParams {
+		if u.params[i] == ws.vals[i] {
 			continue
 		}
 		q.WriteString("SET ")
 		q.WriteString(name)
 		q.WriteString(" TO '")
-		q.WriteString(strings.ReplaceAll(want, "'", "''"))
+		q.WriteString(strings.ReplaceAll(ws.vals[i], "'", "''"))
 		q.WriteString("';")
 	}
 	if q.Len() == 0 {
-		return false
+		return
 	}
-	s.out = appendMsg(s.out, 'Q', []byte(q.String()), zero)
-	s.pending++
-	s.sentSyncs++
-	s.injected++
-	return true
+	u.out = appendMsg(u.out, 'Q', []byte(q.String()), zero)
+	u.push(request{kind: reqQueryInjected})
+	u.flush()
 }

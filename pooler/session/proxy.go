@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,23 @@ type Runtime struct {
 	IdleTransactionTimeout time.Duration
 	MaxMessageBytes        int
 	PreparedPerConn        int
+	// ClientStallTimeout cuts a client that holds an upstream connection with a request left
+	// unfinished (extended-protocol messages without Sync, a message or COPY data stopped half
+	// way) or that does not read what the server sends, for this long (0: never).
+	ClientStallTimeout time.Duration
+	// PreparedStatementBytes is the byte budget of the shared prepared-statement registry
+	// (0: DefaultPreparedStatementBytes).
+	PreparedStatementBytes int64
+}
+
+// DefaultPreparedStatementBytes is the registry budget when the runtime sets none.
+const DefaultPreparedStatementBytes = 16 << 20
+
+func (rt *Runtime) statementBudget() int64 {
+	if rt.PreparedStatementBytes > 0 {
+		return rt.PreparedStatementBytes
+	}
+	return DefaultPreparedStatementBytes
 }
 
 // Options describe the transport a connection arrived on.
@@ -85,16 +103,22 @@ type Proxy struct {
 
 	params     atomic.Pointer[[]serverParam]
 	defaults   atomic.Pointer[map[string]string]
+	defaultPS  atomic.Pointer[paramSet]
 	paramsOnce sync.Mutex
 
-	mu       sync.Mutex
-	sessions map[uint32]*session // by pooler-issued process ID (cancel key)
+	mu        sync.Mutex
+	sessions  map[uint32]*session // by pooler-issued process ID (cancel key)
+	janitorOn bool                // janitor.go; guarded by mu
 
 	admissions admissions   // connections logging in (admission.go)
 	clients    atomic.Int64 // connected, past startup
-	active     atomic.Int64 // holding an upstream connection
-	waiting    atomic.Int64 // waiting for one
+	inState    [numStates]atomic.Int64
 	accepted   atomic.Int64
+	replays    atomic.Int64 // requests moved to a fresh connection (the first was found dead)
+
+	// clock is the janitor's coarse clock: milliseconds since epoch, updated every tick.
+	clock atomic.Int64
+	epoch time.Time
 }
 
 type serverParam struct{ name, value string }
@@ -104,13 +128,18 @@ func NewProxy(p *pool.Pool, rt *Runtime, log *slog.Logger) *Proxy {
 	if log == nil {
 		log = slog.Default()
 	}
-	px := &Proxy{Pool: p, Log: log, Observer: nopObserver{}, stmts: newStmtRegistry(), sessions: map[uint32]*session{}}
+	px := &Proxy{Pool: p, Log: log, Observer: nopObserver{}, stmts: newStmtRegistry(rt.statementBudget()),
+		sessions: map[uint32]*session{}, epoch: time.Now()}
 	px.runtime.Store(rt)
 	return px
 }
 
-// SetRuntime swaps the policy; open sessions keep running, new ones use rt.
-func (p *Proxy) SetRuntime(rt *Runtime) { p.runtime.Store(rt) }
+// SetRuntime swaps the policy; open sessions keep running, new ones use rt. The statement
+// registry's budget applies at once.
+func (p *Proxy) SetRuntime(rt *Runtime) {
+	p.runtime.Store(rt)
+	p.stmts.setBudget(rt.statementBudget())
+}
 
 // Runtime returns the current policy.
 func (p *Proxy) Runtime() *Runtime { return p.runtime.Load() }
@@ -122,7 +151,15 @@ type Stats struct {
 	ClientsWaiting int64 `json:"clientsWaiting"`
 	ClientsIdle    int64 `json:"clientsIdle"`
 	Accepted       int64 `json:"clientsAcceptedTotal"`
-	Statements     int   `json:"preparedStatements"`
+	// Statements is the number of distinct prepared statements in the shared registry,
+	// StatementBytes what they take (bounded by the budget), StatementsEvicted how many left it
+	// to stay within the budget.
+	Statements        int   `json:"preparedStatements"`
+	StatementBytes    int64 `json:"preparedStatementBytes"`
+	StatementsEvicted int64 `json:"preparedStatementsEvicted"`
+	// Replays counts requests sent again on a fresh connection because the first one was found
+	// terminated (pg_terminate_backend, a restart) before it answered.
+	Replays int64 `json:"replays"`
 	// LoggingIn are connections that have not finished startup and authentication.
 	LoggingIn int64 `json:"clientsLoggingIn"`
 	// LoginsEvicted were closed to make room for newer logins (MaxAuthenticating).
@@ -133,15 +170,17 @@ type Stats struct {
 
 // Stats returns a snapshot.
 func (p *Proxy) Stats() Stats {
-	s := Stats{Clients: p.clients.Load(), ClientsActive: p.active.Load(), ClientsWaiting: p.waiting.Load(),
-		Accepted: p.accepted.Load(), Statements: p.stmts.len(), LoggingIn: p.admissions.n.Load(),
-		LoginsEvicted: p.admissions.evicted.Load(), Refused: p.admissions.refused.Load()}
-	s.ClientsIdle = max(0, s.Clients-s.ClientsActive-s.ClientsWaiting)
-	return s
+	rs := p.stmts.stats()
+	return Stats{Clients: p.clients.Load(), ClientsActive: p.inState[StateActive].Load(),
+		ClientsWaiting: p.inState[StateWaiting].Load(), ClientsIdle: p.inState[StateIdle].Load(),
+		Accepted: p.accepted.Load(), Statements: rs.count, StatementBytes: rs.bytes, StatementsEvicted: rs.evicted,
+		Replays: p.replays.Load(), LoggingIn: p.admissions.n.Load(), LoginsEvicted: p.admissions.evicted.Load(),
+		Refused: p.admissions.refused.Load()}
 }
 
 // Drain stops new sessions and closes sessions as soon as they hold no upstream connection
-// (between transactions). Sessions inside a transaction finish it first.
+// (between transactions; in session mode, outside a transaction). Sessions inside a
+// transaction finish it first.
 func (p *Proxy) Drain() {
 	p.draining.Store(true)
 	p.mu.Lock()
@@ -171,7 +210,7 @@ func (p *Proxy) CloseAll() {
 		// first (its registration is removed while the fd is still open).
 		s.closeReq.Store(true)
 		s.wake()
-		s.conn.Close()
+		s.withConn(func(c net.Conn) { _ = c.Close() })
 	}
 }
 
@@ -192,6 +231,8 @@ func (p *Proxy) register(s *session) {
 		s.pid = pid
 		copy(s.secret[:], b[4:])
 		p.sessions[pid] = s
+		s.parkNext = true // a new session parks as soon as it waits: startup grew its goroutine's stack
+		p.startJanitorLocked()
 		return
 	}
 }
@@ -223,6 +264,19 @@ func (p *Proxy) paramDefaults(params []serverParam) map[string]string {
 	d := paramDefaults(params)
 	p.defaults.CompareAndSwap(nil, &d)
 	return *p.defaults.Load()
+}
+
+// defaultParams is the paramSet of clients that want the defaults (shared by them all).
+func (p *Proxy) defaultParams(defaults map[string]string) *paramSet {
+	if ps := p.defaultPS.Load(); ps != nil {
+		return ps
+	}
+	ps := &paramSet{}
+	for i, name := range trackedParams {
+		ps.vals[i] = defaults[name]
+	}
+	p.defaultPS.CompareAndSwap(nil, ps)
+	return p.defaultPS.Load()
 }
 
 // serverParams returns the ParameterStatus values clients see, learned from an upstream

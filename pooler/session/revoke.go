@@ -24,35 +24,25 @@ func (p *Proxy) CloseRevoked(ring *auth.Keyring, now time.Time) int {
 	p.mu.Unlock()
 	for _, s := range revoked {
 		s.revoked.Store(true)
-		s.kickRevoked()
+		s.kickIfIdle()
 	}
 	return len(revoked)
 }
 
-// kickRevoked wakes a revoked session's read if it is between transactions: detached, or (in
-// session mode, where the connection stays attached) with nothing in flight outside a
-// transaction. Otherwise the pump wakes it when the transaction ends.
-func (s *session) kickRevoked() {
-	s.mu.Lock()
-	detached := s.upstream == nil
-	if detached || s.revokedBetweenTx() {
-		s.deadlineSet = true
-		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
-	}
-	s.mu.Unlock()
-	if detached {
-		s.wake()
+// kickIfIdle makes a session that must end (ending) and waits for its client between
+// transactions end now: a parked one is resumed, one waiting on its goroutine is kicked. A
+// session inside a transaction ends when it next waits between transactions (waitClient).
+func (s *session) kickIfIdle() {
+	switch ph, _ := s.activity.get(); ph {
+	case phaseIdle, phaseParked, phaseSessionIdle:
+		if !s.wake() { // a resumed session sees that it is ending itself
+			s.kickRead(kickEnd, 0)
+		}
 	}
 }
 
-// revokedBetweenTx: a revoked session-mode session attached with nothing in flight outside a
-// transaction, which can end now. Called with s.mu held.
-func (s *session) revokedBetweenTx() bool {
-	return s.revoked.Load() && s.rt.SessionMode && s.upstream != nil && s.pending <= 0 && !s.inFlight && s.txStatus == 'I'
-}
-
-// ending reports whether the session must end as soon as it holds no upstream connection:
-// the pooler drains, or its key was revoked.
+// ending reports whether the session must end as soon as it is between transactions: the
+// pooler drains, or its key was revoked.
 func (s *session) ending() bool { return s.proxy.draining.Load() || s.revoked.Load() }
 
 // endNotice is the message of the FATAL 57P01 a session that is ending gets.
@@ -61,4 +51,10 @@ func (s *session) endNotice() string {
 		return "terminating connection: the API key was disabled, removed or expired"
 	}
 	return "the pooler is shutting down"
+}
+
+// endNow tells an ending session's client why it is closed; the caller returns errEnded.
+func (s *session) endNow() error {
+	s.fatal("57P01", s.endNotice())
+	return errEnded
 }

@@ -25,7 +25,7 @@ import (
 func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) error {
 	errc := make(chan error, 1)
 	done := func(err error) { errc <- err }
-	if rt, adm, ok := p.enter(conn, done); ok {
+	if rt, adm, ok := p.accept(conn, done); ok {
 		p.serve(ctx, conn, opts, rt, adm, false, done)
 	}
 	return <-errc
@@ -39,13 +39,13 @@ func (p *Proxy) ServeConn(ctx context.Context, conn net.Conn, opts Options) erro
 // one grown by startup and query work.
 func (p *Proxy) ServeConnAsync(ctx context.Context, conn net.Conn, opts Options, done func(error)) {
 	// Admitted here, on the accept loop, so logins are admitted in the order they arrived.
-	if rt, adm, ok := p.enter(conn, done); ok {
+	if rt, adm, ok := p.accept(conn, done); ok {
 		go p.serve(ctx, conn, opts, rt, adm, true, done)
 	}
 }
 
-// enter counts a new connection and admits it (admission.go), or refuses it and reports done.
-func (p *Proxy) enter(conn net.Conn, done func(error)) (*Runtime, *admission, bool) {
+// accept counts a new connection and admits it (admission.go), or refuses it and reports done.
+func (p *Proxy) accept(conn net.Conn, done func(error)) (*Runtime, *admission, bool) {
 	rt := p.Runtime()
 	p.accepted.Add(1)
 	adm, ok := p.admit(conn, rt)
@@ -58,8 +58,8 @@ func (p *Proxy) enter(conn net.Conn, done func(error)) (*Runtime, *admission, bo
 
 func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, rt *Runtime, adm *admission, park bool, done func(error)) {
 	s := &session{proxy: p, conn: conn, opts: opts, rt: rt, secure: opts.Secure, park: park, done: done, ctx: ctx, adm: adm}
-	s.r = msgReader{conn: conn, maxBody: maxAuthMessageBytes}
-	s.w = msgWriter{conn: conn}
+	s.r = &msgReader{conn: conn, maxBody: maxAuthMessageBytes}
+	s.w = &msgWriter{conn: conn}
 	s.setState(stateStartup)
 	defer func() {
 		if r := recover(); r != nil {
@@ -85,7 +85,6 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, rt *Runt
 	_ = conn.SetDeadline(time.Time{})
 	p.clients.Add(1)
 	s.r.maxBody = s.rt.MaxMessageBytes
-	s.stmts = map[string]*stmtDef{}
 	s.setState(StateIdle)
 	s.loop(ctx)
 }
@@ -159,7 +158,7 @@ func (s *session) startup(ctx context.Context) error {
 			if _, err := s.conn.Write([]byte{'S'}); err != nil {
 				return err
 			}
-			tconn := tls.Server(s.conn, s.rt.TLS)
+			tconn := tls.Server(withRawIO(s.conn), s.rt.TLS)
 			if err := tconn.HandshakeContext(ctx); err != nil {
 				return fmt.Errorf("tls handshake: %w", err)
 			}

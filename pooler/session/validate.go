@@ -11,9 +11,18 @@ import (
 // that many fields, nothing left over), so garbage behind a valid type byte closes that client
 // with 08P01 here and never reaches — or takes — an upstream connection. It checks layout
 // only: what PostgreSQL answers with a plain ERROR (an unknown statement, a bad Describe
-// target, a format count that does not match) is left to PostgreSQL.
-func checkMessage(typ byte, body []byte) error {
-	m := msgCursor{b: body}
+// target, a format count that does not match) is left to PostgreSQL. It allocates nothing
+// unless the message is malformed.
+func checkMessage(typ byte, body []byte) error { return checkMessageStart(typ, body, len(body)) }
+
+// checkMessageStart is checkMessage for a message of body length n larger than the read
+// buffer, which is streamed upstream in pieces: it checks the fields that start in prefix (the
+// body's first bytes) against n, before the message takes a connection. What lies beyond the
+// prefix PostgreSQL checks: a malformed end costs that one upstream connection (PostgreSQL
+// closes it), never more, and only a client that sent a well-formed start that large can cause
+// it.
+func checkMessageStart(typ byte, prefix []byte, n int) error {
+	m := msgCursor{b: prefix, n: n}
 	switch typ {
 	case 'Q': // query string
 		m.str()
@@ -25,7 +34,7 @@ func checkMessage(typ byte, body []byte) error {
 		m.str()
 		m.str()
 		m.skip(2 * m.count())
-		for n := m.count(); n > 0 && m.err == nil; n-- {
+		for k := m.count(); k > 0 && m.going(); k-- {
 			if size := m.int32(); size > 0 {
 				m.skip(int(size))
 			} else if size < -1 {
@@ -43,8 +52,8 @@ func checkMessage(typ byte, body []byte) error {
 	default:
 		return nil // F, COPY messages: left to PostgreSQL
 	}
-	if m.err == nil && m.off != len(body) {
-		m.fail("%d bytes left over", len(body)-m.off)
+	if m.going() && m.off != n {
+		m.fail("%d bytes left over", n-m.off)
 	}
 	if m.err != nil {
 		return protocolError(fmt.Sprintf("invalid %q message: %v", typ, m.err))
@@ -52,11 +61,15 @@ func checkMessage(typ byte, body []byte) error {
 	return nil
 }
 
-// msgCursor reads the fields of a message body; the first error sticks.
+// msgCursor reads the fields of a message body of length n, of which b holds the first bytes
+// (all of them for a whole message); the first error sticks. Reading stops without an error
+// (more) at a field that goes on beyond b but fits in n.
 type msgCursor struct {
-	b   []byte
-	off int
-	err error
+	b    []byte
+	n    int
+	off  int
+	err  error
+	more bool
 }
 
 func (m *msgCursor) fail(format string, args ...any) {
@@ -65,46 +78,59 @@ func (m *msgCursor) fail(format string, args ...any) {
 	}
 }
 
+// going reports whether the fields read so far are well formed and all in b.
+func (m *msgCursor) going() bool { return m.err == nil && !m.more }
+
+// need reports whether the next k bytes are in b; a field longer than the message is an error.
+func (m *msgCursor) need(k int) bool {
+	switch {
+	case !m.going():
+		return false
+	case k < 0 || m.n-m.off < k:
+		m.fail("message shorter than its fields")
+		return false
+	case len(m.b)-m.off < k:
+		m.more = true
+		return false
+	}
+	return true
+}
+
 func (m *msgCursor) str() {
-	if m.err != nil {
+	if !m.going() {
 		return
 	}
 	i := bytes.IndexByte(m.b[m.off:], 0)
-	if i < 0 {
+	switch {
+	case i >= 0:
+		m.off += i + 1
+	case len(m.b) < m.n:
+		m.more = true
+	default:
 		m.fail("string without its terminating NUL")
-		return
 	}
-	m.off += i + 1
 }
 
-func (m *msgCursor) skip(n int) {
-	if m.err != nil {
-		return
+func (m *msgCursor) skip(k int) {
+	if m.need(k) {
+		m.off += k
 	}
-	if n < 0 || len(m.b)-m.off < n {
-		m.fail("message shorter than its fields")
-		return
-	}
-	m.off += n
 }
 
 // count reads an Int16 count (PostgreSQL reads it unsigned).
-func (m *msgCursor) count() int {
-	if m.err != nil || len(m.b)-m.off < 2 {
-		m.fail("message shorter than its fields")
-		return 0
-	}
-	n := int(binary.BigEndian.Uint16(m.b[m.off:]))
-	m.off += 2
-	return n
-}
+func (m *msgCursor) count() int { return int(m.fixed(2)) }
 
-func (m *msgCursor) int32() int32 {
-	if m.err != nil || len(m.b)-m.off < 4 {
-		m.fail("message shorter than its fields")
+func (m *msgCursor) int32() int32 { return int32(m.fixed(4)) }
+
+// fixed reads a big-endian integer of k (2 or 4) bytes; 0 when it is not there.
+func (m *msgCursor) fixed(k int) uint32 {
+	if !m.need(k) {
 		return 0
 	}
-	n := int32(binary.BigEndian.Uint32(m.b[m.off:]))
-	m.off += 4
-	return n
+	b := m.b[m.off : m.off+k]
+	m.off += k
+	if k == 2 {
+		return uint32(binary.BigEndian.Uint16(b))
+	}
+	return binary.BigEndian.Uint32(b)
 }

@@ -18,15 +18,21 @@ const MaxStartupBytes = 10_000
 // maxAuthMessageBytes caps messages during authentication.
 const maxAuthMessageBytes = 10_000
 
-const readBufSize = 8 << 10
+// Buffer sizes: a client's read buffer (held while it has work or waits on a goroutine between
+// transactions; never while parked) and an upstream connection's buffer for what the server
+// sends (kept with the connection). Messages larger than these are streamed through in pieces.
+const (
+	readBufSize     = 8 << 10
+	upstreamBufSize = 16 << 10
+)
 
-// bufPool hands out read/write buffers while a client has work; an idle client holds none.
+// bufPool hands out read buffers while a client has work; a parked client holds none.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
 func putBuf(b *[]byte) {
-	if cap(*b) > 64<<10 { // let big one-off buffers go
+	if cap(*b) != readBufSize {
 		return
 	}
 	*b = (*b)[:cap(*b)]
@@ -40,47 +46,121 @@ var ErrProtocol = errors.New("protocol violation")
 // protocolError is an ErrProtocol naming what was wrong; the client loop sends it as the FATAL.
 func protocolError(msg string) error { return fmt.Errorf("%w: %s", ErrProtocol, msg) }
 
-// msgReader frames client messages. While messages are pipelined it reads through an 8 KiB
-// pooled buffer; whenever the buffer is drained it goes back to the pool and the next header
-// is read straight into a 5-byte array, so a waiting client holds no buffer.
+// msgReader frames client messages from a pooled buffer, filled with one read of whatever the
+// client has sent. When the buffer is drained it can go back to the pool (release); a parked
+// session waits for its next bytes with no buffer at all (waitParked reads them into hdr).
 type msgReader struct {
 	conn    net.Conn
 	buf     *[]byte // nil while idle
 	r, w    int
-	big     *[]byte // body buffer of a message larger than buf, freed by the next call
-	hdr     [5]byte
+	keep    int     // fill keeps bytes from here on (a replay mark, see loop.go); -1: none
+	big     *[]byte // body of a message larger than buf returned by next, freed by the next call
+	hdr     [5]byte // first bytes of the next message, read by waitParked without a buffer
+	hdrN    int
 	maxBody int
 	bytesIn int64
-
-	hdrN     int   // bytes of hdr read so far (a read cut short by a deadline resumes here)
-	hdrReady bool  // hdr holds a header read by readHeader
-	hdrErr   error // the error readHeader got, returned by next
-	hdrCut   bool  // next's last error came from the header read (resumable after a timeout)
+	raw     *rawSock // plain TCP: reads skip the scheduler's system-call bookkeeping
 }
 
-// readHeader blocks for the next message header with no buffer held; next picks it up. A
-// read that fails part-way keeps the bytes it got, so a timeout (a kick) loses nothing.
-func (m *msgReader) readHeader() {
-	for m.hdrN < len(m.hdr) {
-		k, err := m.conn.Read(m.hdr[m.hdrN:])
-		m.hdrN += k
-		m.bytesIn += int64(k)
-		if err != nil && m.hdrN < len(m.hdr) {
-			if errors.Is(err, io.EOF) && m.hdrN > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			m.hdrErr = err
-			return
+// read reads once from the client.
+func (m *msgReader) read(b []byte) (int, error) {
+	if m.raw = rawSockFor(m.raw, m.conn); m.raw != nil {
+		return m.raw.Read(b)
+	}
+	return m.conn.Read(b)
+}
+
+// buffered reports whether unread bytes are waiting.
+func (m *msgReader) buffered() bool { return m.w > m.r || m.hdrN > 0 }
+
+// header returns the type and body length of the next message when its header is buffered.
+func (m *msgReader) header() (typ byte, n int, ok bool) {
+	if m.w-m.r < 5 {
+		return 0, 0, false
+	}
+	b := (*m.buf)[m.r:]
+	return b[0], int(int32(binary.BigEndian.Uint32(b[1:5]))) - 4, true
+}
+
+// complete reports whether a message of body length n is buffered whole.
+func (m *msgReader) complete(n int) bool { return m.w-m.r >= 5+n }
+
+// take consumes a buffered message of body length n and returns its body, valid until the next
+// fill.
+func (m *msgReader) take(n int) []byte {
+	body := (*m.buf)[m.r+5 : m.r+5+n]
+	m.r += 5 + n
+	return body
+}
+
+// unread returns the buffered bytes not consumed yet.
+func (m *msgReader) unread() []byte { return (*m.buf)[m.r:m.w] }
+
+// consume drops n buffered bytes.
+func (m *msgReader) consume(n int) { m.r += n }
+
+// fill reads once from the client (blocking until something arrives), after the bytes already
+// buffered; it moves them to the front of the buffer first when the room behind them is short.
+func (m *msgReader) fill() error {
+	if m.buf == nil {
+		m.buf = getBuf()
+		m.r, m.w = 0, 0
+		m.keep = -1
+	}
+	b := *m.buf
+	if m.hdrN > 0 {
+		// Bytes a parked wait read before the buffer existed.
+		m.w += copy(b[m.w:], m.hdr[:m.hdrN])
+		m.hdrN = 0
+		return nil
+	}
+	from := m.r
+	if m.keep >= 0 && m.keep < from {
+		from = m.keep
+	}
+	if len(b)-m.w < len(b)/4 && from > 0 {
+		copy(b, b[from:m.w])
+		m.w -= from
+		m.r -= from
+		if m.keep >= 0 {
+			m.keep -= from
 		}
 	}
-	m.hdrN = 0
-	m.hdrReady = true
+	if m.w == len(b) {
+		// Full of kept bytes: give up the replay mark to make room.
+		m.keep = -1
+		copy(b, b[m.r:m.w])
+		m.w -= m.r
+		m.r = 0
+	}
+	k, err := m.read(b[m.w:])
+	m.w += k
+	m.bytesIn += int64(k)
+	return readResult(k, err)
 }
 
-// buffered reports whether unread bytes are waiting (more pipelined messages).
-func (m *msgReader) buffered() bool { return m.w > m.r }
+// readResult is a read's error for callers that only need bytes: nil when some arrived (an
+// error comes again with the next read), io.ErrNoProgress for an empty read without one.
+func readResult(k int, err error) error {
+	if k > 0 {
+		return nil
+	}
+	if err == nil {
+		return io.ErrNoProgress
+	}
+	return err
+}
 
-// release returns the read buffer if nothing is buffered.
+// waitParked blocks, holding no buffer, until the client sends at least one byte (kept in hdr
+// for the next fill) or the read fails.
+func (m *msgReader) waitParked() error {
+	k, err := m.conn.Read(m.hdr[:])
+	m.hdrN = k
+	m.bytesIn += int64(k)
+	return readResult(k, err)
+}
+
+// release returns the read buffer to the pool when nothing is buffered.
 func (m *msgReader) release() {
 	if m.big != nil {
 		putBig(m.big)
@@ -90,101 +170,46 @@ func (m *msgReader) release() {
 		putBuf(m.buf)
 		m.buf = nil
 		m.r, m.w = 0, 0
+		m.keep = -1
 	}
 }
 
-// next returns the next message type and body. The body is valid until the next call.
+// next returns the next whole message (startup and authentication: small messages, read
+// before the relay starts). The body is valid until the next call.
 func (m *msgReader) next() (byte, []byte, error) {
 	if m.big != nil {
 		putBig(m.big)
 		m.big = nil
 	}
-	if m.r == m.w {
-		// Nothing buffered: never block holding a buffer. The header goes into a 5-byte array;
-		// the buffer comes back once there is a body to read.
-		m.r, m.w = 0, 0
-		if m.buf != nil {
-			putBuf(m.buf)
-			m.buf = nil
-		}
-	}
-	m.hdrCut = false
-	if err := m.hdrErr; err != nil {
-		m.hdrErr, m.hdrCut = nil, true
-		return 0, nil, err
-	}
-	var typ byte
-	var n int
-	if m.buf == nil {
-		if !m.hdrReady {
-			m.readHeader()
-			if err := m.hdrErr; err != nil {
-				m.hdrErr, m.hdrCut = nil, true
-				return 0, nil, err
+	for {
+		typ, n, ok := m.header()
+		if ok {
+			if n < 0 || n > m.maxBody {
+				return 0, nil, fmt.Errorf("%w: message %q of %d bytes (limit %d)", ErrProtocol, typ, n, m.maxBody)
+			}
+			if m.complete(n) {
+				return typ, m.take(n), nil
+			}
+			if 5+n > len(*m.buf) {
+				// Larger than the buffer: its own buffer.
+				m.big = getBig(n)
+				body := (*m.big)[:n]
+				k := copy(body, (*m.buf)[m.r+5:m.w])
+				m.r = m.w
+				if _, err := io.ReadFull(m.conn, body[k:]); err != nil {
+					return 0, nil, err
+				}
+				m.bytesIn += int64(n - k)
+				return typ, body, nil
 			}
 		}
-		m.hdrReady = false
-		typ = m.hdr[0]
-		n = int(int32(binary.BigEndian.Uint32(m.hdr[1:]))) - 4
-		m.buf = getBuf()
-	} else {
-		if err := m.fill(5); err != nil {
+		if err := m.fill(); err != nil {
+			if errors.Is(err, io.EOF) && m.buffered() {
+				err = io.ErrUnexpectedEOF
+			}
 			return 0, nil, err
 		}
-		b := (*m.buf)[m.r:]
-		typ = b[0]
-		n = int(int32(binary.BigEndian.Uint32(b[1:5]))) - 4
-		m.r += 5
 	}
-	if n < 0 || n > m.maxBody {
-		return 0, nil, fmt.Errorf("%w: message %q of %d bytes (limit %d)", ErrProtocol, typ, n, m.maxBody)
-	}
-	if n <= len(*m.buf) {
-		if err := m.fill(n); err != nil {
-			return 0, nil, err
-		}
-		body := (*m.buf)[m.r : m.r+n]
-		m.r += n
-		return typ, body, nil
-	}
-	// A large message (COPY data, big Bind): its own buffer.
-	m.big = getBig(n)
-	body := (*m.big)[:n]
-	k := copy(body, (*m.buf)[m.r:m.w])
-	m.r += k
-	if _, err := io.ReadFull(m.conn, body[k:]); err != nil {
-		return 0, nil, err
-	}
-	m.bytesIn += int64(n - k)
-	return typ, body, nil
-}
-
-// fill makes at least n bytes (n <= len(buf)) available at buf[r:].
-func (m *msgReader) fill(n int) error {
-	if m.w-m.r >= n {
-		return nil
-	}
-	b := *m.buf
-	if len(b)-m.r < n {
-		copy(b, b[m.r:m.w])
-		m.w -= m.r
-		m.r = 0
-	}
-	for m.w-m.r < n {
-		k, err := m.conn.Read(b[m.w:])
-		m.w += k
-		m.bytesIn += int64(k)
-		if err != nil {
-			if m.w-m.r >= n {
-				return nil
-			}
-			if errors.Is(err, io.EOF) && m.w > m.r {
-				return io.ErrUnexpectedEOF
-			}
-			return err
-		}
-	}
-	return nil
 }
 
 var bigPool = sync.Pool{}
@@ -208,14 +233,24 @@ func putBig(b *[]byte) {
 	}
 }
 
-// msgWriter batches outgoing messages in a pooled buffer; Flush writes them and, when asked,
-// gives the buffer back so an idle client holds none.
+// msgWriter writes to the client: messages the pooler makes itself (encode + flush, or send)
+// and bytes relayed from the upstream (write). mu serializes writers: the client loop, and in
+// session mode the goroutine that relays notifications while the client is idle.
 type msgWriter struct {
 	mu       sync.Mutex
 	conn     net.Conn
 	buf      *[]byte
 	out      []byte
 	bytesOut int64
+	raw      *rawSock // plain TCP: writes skip the scheduler's system-call bookkeeping
+}
+
+// writeConn writes b to the client. Callers hold mu.
+func (w *msgWriter) writeConn(b []byte) (int, error) {
+	if w.raw = rawSockFor(w.raw, w.conn); w.raw != nil {
+		return w.raw.Write(b)
+	}
+	return w.conn.Write(b)
 }
 
 // encode appends msg. Callers hold mu.
@@ -229,24 +264,31 @@ func (w *msgWriter) encode(msg pgproto3.BackendMessage) error {
 	return err
 }
 
-func (w *msgWriter) pending() int { return len(w.out) }
-
 // flush writes buffered bytes; with release it returns the buffer to the pool. Callers hold mu.
 func (w *msgWriter) flush(release bool) error {
 	var err error
 	if len(w.out) > 0 {
-		_, err = w.conn.Write(w.out)
+		_, err = w.writeConn(w.out)
 		w.bytesOut += int64(len(w.out))
 		w.out = w.out[:0]
 	}
 	if release && w.buf != nil {
-		if cap(w.out) <= 64<<10 {
+		if cap(w.out) == readBufSize {
 			*w.buf = w.out[:cap(w.out)]
 			putBuf(w.buf)
 		}
 		w.buf, w.out = nil, nil
 	}
 	return err
+}
+
+// write sends relayed bytes and reports how many went out.
+func (w *msgWriter) write(b []byte) (int, error) {
+	w.mu.Lock()
+	n, err := w.writeConn(b)
+	w.bytesOut += int64(n)
+	w.mu.Unlock()
+	return n, err
 }
 
 // send encodes msgs and flushes them at once, releasing the buffer.
