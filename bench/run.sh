@@ -59,6 +59,7 @@ install_deps() {
 	command -v pgbench >/dev/null || missing+=("postgresql-client-$PG_VERSION")
 	command -v pgbouncer >/dev/null || [[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
 	command -v openssl >/dev/null || missing+=(openssl)
+	command -v curl >/dev/null || missing+=(curl)
 	if [[ "$BENCH_SYSCALLS" == 1 ]] && ! command -v strace >/dev/null; then missing+=(strace); fi
 	((${#missing[@]} == 0)) && return 0
 	log "installing ${missing[*]}"
@@ -511,6 +512,39 @@ if [[ "$BENCH_SYSCALLS" == 1 ]] && command -v strace >/dev/null; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# Profiles behind the numbers: CPU and allocations of the edgepool pooler (its admin port's
+# /debug/pprof) during one extra, unrecorded pgbench -S -c 100 run per transport. The profiles
+# and their top functions go next to the report (<BENCH_OUT>-profiles/); read them with
+# `go tool pprof -top bin/edgepool <file>`.
+declare -a profiled=()
+profile_run() { # transport port password admin-port
+	local tr=$1 p=$2 pw=$3 admin=$4 sslmode=disable secs=$((BENCH_SECONDS > 6 ? BENCH_SECONDS : 6))
+	[[ $tr == tls ]] && sslmode=require
+	local dir="$tmp/profiles" base="$tmp/profiles/edgepool-select-simple-$tr-100"
+	mkdir -p "$dir"
+	reset_db
+	curl -sf -o "$base.cpu.pprof" "http://127.0.0.1:$admin/debug/pprof/profile?seconds=$((secs - 3))" &
+	local c1=$!
+	curl -sf -o "$base.allocs.pprof" "http://127.0.0.1:$admin/debug/pprof/allocs?seconds=$((secs - 3))" &
+	local c2=$!
+	PGPASSWORD="$pw" PGSSLMODE=$sslmode pgbench -n -S -M simple -c 100 -j 2 -T "$secs" -p "$p" -U "$DB_USER" "$DB" \
+		>"$base.pgbench.log" 2>&1 || true
+	if wait "$c1" && wait "$c2" && [[ -s "$base.cpu.pprof" && -s "$base.allocs.pprof" ]]; then
+		go tool pprof -top -nodecount=30 bin/edgepool "$base.cpu.pprof" >"$base.cpu.top.txt" 2>/dev/null || true
+		go tool pprof -top -nodecount=30 -sample_index=alloc_space bin/edgepool "$base.allocs.pprof" \
+			>"$base.allocs.top.txt" 2>/dev/null || true
+		profiled+=("$tr")
+		log "profiled edgepool ($tr, pgbench -S -c 100)"
+	else
+		log "profiling edgepool ($tr) failed"
+	fi
+}
+if [[ "${BENCH_PROFILE:-1}" == 1 ]] && has_target edgepool && [[ "${status[edgepool]}" == ok ]]; then
+	profile_run plain "$EP_PORT" "$EP_KEY" "$EP_ADMIN"
+	profile_run tls "$EP_TLS_PORT" "$EP_TLS_KEY" "$EP_TLS_ADMIN"
+fi
+
+# ---------------------------------------------------------------------------------------------
 # edgepool's HTTP SQL endpoint (POST /sql, what the Neon serverless driver's neon() uses) next to
 # its TCP listener: the same one-row select at 50 concurrent clients, latency percentiles for both
 # (pgbench's per-transaction log gives the TCP ones).
@@ -632,6 +666,13 @@ report="$tmp/report.md"
 			[[ -n "${sys[$t]:-}" ]] && printf '| %s | %s |\n' "$t" "${sys[$t]}"
 		done
 	fi
+	if ((${#profiled[@]})); then
+		echo
+		echo "## Profiles"
+		echo
+		echo "CPU and allocation profiles of the edgepool pooler during one extra \`pgbench -S -M simple -c 100\` run per"
+		echo "transport (${profiled[*]}), with their top functions: \`$(basename "$out_base")-profiles/\`."
+	fi
 	if ((IDLE_CLIENTS > 0)); then
 		echo
 		echo "## Idle clients: $IDLE_CLIENTS connected, authenticated, idle"
@@ -689,6 +730,10 @@ report="$tmp/report.md"
 } >"$report"
 
 cp "$report" "$BENCH_OUT"
+if ((${#profiled[@]})); then
+	rm -rf "$out_base-profiles" && mkdir -p "$out_base-profiles"
+	cp "$tmp"/profiles/*.pprof "$tmp"/profiles/*.top.txt "$out_base-profiles/"
+fi
 echo
 cat "$report"
 echo
