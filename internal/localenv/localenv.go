@@ -1,5 +1,5 @@
 // Package localenv runs the whole of edgepool on one machine, from real parts: a throwaway
-// PostgreSQL (internal/testpg), the envtest control plane (kube-apiserver + etcd) with the
+// PostgreSQL (internal/pgserver), the envtest control plane (kube-apiserver + etcd) with the
 // ConnectionPool CRD installed, the operator (`bin/edgepool manager`, a separate process), and
 // the local kubelet harness (internal/localkubelet) running the pooler Deployments as
 // `bin/edgepool pooler` processes. `make demo` and the e2e suite use it.
@@ -30,7 +30,7 @@ import (
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
 	"github.com/edgepool/edgepool/internal/localkubelet"
-	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/pgserver"
 )
 
 // Options configure Start.
@@ -53,7 +53,7 @@ type Options struct {
 
 // Env is a running local edgepool.
 type Env struct {
-	Postgres   *testpg.Server
+	Postgres   *pgserver.Server
 	Config     *rest.Config
 	Client     client.Client
 	Kubeconfig string // path of an admin kubeconfig for kubectl
@@ -140,7 +140,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	done()
 
 	done = step("PostgreSQL 15 (throwaway)")
-	if e.Postgres, err = testpg.New(); err != nil {
+	if e.Postgres, err = pgserver.New(); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	e.cleanups = append(e.cleanups, e.Postgres.Close)
