@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -35,6 +34,7 @@ import (
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
 	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 const testImage = "ghcr.io/edgepool/edgepool:test"
@@ -66,7 +66,7 @@ func runSuite(m *testing.M) int {
 		sink = io.MultiWriter(&suite.logs, os.Stderr)
 	}
 	log.SetLogger(zap.New(zap.WriteTo(sink), zap.Level(zapcore.Level(-10))))
-	assets, err := envtestAssets()
+	assets, err := testutil.EnvtestAssets()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "envtest binaries:", err)
 		return 1
@@ -172,18 +172,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// envtestAssets is KUBEBUILDER_ASSETS, or the directory hack/envtest-binaries.sh builds (cached).
-func envtestAssets() (string, error) {
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir, nil
-	}
-	out, err := exec.Command(filepath.Join("..", "hack", "envtest-binaries.sh")).Output()
-	if err != nil {
-		return "", fmt.Errorf("hack/envtest-binaries.sh: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
 // newNamespace makes a namespace for one test, so tests do not see each other's objects.
 func newNamespace(t *testing.T) string {
 	t.Helper()
@@ -234,22 +222,6 @@ func createPool(t *testing.T, pool *poolingv1alpha1.ConnectionPool) *poolingv1al
 		t.Fatalf("create pool: %v", err)
 	}
 	return pool
-}
-
-// eventually polls cond until it returns nil or the timeout passes, then fails with its error.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = cond(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // getPool reads the pool from the API server.

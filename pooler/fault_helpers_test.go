@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edgepool/edgepool/internal/testpg"
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 // The fault suite's tools: a TCP proxy between the pooler and PostgreSQL that a test can
@@ -253,7 +253,7 @@ func (w *ledgerWorkload) commits() int {
 func (w *ledgerWorkload) waitCommits(t *testing.T, n int, timeout time.Duration) time.Duration {
 	t.Helper()
 	start, target := time.Now(), w.commits()+n
-	testwait.For(t, fmt.Sprintf("%d more acknowledged commits", n), timeout, func() bool { return w.commits() >= target })
+	testutil.Eventually(t, fmt.Sprintf("%d more acknowledged commits", n), timeout, func() bool { return w.commits() >= target })
 	return time.Since(start)
 }
 

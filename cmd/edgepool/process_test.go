@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/edgepool/edgepool/internal/testpg"
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/config"
 )
@@ -69,7 +69,7 @@ func startPoolerProcess(t *testing.T, cfg *config.Config, wrap ...string) *poole
 			t.Logf("pooler output:\n%s", p.logs.String())
 		}
 	})
-	testwait.For(t, "pooler ready", 15*time.Second, p.ready)
+	testutil.Eventually(t, "pooler ready", 15*time.Second, p.ready)
 	return p
 }
 

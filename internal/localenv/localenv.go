@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
+	"github.com/edgepool/edgepool/internal/envtestbin"
 	"github.com/edgepool/edgepool/internal/localkubelet"
 	"github.com/edgepool/edgepool/internal/pgserver"
 )
@@ -79,21 +79,6 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
-// EnvtestAssets returns the directory of kube-apiserver and etcd: KUBEBUILDER_ASSETS when set,
-// otherwise what hack/envtest-binaries.sh prints (building them on first use, with progress).
-func EnvtestAssets(repoRoot string, progress *os.File) (string, error) {
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir, nil
-	}
-	cmd := exec.Command(filepath.Join(repoRoot, "hack", "envtest-binaries.sh"))
-	cmd.Stderr = progress
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("hack/envtest-binaries.sh: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
 // Start brings everything up. On error, whatever was started is stopped again.
 func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if opts.Log == nil {
@@ -133,7 +118,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 
 	done := step("envtest binaries (kube-apiserver, etcd)")
-	assets, err := EnvtestAssets(opts.RepoRoot, opts.Progress)
+	assets, err := envtestbin.Dir(opts.RepoRoot, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
