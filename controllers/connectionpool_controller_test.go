@@ -195,13 +195,26 @@ func TestPoolCreatesChildrenAndTurnsReady(t *testing.T) {
 		}
 		return out
 	}
-	// Let the cache catch up with the last writes before comparing.
+	// The reconciler reads through the manager's cache: let it catch up with the last writes
+	// (every object at the resourceVersion the API server has) before comparing.
 	var before map[string]string
-	testutil.EventuallyNoError(t, "pool settles", waitFor, func() error {
+	testutil.EventuallyNoError(t, "the manager's cache at the API server's versions", waitFor, func() error {
 		before = versions()
-		time.Sleep(500 * time.Millisecond)
-		if after := versions(); fmt.Sprint(after) != fmt.Sprint(before) {
-			return errors.New("still changing")
+		cached := map[string]string{}
+		p := &poolingv1alpha1.ConnectionPool{}
+		if err := suite.mgrClient.Get(ctx, key(ns, "shop"), p); err != nil {
+			return err
+		}
+		cached["pool"] = p.ResourceVersion
+		for _, o := range all {
+			c := o.DeepCopyObject().(client.Object)
+			if err := suite.mgrClient.Get(ctx, client.ObjectKeyFromObject(o), c); err != nil {
+				return err
+			}
+			cached[fmt.Sprintf("%T/%s", o, o.GetName())] = c.GetResourceVersion()
+		}
+		if fmt.Sprint(cached) != fmt.Sprint(before) {
+			return fmt.Errorf("cache %v, API server %v", cached, before)
 		}
 		return nil
 	})

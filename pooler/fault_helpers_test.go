@@ -229,7 +229,7 @@ func (w *ledgerWorkload) run(worker int, dsn func() string, attemptTimeout time.
 				conn.Close(context.Background())
 				conn = nil
 			}
-			time.Sleep(20 * time.Millisecond) // an application's retry pause, not a wait for a condition
+			time.Sleep(20 * time.Millisecond) // an application's retry pause: the load, not a wait for a condition
 		}
 	}
 }
@@ -279,15 +279,11 @@ func (w *ledgerWorkload) check(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var conn *pgconn.PgConn
-	var err error
-	for {
-		if conn, err = pgconn.Connect(ctx, w.pg.DSN(w.database)); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("connect to check the ledger: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond) // PostgreSQL may still be recovering
+	if err := testutil.Poll(30*time.Second, func() (err error) { // PostgreSQL may still be recovering
+		conn, err = pgconn.Connect(ctx, w.pg.DSN(w.database))
+		return err
+	}); err != nil {
+		t.Fatalf("connect to check the ledger: %v", err)
 	}
 	defer conn.Close(ctx)
 	res, err := conn.Exec(ctx, "select worker, seq from "+w.table).ReadAll()

@@ -51,16 +51,13 @@ func TestHTTPListenerServesSQLAndFollowsKeyReload(t *testing.T) {
 	extra := newTestKey(t, "reloaded")
 	cfg := *h.cfg
 	cfg.Keys = append(append([]config.Key(nil), cfg.Keys...), extra.entry)
+	reloads := metricValue(t, h, "edgepool_config_reloads_total")
 	h.writeConfig(&cfg)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if code, _ = postSQL(t, http.DefaultClient, url, extra.secret, `{"query": "select 1"}`); code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reloaded key still refused over HTTP (status %d)", code)
-		}
-		time.Sleep(50 * time.Millisecond)
+	testutil.Eventually(t, "the config reload", 10*time.Second, func() bool {
+		return metricValue(t, h, "edgepool_config_reloads_total") > reloads
+	})
+	if code, body = postSQL(t, http.DefaultClient, url, extra.secret, `{"query": "select 1"}`); code != http.StatusOK {
+		t.Fatalf("reloaded key refused over HTTP: %d %s", code, body)
 	}
 
 	resp, err := http.Get(h.adminURL("/metrics"))

@@ -402,11 +402,16 @@ func TestMalformedMessageDuringRelayDoesNotDeadlock(t *testing.T) {
 	if _, err := hj.Conn.Write(appendMessage(nil, 'Q', []byte("select repeat('x', 1000) from generate_series(1, 50000)\x00"))); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // the query is upstream and the pump is stuck writing
+	// The pump is stuck writing when PostgreSQL is: its backend waits to write the rows nobody reads.
+	testutil.Eventually(t, "the query's backend blocked writing its result", 10*time.Second, func() bool {
+		return pg.Count(t, "select count(*) from pg_stat_activity where query like 'select repeat%' and wait_event = 'ClientWrite'") == 1
+	})
 	if _, err := hj.Conn.Write(appendMessage(nil, 'B', []byte("portal-without-terminator"))); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the session takes the Bind while the pump is stuck
+	// The client goes on not reading while the session takes the Bind; nothing outside the
+	// session shows the Bind taken.
+	time.Sleep(300 * time.Millisecond) // the stalled reader is the subject of the test
 	_ = hj.Conn.SetReadDeadline(time.Now().Add(15 * time.Second))
 	data, err := io.ReadAll(hj.Conn)
 	if err != nil {

@@ -515,7 +515,11 @@ func TestGarbageCollectionAndNode(t *testing.T) {
 	unowned := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "unowned", Namespace: ns}}
 	create(t, cfg, tlsSecret, dep, svc, unowned)
 	waitAvailable(t, ns, 1)
-	time.Sleep(1500 * time.Millisecond) // at least one collection pass with the owner present
+	// Two more collection passes: at least one of them ran whole with the owner present.
+	passes := k.gcPasses.Load()
+	testutil.Eventually(t, "a garbage collection pass with the owner present", 10*time.Second, func() bool {
+		return k.gcPasses.Load() >= passes+2
+	})
 	p := runningPods(k, ns)[0]
 
 	if err := k8s.Delete(context.Background(), owner); err != nil {

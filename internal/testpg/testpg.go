@@ -14,7 +14,12 @@
 package testpg
 
 import (
+	"context"
+	"strconv"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edgepool/edgepool/internal/pgserver"
 )
@@ -60,4 +65,40 @@ func (s *Server) Exec(t testing.TB, sql string) {
 	if err := s.ExecErr(sql); err != nil {
 		t.Fatalf("testpg exec %q: %v", sql, err)
 	}
+}
+
+// Count runs a query that returns one number (select count(*) ...) in database "postgres", with
+// $1, $2, ... bound to args, and fails the test on error.
+func (s *Server) Count(t testing.TB, sql string, args ...string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, s.DSN("postgres"))
+	if err != nil {
+		t.Fatalf("testpg connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	params := make([][]byte, len(args))
+	for i, a := range args {
+		params[i] = []byte(a)
+	}
+	res := conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
+	if res.Err != nil {
+		t.Fatalf("testpg %q: %v", sql, res.Err)
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+		t.Fatalf("testpg %q: want one value, got %d rows", sql, len(res.Rows))
+	}
+	n, err := strconv.Atoi(string(res.Rows[0][0]))
+	if err != nil {
+		t.Fatalf("testpg %q: %v", sql, err)
+	}
+	return n
+}
+
+// ActiveQueries counts the statements whose text matches the LIKE pattern that run on the server
+// now (other than this check).
+func (s *Server) ActiveQueries(t testing.TB, pattern string) int {
+	t.Helper()
+	return s.Count(t, "select count(*) from pg_stat_activity where state = 'active' and query like $1 and pid <> pg_backend_pid()", pattern)
 }

@@ -587,28 +587,22 @@ func stepCredentials(ctx context.Context, t *testing.T, up *userPath) {
 	if err := env.Postgres.ExecErr("select pg_terminate_backend(pid) from pg_stat_activity where usename = '" + database.User + "'"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := everyReplica(func() error {
+	if err := testutil.Poll(30*time.Second, func() error {
+		return everyReplica(func() error {
 			_, err := query(ctx, t, up, "default", string(up.secret.Data["API_KEY"]), "select count(*)::text from products")
 			return err
 		})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			var said []string
-			for _, p := range before {
-				for _, line := range strings.Split(readFile(p.LogPath), "\n") {
-					if strings.Contains(line, "reload") || strings.Contains(line, "restart") {
-						said = append(said, p.Name+": "+line)
-					}
+	}); err != nil {
+		var said []string
+		for _, p := range before {
+			for _, line := range strings.Split(readFile(p.LogPath), "\n") {
+				if strings.Contains(line, "reload") || strings.Contains(line, "restart") {
+					said = append(said, p.Name+": "+line)
 				}
 			}
-			t.Fatalf("queries through the pool still fail 30s after the credentials change: %v\nthe poolers said:\n%s",
-				err, strings.Join(said, "\n"))
 		}
-		time.Sleep(250 * time.Millisecond)
+		t.Fatalf("queries through the pool still fail 30s after the credentials change: %v\nthe poolers said:\n%s",
+			err, strings.Join(said, "\n"))
 	}
 	after := runningPods()
 	if len(after) != len(before) {
