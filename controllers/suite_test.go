@@ -6,14 +6,12 @@ package controllers
 // Deployment controller's part by writing the Deployment status.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,7 +49,7 @@ var suite struct {
 	// host name for verify-full); its CA is tlsPG.CACert.
 	tlsPG     *testpg.Server
 	nsCounter atomic.Int64
-	logs      syncBuffer
+	logs      testutil.SyncBuffer
 }
 
 func TestMain(m *testing.M) {
@@ -152,24 +150,6 @@ func runSuite(m *testing.M) int {
 		}
 	}
 	return code
-}
-
-// syncBuffer is a bytes.Buffer safe for the manager's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // newNamespace makes a namespace for one test, so tests do not see each other's objects.
