@@ -44,6 +44,10 @@ test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(GO_TEST_FLAGS) ./...
 	$(MAKE) fuzz FUZZTIME=50000x
 
+.PHONY: flake-check
+flake-check: test-deps ## Run the make test suite FLAKE_RUNS times (default 5; -count) and list every test that failed at least once (FLAKE_PKGS narrows, FLAKE_FUZZ=0 skips the fuzz runs).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" GO="$(GO)" ./hack/flake-check.sh
+
 # A count, not a duration: Go 1.26's fuzz coordinator can fail a duration-bounded run with a
 # spurious "context deadline exceeded" at the deadline (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 500000x

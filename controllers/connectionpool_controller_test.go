@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -52,7 +53,7 @@ func configKey(cfg *config.Config, name string) *config.Key {
 // at the current generation.
 func markDeploymentAvailable(t *testing.T, ns, name string) {
 	t.Helper()
-	eventually(t, waitFor, "mark Deployment available", func() error {
+	testutil.EventuallyNoError(t, "mark Deployment available", waitFor, func() error {
 		d := &appsv1.Deployment{}
 		if err := suite.client.Get(context.Background(), key(ns, name), d); err != nil {
 			return err
@@ -76,7 +77,7 @@ func condition(p *poolingv1alpha1.ConnectionPool, typ string) *metav1.Condition 
 func waitCondition(t *testing.T, ns, name, typ string, status metav1.ConditionStatus, reason string) *poolingv1alpha1.ConnectionPool {
 	t.Helper()
 	var p *poolingv1alpha1.ConnectionPool
-	eventually(t, waitFor, fmt.Sprintf("%s=%s (%s)", typ, status, reason), func() error {
+	testutil.EventuallyNoError(t, fmt.Sprintf("%s=%s (%s)", typ, status, reason), waitFor, func() error {
 		p = getPool(t, ns, name)
 		c := condition(p, typ)
 		switch {
@@ -106,7 +107,7 @@ func TestPoolCreatesChildrenAndTurnsReady(t *testing.T) {
 		"shop-tls":           &corev1.Secret{},
 	}
 	svc, pdb := &corev1.Service{}, &policyv1.PodDisruptionBudget{}
-	eventually(t, waitFor, "children created", func() error {
+	testutil.EventuallyNoError(t, "children created", waitFor, func() error {
 		for name, obj := range children {
 			if err := suite.client.Get(ctx, key(ns, name), obj); err != nil {
 				return err
@@ -194,13 +195,26 @@ func TestPoolCreatesChildrenAndTurnsReady(t *testing.T) {
 		}
 		return out
 	}
-	// Let the cache catch up with the last writes before comparing.
+	// The reconciler reads through the manager's cache: let it catch up with the last writes
+	// (every object at the resourceVersion the API server has) before comparing.
 	var before map[string]string
-	eventually(t, waitFor, "pool settles", func() error {
+	testutil.EventuallyNoError(t, "the manager's cache at the API server's versions", waitFor, func() error {
 		before = versions()
-		time.Sleep(500 * time.Millisecond)
-		if after := versions(); fmt.Sprint(after) != fmt.Sprint(before) {
-			return errors.New("still changing")
+		cached := map[string]string{}
+		p := &poolingv1alpha1.ConnectionPool{}
+		if err := suite.mgrClient.Get(ctx, key(ns, "shop"), p); err != nil {
+			return err
+		}
+		cached["pool"] = p.ResourceVersion
+		for _, o := range all {
+			c := o.DeepCopyObject().(client.Object)
+			if err := suite.mgrClient.Get(ctx, client.ObjectKeyFromObject(o), c); err != nil {
+				return err
+			}
+			cached[fmt.Sprintf("%T/%s", o, o.GetName())] = c.GetResourceVersion()
+		}
+		if fmt.Sprint(cached) != fmt.Sprint(before) {
+			return fmt.Errorf("cache %v, API server %v", cached, before)
 		}
 		return nil
 	})
@@ -224,7 +238,7 @@ func TestScaleKeepsTheBudget(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	pool := createPool(t, testPool(ns, "scaled"))
-	eventually(t, waitFor, "PDB at 2 replicas", func() error {
+	testutil.EventuallyNoError(t, "PDB at 2 replicas", waitFor, func() error {
 		return suite.client.Get(ctx, key(ns, "scaled-pooler"), &policyv1.PodDisruptionBudget{})
 	})
 	deployment := func() *appsv1.Deployment {
@@ -266,13 +280,13 @@ func TestScaleKeepsTheBudget(t *testing.T) {
 		if err := scale(step.replicas); err != nil {
 			t.Fatalf("scale to %d: %v", step.replicas, err)
 		}
-		eventually(t, waitFor, fmt.Sprintf("first step towards %d", step.replicas), func() error {
+		testutil.EventuallyNoError(t, fmt.Sprintf("first step towards %d", step.replicas), waitFor, func() error {
 			if got := observe(); got != step.first {
 				return fmt.Errorf("state %+v, want %+v", got, step.first)
 			}
 			return nil
 		})
-		eventually(t, waitFor, fmt.Sprintf("scaled to %d", step.replicas), func() error {
+		testutil.EventuallyNoError(t, fmt.Sprintf("scaled to %d", step.replicas), waitFor, func() error {
 			markDeploymentAvailable(t, ns, "scaled-pooler")
 			if got := observe(); got != step.final {
 				return fmt.Errorf("state %+v, want %+v", got, step.final)
@@ -311,7 +325,7 @@ func TestKeyRotationGraceAndDisable(t *testing.T) {
 	createPool(t, p)
 
 	var oldKey string
-	eventually(t, waitFor, "keys issued", func() error {
+	testutil.EventuallyNoError(t, "keys issued", waitFor, func() error {
 		s := &corev1.Secret{}
 		if err := suite.client.Get(ctx, key(ns, "rot-ci"), s); err != nil {
 			return err
@@ -323,7 +337,7 @@ func TestKeyRotationGraceAndDisable(t *testing.T) {
 
 	// Rotate ci: a new key, both verifiers (sharing salt) until the grace period ends.
 	bump := func(mutate func(p *poolingv1alpha1.ConnectionPool)) {
-		eventually(t, waitFor, "update pool", func() error {
+		testutil.EventuallyNoError(t, "update pool", waitFor, func() error {
 			cur := getPool(t, ns, "rot")
 			mutate(cur)
 			return suite.client.Update(ctx, cur)
@@ -331,7 +345,7 @@ func TestKeyRotationGraceAndDisable(t *testing.T) {
 	}
 	bump(func(p *poolingv1alpha1.ConnectionPool) { p.Spec.APIKeys[1].Rotation = 1 })
 	var newKey string
-	eventually(t, waitFor, "rotated", func() error {
+	testutil.EventuallyNoError(t, "rotated", waitFor, func() error {
 		s := &corev1.Secret{}
 		if err := suite.client.Get(ctx, key(ns, "rot-ci"), s); err != nil {
 			return err
@@ -355,7 +369,7 @@ func TestKeyRotationGraceAndDisable(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, waitFor, "rotation in status", func() error {
+	testutil.EventuallyNoError(t, "rotation in status", waitFor, func() error {
 		p := getPool(t, ns, "rot")
 		if len(p.Status.APIKeys) != 2 {
 			return fmt.Errorf("key status %+v", p.Status.APIKeys)
@@ -367,7 +381,7 @@ func TestKeyRotationGraceAndDisable(t *testing.T) {
 	})
 
 	// The grace period ends: the previous verifier goes without anyone touching the pool.
-	eventually(t, 15*time.Second, "previous key dropped", func() error {
+	testutil.EventuallyNoError(t, "previous key dropped", 15*time.Second, func() error {
 		cfg, err := readConfig(ns, "rot")
 		if err != nil {
 			return err
@@ -390,7 +404,7 @@ func TestKeyRotationGraceAndDisable(t *testing.T) {
 
 	// Disabling a key removes it from the config at once; its Secret stays.
 	bump(func(p *poolingv1alpha1.ConnectionPool) { p.Spec.APIKeys[0].Disabled = true })
-	eventually(t, waitFor, "disabled key removed", func() error {
+	testutil.EventuallyNoError(t, "disabled key removed", waitFor, func() error {
 		cfg, err := readConfig(ns, "rot")
 		if err != nil {
 			return err
@@ -406,7 +420,7 @@ func TestKeyRotationGraceAndDisable(t *testing.T) {
 
 	// Removing a key deletes its Secret.
 	bump(func(p *poolingv1alpha1.ConnectionPool) { p.Spec.APIKeys = p.Spec.APIKeys[1:] })
-	eventually(t, waitFor, "removed key's Secret deleted", func() error {
+	testutil.EventuallyNoError(t, "removed key's Secret deleted", waitFor, func() error {
 		err := suite.client.Get(ctx, key(ns, "rot-default"), &corev1.Secret{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("still there: %w", err)
@@ -464,7 +478,7 @@ func TestWrongUpstreamPasswordReportsAuthentication(t *testing.T) {
 	}
 
 	// An event tells kubectl describe readers, without the password.
-	eventually(t, waitFor, "warning event", func() error {
+	testutil.EventuallyNoError(t, "warning event", waitFor, func() error {
 		events := &eventsv1.EventList{}
 		if err := suite.client.List(ctx, events, client.InNamespace(ns)); err != nil {
 			return err
@@ -481,7 +495,7 @@ func TestWrongUpstreamPasswordReportsAuthentication(t *testing.T) {
 	})
 
 	// Fixing the password heals it.
-	eventually(t, waitFor, "fix password", func() error {
+	testutil.EventuallyNoError(t, "fix password", waitFor, func() error {
 		s := &corev1.Secret{}
 		if err := suite.client.Get(ctx, key(ns, "badpw-db"), s); err != nil {
 			return err
@@ -505,7 +519,7 @@ func TestDeletedChildIsRecreated(t *testing.T) {
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "heal-pooler", Namespace: ns}},
 	} {
 		var uid string
-		eventually(t, waitFor, "child exists", func() error {
+		testutil.EventuallyNoError(t, "child exists", waitFor, func() error {
 			if err := suite.client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 				return err
 			}
@@ -515,7 +529,7 @@ func TestDeletedChildIsRecreated(t *testing.T) {
 		if err := suite.client.Delete(ctx, obj); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, waitFor, fmt.Sprintf("%T recreated", obj), func() error {
+		testutil.EventuallyNoError(t, fmt.Sprintf("%T recreated", obj), waitFor, func() error {
 			if err := suite.client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 				return err
 			}
@@ -580,7 +594,7 @@ func TestNoNodeInRegionIsReported(t *testing.T) {
 	p.Spec.Region = "ap-south-1"
 	createPool(t, p)
 	markDeploymentAvailable(t, ns, "far-pooler")
-	eventually(t, waitFor, "scale the far Deployment to zero available", func() error {
+	testutil.EventuallyNoError(t, "scale the far Deployment to zero available", waitFor, func() error {
 		d := &appsv1.Deployment{}
 		if err := suite.client.Get(context.Background(), key(ns, "far-pooler"), d); err != nil {
 			return err
@@ -594,7 +608,7 @@ func TestNoNodeInRegionIsReported(t *testing.T) {
 	}
 
 	// Preferred placement does not require a node of the region.
-	eventually(t, waitFor, "relax placement", func() error {
+	testutil.EventuallyNoError(t, "relax placement", waitFor, func() error {
 		cur := getPool(t, ns, "far")
 		cur.Spec.Placement.RegionAffinity = poolingv1alpha1.RegionAffinityPreferred
 		return suite.client.Update(context.Background(), cur)
@@ -627,7 +641,7 @@ func TestUserTLSSecretIsWatched(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCondition(t, ns, "ownca", poolingv1alpha1.ConditionDegraded, metav1.ConditionFalse, "")
-	eventually(t, waitFor, "user CA in app Secret", func() error {
+	testutil.EventuallyNoError(t, "user CA in app Secret", waitFor, func() error {
 		s := &corev1.Secret{}
 		if err := suite.client.Get(ctx, key(ns, "ownca-default"), s); err != nil {
 			return err
@@ -653,7 +667,7 @@ func TestHandEditedConfigIsReverted(t *testing.T) {
 	ns := newNamespace(t)
 	createPool(t, testPool(ns, "drift"))
 	var original []byte
-	eventually(t, waitFor, "config Secret", func() error {
+	testutil.EventuallyNoError(t, "config Secret", waitFor, func() error {
 		s := &corev1.Secret{}
 		if err := suite.client.Get(ctx, key(ns, "drift-pooler-config"), s); err != nil {
 			return err
@@ -662,7 +676,7 @@ func TestHandEditedConfigIsReverted(t *testing.T) {
 		return nil
 	})
 	// Someone slips a key of their own into the pooler config.
-	eventually(t, waitFor, "edit config", func() error {
+	testutil.EventuallyNoError(t, "edit config", waitFor, func() error {
 		s := &corev1.Secret{}
 		if err := suite.client.Get(ctx, key(ns, "drift-pooler-config"), s); err != nil {
 			return err
@@ -670,7 +684,7 @@ func TestHandEditedConfigIsReverted(t *testing.T) {
 		s.Data[config.FileName] = []byte(`{"keys":[{"name":"intruder"}]}`)
 		return suite.client.Update(ctx, s)
 	})
-	eventually(t, waitFor, "config restored", func() error {
+	testutil.EventuallyNoError(t, "config restored", waitFor, func() error {
 		s := &corev1.Secret{}
 		if err := suite.client.Get(ctx, key(ns, "drift-pooler-config"), s); err != nil {
 			return err
@@ -692,7 +706,7 @@ func TestHandEditedWorkloadIsReverted(t *testing.T) {
 	pool.Spec.Template.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "db", Effect: corev1.TaintEffectNoSchedule}}
 	createPool(t, pool)
 	svc := &corev1.Service{}
-	eventually(t, waitFor, "children", func() error {
+	testutil.EventuallyNoError(t, "children", waitFor, func() error {
 		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), &appsv1.Deployment{}); err != nil {
 			return err
 		}
@@ -701,7 +715,7 @@ func TestHandEditedWorkloadIsReverted(t *testing.T) {
 	clusterIP := svc.Spec.ClusterIP
 
 	// kubectl edit: another image, no affinity, a foreign annotation; the Service's port moved.
-	eventually(t, waitFor, "edit Deployment", func() error {
+	testutil.EventuallyNoError(t, "edit Deployment", waitFor, func() error {
 		d := &appsv1.Deployment{}
 		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), d); err != nil {
 			return err
@@ -711,7 +725,7 @@ func TestHandEditedWorkloadIsReverted(t *testing.T) {
 		metav1.SetMetaDataAnnotation(&d.ObjectMeta, "example.com/owner", "team-db")
 		return suite.client.Update(ctx, d, client.FieldOwner("kubectl-edit"))
 	})
-	eventually(t, waitFor, "edit Service", func() error {
+	testutil.EventuallyNoError(t, "edit Service", waitFor, func() error {
 		s := &corev1.Service{}
 		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), s); err != nil {
 			return err
@@ -721,7 +735,7 @@ func TestHandEditedWorkloadIsReverted(t *testing.T) {
 		return suite.client.Update(ctx, s, client.FieldOwner("kubectl-edit"))
 	})
 
-	eventually(t, waitFor, "Deployment reverted", func() error {
+	testutil.EventuallyNoError(t, "Deployment reverted", waitFor, func() error {
 		d := &appsv1.Deployment{}
 		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), d); err != nil {
 			return err
@@ -741,7 +755,7 @@ func TestHandEditedWorkloadIsReverted(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, waitFor, "Service reverted", func() error {
+	testutil.EventuallyNoError(t, "Service reverted", waitFor, func() error {
 		s := &corev1.Service{}
 		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), s); err != nil {
 			return err
@@ -760,13 +774,13 @@ func TestHandEditedWorkloadIsReverted(t *testing.T) {
 
 	// A field the operator stops setting goes away, also one it set when it created the child
 	// (Create, before any apply): dropping the toleration, turning HTTP off.
-	eventually(t, waitFor, "drop toleration, turn HTTP off", func() error {
+	testutil.EventuallyNoError(t, "drop toleration, turn HTTP off", waitFor, func() error {
 		p := getPool(t, ns, "edited")
 		p.Spec.Template.Tolerations = nil
 		p.Spec.HTTP.Enabled = ptr.To(false)
 		return suite.client.Update(ctx, p)
 	})
-	eventually(t, waitFor, "toleration removed", func() error {
+	testutil.EventuallyNoError(t, "toleration removed", waitFor, func() error {
 		d := &appsv1.Deployment{}
 		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), d); err != nil {
 			return err
@@ -776,7 +790,7 @@ func TestHandEditedWorkloadIsReverted(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, waitFor, "http port removed", func() error {
+	testutil.EventuallyNoError(t, "http port removed", waitFor, func() error {
 		s := &corev1.Service{}
 		if err := suite.client.Get(ctx, key(ns, "edited-pooler"), s); err != nil {
 			return err
@@ -796,7 +810,7 @@ func TestNetworkPolicyFollowsTheSpec(t *testing.T) {
 	p := testPool(ns, "np")
 	p.Spec.NetworkPolicy.Enabled = true
 	createPool(t, p)
-	eventually(t, waitFor, "NetworkPolicy created", func() error {
+	testutil.EventuallyNoError(t, "NetworkPolicy created", waitFor, func() error {
 		np := &networkingv1.NetworkPolicy{}
 		if err := suite.client.Get(ctx, key(ns, "np-pooler"), np); err != nil {
 			return err
@@ -806,12 +820,12 @@ func TestNetworkPolicyFollowsTheSpec(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, waitFor, "disable", func() error {
+	testutil.EventuallyNoError(t, "disable", waitFor, func() error {
 		cur := getPool(t, ns, "np")
 		cur.Spec.NetworkPolicy.Enabled = false
 		return suite.client.Update(ctx, cur)
 	})
-	eventually(t, waitFor, "NetworkPolicy deleted", func() error {
+	testutil.EventuallyNoError(t, "NetworkPolicy deleted", waitFor, func() error {
 		err := suite.client.Get(ctx, key(ns, "np-pooler"), &networkingv1.NetworkPolicy{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("still there (%w)", err)

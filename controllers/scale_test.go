@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 // TestTwoHundredPools is the operator at scale: 200 ConnectionPools in one namespace, 100 with a
@@ -105,7 +106,7 @@ func TestTwoHundredPools(t *testing.T) {
 	created := time.Since(start)
 
 	var reachableReady, allReported time.Duration
-	eventually(t, 3*time.Minute, "every pool reported", func() error {
+	testutil.EventuallyNoError(t, "every pool reported", 3*time.Minute, func() error {
 		list := &poolingv1alpha1.ConnectionPoolList{}
 		if err := suite.client.List(ctx, list, client.InNamespace(ns)); err != nil {
 			return err

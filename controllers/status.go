@@ -30,7 +30,6 @@ const (
 	ReasonSecretMissing            = "SecretMissing"
 	ReasonNameConflict             = "NameConflict"
 	ReasonReconcileError           = "ReconcileError"
-	ReasonInvalidSpec              = "InvalidSpec"
 )
 
 // problem is a reason the pool cannot be realised as specified; it makes the pool Degraded.

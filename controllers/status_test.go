@@ -43,7 +43,7 @@ func TestComputeStatus(t *testing.T) {
 			false, poolingv1alpha1.PhaseDegraded, metav1.ConditionFalse, ReasonUpstreamUnreachable, metav1.ConditionFalse},
 		{"credentials missing", observations{Deployment: availableDeployment(1, 2), Problems: []problem{{Reason: ReasonCredentialsSecretMissing, Message: "missing"}}},
 			false, poolingv1alpha1.PhaseDegraded, metav1.ConditionFalse, ReasonDegraded, metav1.ConditionTrue},
-		{"terminal", observations{Problems: []problem{{Reason: ReasonInvalidSpec, Message: "bad", Terminal: true}}},
+		{"terminal", observations{Problems: []problem{{Reason: ReasonReconcileError, Message: "bad", Terminal: true}}},
 			false, poolingv1alpha1.PhaseFailed, metav1.ConditionFalse, ReasonDegraded, metav1.ConditionTrue},
 	}
 	for _, tt := range tests {

@@ -6,15 +6,12 @@ package controllers
 // Deployment controller's part by writing the Deployment status.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,6 +32,7 @@ import (
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
 	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 const testImage = "ghcr.io/edgepool/edgepool:test"
@@ -51,7 +49,7 @@ var suite struct {
 	// host name for verify-full); its CA is tlsPG.CACert.
 	tlsPG     *testpg.Server
 	nsCounter atomic.Int64
-	logs      syncBuffer
+	logs      testutil.SyncBuffer
 }
 
 func TestMain(m *testing.M) {
@@ -66,7 +64,7 @@ func runSuite(m *testing.M) int {
 		sink = io.MultiWriter(&suite.logs, os.Stderr)
 	}
 	log.SetLogger(zap.New(zap.WriteTo(sink), zap.Level(zapcore.Level(-10))))
-	assets, err := envtestAssets()
+	assets, err := testutil.EnvtestAssets()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "envtest binaries:", err)
 		return 1
@@ -154,36 +152,6 @@ func runSuite(m *testing.M) int {
 	return code
 }
 
-// syncBuffer is a bytes.Buffer safe for the manager's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// envtestAssets is KUBEBUILDER_ASSETS, or the directory hack/envtest-binaries.sh builds (cached).
-func envtestAssets() (string, error) {
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir, nil
-	}
-	out, err := exec.Command(filepath.Join("..", "hack", "envtest-binaries.sh")).Output()
-	if err != nil {
-		return "", fmt.Errorf("hack/envtest-binaries.sh: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
 // newNamespace makes a namespace for one test, so tests do not see each other's objects.
 func newNamespace(t *testing.T) string {
 	t.Helper()
@@ -234,22 +202,6 @@ func createPool(t *testing.T, pool *poolingv1alpha1.ConnectionPool) *poolingv1al
 		t.Fatalf("create pool: %v", err)
 	}
 	return pool
-}
-
-// eventually polls cond until it returns nil or the timeout passes, then fails with its error.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = cond(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // getPool reads the pool from the API server.

@@ -14,6 +14,7 @@ import (
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
 	"github.com/edgepool/edgepool/internal/certs"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 // TestUpstreamCheckAgainstRealPostgres classifies real connection attempts against the suite's
@@ -144,7 +145,7 @@ func TestUpstreamChecks(t *testing.T) {
 	}
 	// Re-checks (every 200ms here) find the same: no notification.
 	before := checks.Checks()
-	eventually(t, 10*time.Second, "two re-checks", func() error {
+	testutil.EventuallyNoError(t, "two re-checks", 10*time.Second, func() error {
 		if n := checks.Checks(); n < before+2 {
 			return fmt.Errorf("%d checks", n)
 		}

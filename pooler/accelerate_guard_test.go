@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -75,7 +75,7 @@ func TestAccelerateSharesTheHTTPDefences(t *testing.T) {
 			t.Cleanup(func() { c.Close() })
 			fmt.Fprintf(c, "POST /sql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{", h.key.secret)
 		}
-		testwait.For(t, "key app's slots taken", 5*time.Second, func() bool {
+		testutil.Eventually(t, "key app's slots taken", 5*time.Second, func() bool {
 			code, _ := call(h, "/connection-info", h.key.secret)
 			return code == http.StatusTooManyRequests
 		})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -42,14 +43,14 @@ func rawPlan(kind, sql string) string {
 }
 
 func TestAccelerateOnHTTPListener(t *testing.T) {
-	certFile, keyFile, roots := selfSignedCert(t)
+	tf := testutil.ServerTLS(t)
 	h := startPooler(t, func(c *config.Config) {
 		c.Listen.HTTP = "127.0.0.1:0"
 		c.HTTP.Enabled = true
 		c.HTTP.Cache.Enabled = true
-		c.TLS = &config.TLS{CertFile: certFile, KeyFile: keyFile}
+		c.TLS = &config.TLS{CertFile: tf.CertFile, KeyFile: tf.KeyFile}
 	})
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tf.Roots, ServerName: "localhost"}}}
 	base := "https://" + h.srv.HTTPAddr().String()
 
 	code, body := getWithKey(t, client, base+"/connection-info", h.key.secret)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -37,12 +37,12 @@ func TestLoginsInProgressAreCapped(t *testing.T) {
 		}
 		silent = append(silent, c)
 	}
-	testwait.For(t, "200 connections accepted", 10*time.Second, func() bool {
+	testutil.Eventually(t, "200 connections accepted", 10*time.Second, func() bool {
 		return metricValue(t, h, "edgepool_client_connections_total") >= 200
 	})
 	// Silent newcomers at the cap get speakGrace (100 ms) to speak before they join and push
 	// out the oldest silent one.
-	testwait.For(t, "184 silent logins evicted", 5*time.Second, func() bool {
+	testutil.Eventually(t, "184 silent logins evicted", 5*time.Second, func() bool {
 		return metricValue(t, h, "edgepool_client_logins_evicted_total") >= 184
 	})
 	if n := metricValue(t, h, `edgepool_clients{state="login"}`); n > 16 {

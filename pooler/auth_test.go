@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -28,10 +29,10 @@ func psql(t *testing.T, env []string, args ...string) (string, error) {
 }
 
 func TestPsqlOverTLSWithSCRAM(t *testing.T) {
-	certFile, keyFile, _ := selfSignedCert(t)
-	h := startPooler(t, func(c *config.Config) { c.TLS = &config.TLS{CertFile: certFile, KeyFile: keyFile} })
+	tf := testutil.ServerTLS(t)
+	h := startPooler(t, func(c *config.Config) { c.TLS = &config.TLS{CertFile: tf.CertFile, KeyFile: tf.KeyFile} })
 	env := []string{"PGHOST=127.0.0.1", fmt.Sprintf("PGPORT=%d", h.port()), "PGUSER=" + h.key.name,
-		"PGDATABASE=app", "PGSSLMODE=verify-full", "PGSSLROOTCERT=" + certFile, "PGCHANNELBINDING=disable"}
+		"PGDATABASE=app", "PGSSLMODE=verify-full", "PGSSLROOTCERT=" + tf.CAFile, "PGCHANNELBINDING=disable"}
 	out, err := psql(t, append(env, "PGPASSWORD="+h.key.secret), "-X", "-At", "-c", "select 6 * 7", "-c", `\conninfo`)
 	if err != nil {
 		t.Fatalf("psql: %v\n%s", err, out)

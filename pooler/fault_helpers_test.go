@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edgepool/edgepool/internal/testpg"
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 // The fault suite's tools: a TCP proxy between the pooler and PostgreSQL that a test can
@@ -229,7 +229,7 @@ func (w *ledgerWorkload) run(worker int, dsn func() string, attemptTimeout time.
 				conn.Close(context.Background())
 				conn = nil
 			}
-			time.Sleep(20 * time.Millisecond) // an application's retry pause, not a wait for a condition
+			time.Sleep(20 * time.Millisecond) // an application's retry pause: the load, not a wait for a condition
 		}
 	}
 }
@@ -253,7 +253,7 @@ func (w *ledgerWorkload) commits() int {
 func (w *ledgerWorkload) waitCommits(t *testing.T, n int, timeout time.Duration) time.Duration {
 	t.Helper()
 	start, target := time.Now(), w.commits()+n
-	testwait.For(t, fmt.Sprintf("%d more acknowledged commits", n), timeout, func() bool { return w.commits() >= target })
+	testutil.Eventually(t, fmt.Sprintf("%d more acknowledged commits", n), timeout, func() bool { return w.commits() >= target })
 	return time.Since(start)
 }
 
@@ -279,15 +279,11 @@ func (w *ledgerWorkload) check(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var conn *pgconn.PgConn
-	var err error
-	for {
-		if conn, err = pgconn.Connect(ctx, w.pg.DSN(w.database)); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("connect to check the ledger: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond) // PostgreSQL may still be recovering
+	if err := testutil.Poll(30*time.Second, func() (err error) { // PostgreSQL may still be recovering
+		conn, err = pgconn.Connect(ctx, w.pg.DSN(w.database))
+		return err
+	}); err != nil {
+		t.Fatalf("connect to check the ledger: %v", err)
 	}
 	defer conn.Close(ctx)
 	res, err := conn.Exec(ctx, "select worker, seq from "+w.table).ReadAll()

@@ -24,7 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/edgepool/edgepool/internal/testpg"
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/config"
 )
@@ -69,7 +69,7 @@ func TestFaultUpstreamBlackholed(t *testing.T) {
 
 	proxy.blackhole()
 	mark := w.mark()
-	testwait.For(t, "16 attempts failing with the pooler's query-wait timeout", 20*time.Second, func() bool {
+	testutil.Eventually(t, "16 attempts failing with the pooler's query-wait timeout", 20*time.Second, func() bool {
 		errs, _ := w.failuresSince(mark)
 		n := 0
 		for _, err := range errs {
@@ -141,7 +141,7 @@ func TestFaultPostgresKilledUnderLoad(t *testing.T) {
 	db.Kill()
 	killed := time.Now()
 	mark := w.mark()
-	testwait.For(t, "attempts failing while PostgreSQL is down", 10*time.Second, func() bool {
+	testutil.Eventually(t, "attempts failing while PostgreSQL is down", 10*time.Second, func() bool {
 		errs, _ := w.failuresSince(mark)
 		return len(errs) >= 16
 	})
@@ -467,7 +467,7 @@ func TestFaultKeyRotationAndReloadUnderLoad(t *testing.T) {
 	for i := range 10 {
 		cfg.Pool.Size = 3 + i%3
 		h.writeConfig(&cfg)
-		testwait.For(t, "the reloaded pool size", 5*time.Second, func() bool {
+		testutil.Eventually(t, "the reloaded pool size", 5*time.Second, func() bool {
 			return metricValue(t, h, "edgepool_pool_size") == float64(cfg.Pool.Size)
 		})
 		w.waitCommits(t, 5, 5*time.Second)
@@ -477,7 +477,7 @@ func TestFaultKeyRotationAndReloadUnderLoad(t *testing.T) {
 	h.writeConfig(&cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	testwait.For(t, "the previous key refused", 5*time.Second, func() bool {
+	testutil.Eventually(t, "the previous key refused", 5*time.Second, func() bool {
 		c, err := pgconn.Connect(ctx, h.dsn(testKey{name: "app", secret: oldSecret}, ""))
 		if err == nil {
 			c.Close(ctx)

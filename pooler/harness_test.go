@@ -1,7 +1,6 @@
 package pooler_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,13 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/config"
@@ -82,25 +81,7 @@ type harness struct {
 	key     testKey
 	cancel  context.CancelFunc
 	done    chan error
-	log     *logBuffer // everything the pooler logged (info and up)
-}
-
-// logBuffer collects log output for tests that assert on log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	log     *testutil.SyncBuffer // everything the pooler logged (info and up)
 }
 
 func baseConfig(t testing.TB) *config.Config {
@@ -125,7 +106,7 @@ func startPooler(t testing.TB, mutate func(*config.Config)) *harness {
 	}
 	dir := t.TempDir()
 	h := &harness{t: t, cfg: cfg, cfgPath: filepath.Join(dir, config.FileName), key: newTestKey(t, "app"), done: make(chan error, 1),
-		log: &logBuffer{}}
+		log: &testutil.SyncBuffer{}}
 	h.writeConfig(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel

@@ -2,19 +2,10 @@ package pooler_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -59,16 +51,13 @@ func TestHTTPListenerServesSQLAndFollowsKeyReload(t *testing.T) {
 	extra := newTestKey(t, "reloaded")
 	cfg := *h.cfg
 	cfg.Keys = append(append([]config.Key(nil), cfg.Keys...), extra.entry)
+	reloads := metricValue(t, h, "edgepool_config_reloads_total")
 	h.writeConfig(&cfg)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if code, _ = postSQL(t, http.DefaultClient, url, extra.secret, `{"query": "select 1"}`); code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reloaded key still refused over HTTP (status %d)", code)
-		}
-		time.Sleep(50 * time.Millisecond)
+	testutil.Eventually(t, "the config reload", 10*time.Second, func() bool {
+		return metricValue(t, h, "edgepool_config_reloads_total") > reloads
+	})
+	if code, body = postSQL(t, http.DefaultClient, url, extra.secret, `{"query": "select 1"}`); code != http.StatusOK {
+		t.Fatalf("reloaded key refused over HTTP: %d %s", code, body)
 	}
 
 	resp, err := http.Get(h.adminURL("/metrics"))
@@ -85,13 +74,13 @@ func TestHTTPListenerServesSQLAndFollowsKeyReload(t *testing.T) {
 }
 
 func TestHTTPListenerUsesTLS(t *testing.T) {
-	certFile, keyFile, pool := selfSignedCert(t)
+	tf := testutil.ServerTLS(t)
 	h := startPooler(t, func(c *config.Config) {
 		c.Listen.HTTP = "127.0.0.1:0"
 		c.HTTP.Enabled = true
-		c.TLS = &config.TLS{CertFile: certFile, KeyFile: keyFile}
+		c.TLS = &config.TLS{CertFile: tf.CertFile, KeyFile: tf.KeyFile}
 	})
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tf.Roots, ServerName: "localhost"}}}
 	url := "https://" + h.srv.HTTPAddr().String() + "/sql"
 	code, body := postSQL(t, client, url, h.key.secret, `{"query": "select 1 as one"}`)
 	if code != http.StatusOK || !strings.Contains(body, `"rows":[{"one":1}]`) {
@@ -128,39 +117,6 @@ func TestHTTPListenerUsesTLS(t *testing.T) {
 			t.Fatal("plain HTTP accepted on the TLS listener")
 		}
 	}
-}
-
-// selfSignedCert writes a certificate for localhost and returns its files and a pool trusting it.
-func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
 }
 
 // TestHTTPCacheFollowsReload: the cache settings apply live. With the cache off a request asking

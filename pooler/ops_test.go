@@ -16,7 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/config"
@@ -35,7 +35,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 
 func TestAdminEndpoints(t *testing.T) {
 	h := startPooler(t, nil)
-	testwait.For(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
+	testutil.Eventually(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
 	if code, _ := httpGet(t, h.adminURL("/healthz")); code != 200 {
 		t.Fatalf("/healthz = %d", code)
 	}
@@ -147,7 +147,7 @@ func TestRevokedKeysSessionsCloseAfterTheirTransaction(t *testing.T) {
 			if err := writeRaw(h, "{not json"); err != nil {
 				t.Fatal(err)
 			}
-			testwait.For(t, "the bad file to be rejected", 5*time.Second, func() bool {
+			testutil.Eventually(t, "the bad file to be rejected", 5*time.Second, func() bool {
 				return metricValue(t, h, "edgepool_config_reload_errors_total") >= 1
 			})
 			if got := exec1(ctx, t, appIdle, "select 4"); got != "4" {
@@ -205,13 +205,13 @@ func TestReloadPoolSizeAndPause(t *testing.T) {
 	cfg.Paused = true
 	cfg.Pool.QueryWaitTimeout = config.Duration{Duration: 300 * time.Millisecond}
 	h.writeConfig(&cfg)
-	testwait.For(t, "pool resize", 5*time.Second, func() bool { return h.srv.Pool().Stats().Size == 2 })
+	testutil.Eventually(t, "pool resize", 5*time.Second, func() bool { return h.srv.Pool().Stats().Size == 2 })
 	if _, err := c.Exec(ctx, "select 1").ReadAll(); pgCode(err) != "53300" {
 		t.Fatalf("paused pool: want 53300, got %v", err)
 	}
 	cfg.Paused = false
 	h.writeConfig(&cfg)
-	testwait.For(t, "unpause", 5*time.Second, func() bool { return !h.srv.Pool().Stats().Paused })
+	testutil.Eventually(t, "unpause", 5*time.Second, func() bool { return !h.srv.Pool().Stats().Paused })
 	exec1(ctx, t, c, "select 1")
 }
 
@@ -221,7 +221,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 	h := startPooler(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	testwait.For(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
+	testutil.Eventually(t, "readiness", 5*time.Second, func() bool { code, _ := httpGet(t, h.adminURL("/readyz")); return code == 200 })
 	setup := h.connect(ctx, t)
 	exec1(ctx, t, setup, "create table if not exists drained (v int); truncate drained")
 	idle := h.connect(ctx, t)
@@ -232,7 +232,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 	exec1(ctx, t, inTx, "insert into drained values (7)")
 
 	h.cancel() // what SIGTERM does in cmd/edgepool
-	testwait.For(t, "readiness false", 2*time.Second, func() bool {
+	testutil.Eventually(t, "readiness false", 2*time.Second, func() bool {
 		resp, err := http.Get(h.adminURL("/readyz"))
 		if err != nil {
 			return true
@@ -240,7 +240,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable
 	})
-	testwait.For(t, "new connections refused", 2*time.Second, func() bool {
+	testutil.Eventually(t, "new connections refused", 2*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", h.srv.PostgresAddr().String(), time.Second)
 		if err != nil {
 			return true
@@ -249,7 +249,7 @@ func TestDrainFinishesTransaction(t *testing.T) {
 		return false
 	})
 	// The idle client is closed by the drain.
-	testwait.For(t, "idle client closed", 2*time.Second, func() bool {
+	testutil.Eventually(t, "idle client closed", 2*time.Second, func() bool {
 		_, err := idle.Exec(ctx, "select 1").ReadAll()
 		return err != nil
 	})
@@ -351,7 +351,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	// connection dies is closed, as in PgBouncer): the old password no longer works.
 	pg.Exec(t, "alter role reload_a password 'second'")
 	pg.Exec(t, "select pg_terminate_backend(pid) from pg_stat_activity where usename = 'reload_a'")
-	testwait.For(t, "the old password refused", 15*time.Second, func() bool {
+	testutil.Eventually(t, "the old password refused", 15*time.Second, func() bool {
 		probe := h.connect(ctx, t)
 		defer probe.Close(ctx)
 		_, err := probe.Exec(ctx, "select 1").ReadAll()
@@ -360,7 +360,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	cfg := *h.cfg
 	cfg.Upstream.Password = "second"
 	h.writeConfig(&cfg) // picked up by the file watch, not at once
-	testwait.For(t, "queries with the new password", 15*time.Second, func() bool {
+	testutil.Eventually(t, "queries with the new password", 15*time.Second, func() bool {
 		probe := h.connect(ctx, t)
 		defer probe.Close(ctx)
 		_, err := probe.Exec(ctx, "select 1").ReadAll()
@@ -372,7 +372,7 @@ func TestReloadUpstreamCredentials(t *testing.T) {
 	// A different role: idle connections of the old role are retired, not reused.
 	cfg.Upstream.User, cfg.Upstream.Password = "reload_b", "other"
 	h.writeConfig(&cfg)
-	testwait.For(t, "queries as the new role", 15*time.Second, func() bool {
+	testutil.Eventually(t, "queries as the new role", 15*time.Second, func() bool {
 		res, err := c.Exec(ctx, "select current_user").ReadAll()
 		return err == nil && len(res) == 1 && len(res[0].Rows) == 1 && string(res[0].Rows[0][0]) == "reload_b"
 	})
@@ -403,11 +403,16 @@ func TestMalformedMessageDuringRelayDoesNotDeadlock(t *testing.T) {
 	if _, err := hj.Conn.Write(appendMessage(nil, 'Q', []byte("select repeat('x', 1000) from generate_series(1, 50000)\x00"))); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // the query is upstream and the pump is stuck writing
+	// The pump is stuck writing when PostgreSQL is: its backend waits to write the rows nobody reads.
+	testutil.Eventually(t, "the query's backend blocked writing its result", 10*time.Second, func() bool {
+		return pg.Count(t, "select count(*) from pg_stat_activity where query like 'select repeat%' and wait_event = 'ClientWrite'") == 1
+	})
 	if _, err := hj.Conn.Write(appendMessage(nil, 'B', []byte("portal-without-terminator"))); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the session takes the Bind while the pump is stuck
+	// The client goes on not reading while the session takes the Bind; nothing outside the
+	// session shows the Bind taken.
+	time.Sleep(300 * time.Millisecond) // the stalled reader is the subject of the test
 	_ = hj.Conn.SetReadDeadline(time.Now().Add(15 * time.Second))
 	data, err := io.ReadAll(hj.Conn)
 	if err != nil {
@@ -416,7 +421,7 @@ func TestMalformedMessageDuringRelayDoesNotDeadlock(t *testing.T) {
 	if !strings.Contains(string(data), "08P01") {
 		t.Fatalf("no FATAL 08P01 among %d bytes", len(data))
 	}
-	testwait.For(t, "upstream connection back in the pool", 5*time.Second, func() bool {
+	testutil.Eventually(t, "upstream connection back in the pool", 5*time.Second, func() bool {
 		return h.srv.Pool().Stats().Active == 0
 	})
 	other := h.connect(ctx, t)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -53,7 +53,7 @@ func TestAuthTimeoutBoundsStartupWaitForUpstream(t *testing.T) {
 	cfg := *h.cfg
 	cfg.Paused = false
 	h.writeConfig(&cfg)
-	testwait.For(t, "unpause", 5*time.Second, func() bool { return !h.srv.Pool().Stats().Paused })
+	testutil.Eventually(t, "unpause", 5*time.Second, func() bool { return !h.srv.Pool().Stats().Paused })
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	c := h.connect(ctx2, t)

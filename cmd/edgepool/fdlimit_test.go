@@ -81,7 +81,7 @@ func TestFaultConnectionFloodPastTheFileLimit(t *testing.T) {
 			if err == nil {
 				time.AfterFunc(2*time.Second, func() { c.Close() })
 			}
-			time.Sleep(2 * time.Millisecond) // ~500 new connections a second
+			time.Sleep(2 * time.Millisecond) // the attack's pace (~500 new connections a second) is the subject of the test
 		}
 	}()
 

@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/edgepool/edgepool/internal/testpg"
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -70,8 +70,8 @@ func TestPoolerProcessDrainsOnSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	testwait.For(t, "readiness false", 3*time.Second, func() bool { return !ready() })
-	testwait.For(t, "new connections refused", 3*time.Second, func() bool {
+	testutil.Eventually(t, "readiness false", 3*time.Second, func() bool { return !ready() })
+	testutil.Eventually(t, "new connections refused", 3*time.Second, func() bool {
 		c, err := pgx.Connect(ctx, dsn)
 		if err != nil {
 			return true

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgepool/edgepool/internal/testpg"
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/config"
 )
@@ -20,7 +18,7 @@ import (
 type poolerProcess struct {
 	cmd    *exec.Cmd
 	cfg    *config.Config
-	logs   *lockedBuffer
+	logs   *testutil.SyncBuffer
 	exited chan error
 }
 
@@ -56,7 +54,7 @@ func startPoolerProcess(t *testing.T, cfg *config.Config, wrap ...string) *poole
 		t.Fatal(err)
 	}
 	args := append(append([]string(nil), wrap...), os.Args[0], "pooler", "--config", cfgPath)
-	p := &poolerProcess{cmd: exec.Command(args[0], args[1:]...), cfg: cfg, logs: &lockedBuffer{}, exited: make(chan error, 1)}
+	p := &poolerProcess{cmd: exec.Command(args[0], args[1:]...), cfg: cfg, logs: &testutil.SyncBuffer{}, exited: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), "EDGEPOOL_TEST_RUN_MAIN=1")
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -69,7 +67,7 @@ func startPoolerProcess(t *testing.T, cfg *config.Config, wrap ...string) *poole
 			t.Logf("pooler output:\n%s", p.logs.String())
 		}
 	})
-	testwait.For(t, "pooler ready", 15*time.Second, p.ready)
+	testutil.Eventually(t, "pooler ready", 15*time.Second, p.ready)
 	return p
 }
 
@@ -81,22 +79,4 @@ func (p *poolerProcess) ready() bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
-}
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

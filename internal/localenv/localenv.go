@@ -1,5 +1,5 @@
 // Package localenv runs the whole of edgepool on one machine, from real parts: a throwaway
-// PostgreSQL (internal/testpg), the envtest control plane (kube-apiserver + etcd) with the
+// PostgreSQL (internal/pgserver), the envtest control plane (kube-apiserver + etcd) with the
 // ConnectionPool CRD installed, the operator (`bin/edgepool manager`, a separate process), and
 // the local kubelet harness (internal/localkubelet) running the pooler Deployments as
 // `bin/edgepool pooler` processes. `make demo` and the e2e suite use it.
@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -29,8 +28,9 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
+	"github.com/edgepool/edgepool/internal/envtestbin"
 	"github.com/edgepool/edgepool/internal/localkubelet"
-	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/pgserver"
 )
 
 // Options configure Start.
@@ -53,7 +53,7 @@ type Options struct {
 
 // Env is a running local edgepool.
 type Env struct {
-	Postgres   *testpg.Server
+	Postgres   *pgserver.Server
 	Config     *rest.Config
 	Client     client.Client
 	Kubeconfig string // path of an admin kubeconfig for kubectl
@@ -77,21 +77,6 @@ func Scheme() *runtime.Scheme {
 	_ = clientgoscheme.AddToScheme(s)
 	_ = poolingv1alpha1.AddToScheme(s)
 	return s
-}
-
-// EnvtestAssets returns the directory of kube-apiserver and etcd: KUBEBUILDER_ASSETS when set,
-// otherwise what hack/envtest-binaries.sh prints (building them on first use, with progress).
-func EnvtestAssets(repoRoot string, progress *os.File) (string, error) {
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir, nil
-	}
-	cmd := exec.Command(filepath.Join(repoRoot, "hack", "envtest-binaries.sh"))
-	cmd.Stderr = progress
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("hack/envtest-binaries.sh: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 // Start brings everything up. On error, whatever was started is stopped again.
@@ -133,14 +118,14 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 
 	done := step("envtest binaries (kube-apiserver, etcd)")
-	assets, err := EnvtestAssets(opts.RepoRoot, opts.Progress)
+	assets, err := envtestbin.Dir(opts.RepoRoot, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
 	done()
 
 	done = step("PostgreSQL 15 (throwaway)")
-	if e.Postgres, err = testpg.New(); err != nil {
+	if e.Postgres, err = pgserver.New(); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	e.cleanups = append(e.cleanups, e.Postgres.Close)

@@ -107,6 +107,7 @@ type Kubelet struct {
 	pods     map[types.NamespacedName][]*pod // by Deployment
 	services map[types.NamespacedName]*serviceProxy
 	lastGC   time.Time
+	gcPasses atomic.Int64 // garbage collection passes done (tests wait on it)
 
 	portsMu sync.Mutex
 	ports   map[int]bool // loopback ports handed out and not yet released
@@ -291,6 +292,7 @@ func (k *Kubelet) sync(ctx context.Context) {
 	if k.opts.GarbageCollect && time.Since(k.lastGC) > time.Second {
 		k.lastGC = time.Now()
 		k.collectGarbage(ctx)
+		k.gcPasses.Add(1)
 	}
 }
 

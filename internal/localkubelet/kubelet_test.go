@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,6 +27,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 var (
@@ -44,14 +45,10 @@ func TestMain(m *testing.M) {
 }
 
 func runWithEnvtest(m *testing.M) int {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		out, err := exec.Command("../../hack/envtest-binaries.sh").Output()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "envtest binaries:", err)
-			return 1
-		}
-		assets = strings.TrimSpace(string(out))
+	assets, err := testutil.EnvtestAssets()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "envtest binaries:", err)
+		return 1
 	}
 	env := &envtest.Environment{BinaryAssetsDirectory: assets}
 	cfg, err := env.Start()
@@ -174,22 +171,6 @@ func create(t *testing.T, objs ...client.Object) {
 	}
 }
 
-// eventually polls cond every 100ms until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func deploymentStatus(t *testing.T, ns string) appsv1.Deployment {
 	t.Helper()
 	var d appsv1.Deployment
@@ -202,7 +183,7 @@ func deploymentStatus(t *testing.T, ns string) appsv1.Deployment {
 func waitAvailable(t *testing.T, ns string, replicas int32) appsv1.Deployment {
 	t.Helper()
 	var d appsv1.Deployment
-	eventually(t, 30*time.Second, "deployment available", func() error {
+	testutil.EventuallyNoError(t, "deployment available", 30*time.Second, func() error {
 		d = deploymentStatus(t, ns)
 		s := d.Status
 		if s.ObservedGeneration != d.Generation || s.AvailableReplicas != replicas || s.UpdatedReplicas != replicas ||
@@ -347,7 +328,7 @@ func TestSecretUpdateReachesFilesWithoutRestart(t *testing.T) {
 	if err := k8s.Update(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "config file updated", func() error {
+	testutil.EventuallyNoError(t, "config file updated", 10*time.Second, func() error {
 		if fi := info(t, p); !strings.Contains(string(fi.Config), "pw2") {
 			return fmt.Errorf("config still %s", fi.Config)
 		}
@@ -396,7 +377,7 @@ func TestScaleRollAndDelete(t *testing.T) {
 
 	setReplicas(1)
 	waitAvailable(t, ns, 1)
-	eventually(t, 10*time.Second, "scaled-down processes gone", func() error {
+	testutil.EventuallyNoError(t, "scaled-down processes gone", 10*time.Second, func() error {
 		for _, p := range three[1:] {
 			if alive(p.PID) {
 				return fmt.Errorf("%s pid %d still running", p.Name, p.PID)
@@ -414,7 +395,7 @@ func TestScaleRollAndDelete(t *testing.T) {
 	if err := k8s.Update(context.Background(), &d); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "rolled", func() error {
+	testutil.EventuallyNoError(t, "rolled", 20*time.Second, func() error {
 		pods := runningPods(k, ns)
 		if len(pods) != 1 || pods[0].TemplateHash == three[0].TemplateHash || !pods[0].Ready {
 			return fmt.Errorf("pods %+v", pods)
@@ -431,7 +412,7 @@ func TestScaleRollAndDelete(t *testing.T) {
 	if err := k8s.Delete(context.Background(), &d); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "processes gone after delete", func() error {
+	testutil.EventuallyNoError(t, "processes gone after delete", 20*time.Second, func() error {
 		if alive(rolled.PID) {
 			return fmt.Errorf("pid %d still running", rolled.PID)
 		}
@@ -449,14 +430,14 @@ func TestReadinessAndMissingSecret(t *testing.T) {
 	c := &dep.Spec.Template.Spec.Containers[0]
 	c.Env = append(c.Env, corev1.EnvVar{Name: "NOT_READY_FILE", Value: "not-ready"})
 	create(t, dep, svc) // Secrets missing: the replica waits
-	eventually(t, 10*time.Second, "replica waiting for its secrets", func() error {
+	testutil.EventuallyNoError(t, "replica waiting for its secrets", 10*time.Second, func() error {
 		pods := k.Pods(ns, "shop-pooler")
 		if len(pods) != 1 || pods[0].PID != 0 || !strings.Contains(pods[0].Waiting, "shop-pooler-config") {
 			return fmt.Errorf("pods %+v", pods)
 		}
 		return nil
 	})
-	eventually(t, 10*time.Second, "status of a waiting replica", func() error {
+	testutil.EventuallyNoError(t, "status of a waiting replica", 10*time.Second, func() error {
 		d := deploymentStatus(t, ns)
 		if s := d.Status; s.ObservedGeneration != d.Generation || s.AvailableReplicas != 0 || s.Replicas != 1 {
 			return fmt.Errorf("status %+v", s)
@@ -469,7 +450,7 @@ func TestReadinessAndMissingSecret(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(p.Dir, "not-ready"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "unready reported", func() error {
+	testutil.EventuallyNoError(t, "unready reported", 10*time.Second, func() error {
 		d := deploymentStatus(t, ns)
 		if d.Status.ReadyReplicas != 0 || d.Status.AvailableReplicas != 0 {
 			return fmt.Errorf("status %+v", d.Status)
@@ -502,7 +483,7 @@ func TestCrashedProcessRestarts(t *testing.T) {
 	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "restarted", func() error {
+	testutil.EventuallyNoError(t, "restarted", 15*time.Second, func() error {
 		pods := runningPods(k, ns)
 		if len(pods) != 1 || pods[0].PID == p.PID || pods[0].Restarts != 1 || !pods[0].Ready {
 			return fmt.Errorf("pods %+v", pods)
@@ -534,13 +515,17 @@ func TestGarbageCollectionAndNode(t *testing.T) {
 	unowned := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "unowned", Namespace: ns}}
 	create(t, cfg, tlsSecret, dep, svc, unowned)
 	waitAvailable(t, ns, 1)
-	time.Sleep(1500 * time.Millisecond) // at least one collection pass with the owner present
+	// Two more collection passes: at least one of them ran whole with the owner present.
+	passes := k.gcPasses.Load()
+	testutil.Eventually(t, "a garbage collection pass with the owner present", 10*time.Second, func() bool {
+		return k.gcPasses.Load() >= passes+2
+	})
 	p := runningPods(k, ns)[0]
 
 	if err := k8s.Delete(context.Background(), owner); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "children collected and processes stopped", func() error {
+	testutil.EventuallyNoError(t, "children collected and processes stopped", 20*time.Second, func() error {
 		for _, o := range []client.Object{cfg, tlsSecret, dep, svc} {
 			err := k8s.Get(context.Background(), client.ObjectKeyFromObject(o), o)
 			if !apierrors.IsNotFound(err) {

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/config"
@@ -26,16 +27,7 @@ import (
 // pg is one PostgreSQL server shared by the package's tests; each test gets its own database.
 var pg *testpg.Server
 
-func TestMain(m *testing.M) {
-	var err error
-	if pg, err = testpg.New(); err != nil {
-		fmt.Fprintln(os.Stderr, "accelerate tests need PostgreSQL 15 (hack/install-test-deps.sh):", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	pg.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithPostgres(m, &pg, nil)) }
 
 var dbCounter atomic.Int64
 

@@ -1,12 +1,15 @@
 package edge
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 func TestParseCachePolicy(t *testing.T) {
@@ -157,16 +160,12 @@ func TestHTTPCacheStaleWhileRevalidate(t *testing.T) {
 	resp, out := post(t, ts, read, hdr)
 	wantEqual(t, "stale status", resp.Header.Get("Edgepool-Cache"), "stale")
 	wantEqual(t, "stale rows", decode(t, out)["rows"], []any{map[string]any{"v": 1.0}})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.EventuallyNoError(t, "the background refresh landing", 5*time.Second, func() error {
 		resp, out = post(t, ts, read, hdr)
-		if resp.Header.Get("Edgepool-Cache") == "hit" {
-			break
+		if got := resp.Header.Get("Edgepool-Cache"); got != "hit" {
+			return fmt.Errorf("status %q", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("background refresh never landed; last status %q", resp.Header.Get("Edgepool-Cache"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	wantEqual(t, "refreshed rows", decode(t, out)["rows"], []any{map[string]any{"v": 2.0}})
 }

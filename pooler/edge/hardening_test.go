@@ -17,7 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/config"
@@ -104,7 +104,7 @@ func TestSlowBodiesOfOneKeyDoNotStarveAnother(t *testing.T) {
 			if tt.perKey > 0 {
 				wantHeld = int64(tt.perKey)
 			}
-			testwait.For(t, "A's slow requests hold their slots", 5*time.Second, func() bool { return s.limiter.InFlight() >= wantHeld })
+			testutil.Eventually(t, "A's slow requests hold their slots", 5*time.Second, func() bool { return s.limiter.InFlight() >= wantHeld })
 			req, _ := http.NewRequest(http.MethodPost, ts.URL+"/sql", strings.NewReader(`{"query": "select 1"}`))
 			req.Header.Set("Authorization", "Bearer "+secrets["b"])
 			resp, err := http.DefaultClient.Do(req)

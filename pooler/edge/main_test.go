@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/apikey"
 	"github.com/edgepool/edgepool/pooler/auth"
 	"github.com/edgepool/edgepool/pooler/config"
@@ -23,16 +23,7 @@ import (
 // pg is one PostgreSQL server shared by the package's tests.
 var pg *testpg.Server
 
-func TestMain(m *testing.M) {
-	var err error
-	if pg, err = testpg.New(); err != nil {
-		fmt.Fprintln(os.Stderr, "edge tests need PostgreSQL 15 (hack/install-test-deps.sh):", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	pg.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithPostgres(m, &pg, nil)) }
 
 // newPool returns the pooler's real upstream pool over the test server.
 func newPool(t testing.TB, size int, wait time.Duration) *pool.Pool {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 const typesQuery = `select 42::int4 as i, 9007199254740993::int8 as big, 'héllo "x"'::text as t, true as b,
@@ -249,7 +251,7 @@ func TestResponseCapAndStatementTimeout(t *testing.T) {
 	}
 	// The statement was cancelled on the server, not left running on a connection the pool
 	// no longer counts.
-	if n := activeQueries(t, "%timeout_probe%"); n != 0 {
+	if n := pg.ActiveQueries(t, "%timeout_probe%"); n != 0 {
 		t.Errorf("%d timed-out statements still running on the server", n)
 	}
 	resp, out = post(t, ts, `{"query": "select 1 as one"}`)
@@ -288,13 +290,6 @@ func TestPoolExhaustionGivesCleanError(t *testing.T) {
 	}
 }
 
-// activeQueries counts statements matching pattern that run on the server now (other than
-// this check).
-func activeQueries(t *testing.T, pattern string) int {
-	t.Helper()
-	return countRows(t, "select count(*) from pg_stat_activity where state = 'active' and query like $1 and pid <> pg_backend_pid()", pattern)
-}
-
 func TestMaxInFlight(t *testing.T) {
 	ts, s := newTestServer(t, 2, func(o *Options) { o.MaxInFlight = 1 })
 	slow := make(chan int)
@@ -309,9 +304,7 @@ func TestMaxInFlight(t *testing.T) {
 		resp.Body.Close()
 		slow <- resp.StatusCode
 	}()
-	for s.limiter.InFlight() == 0 { // wait until the slow request holds the only slot
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, "the slow request holding the only slot", 10*time.Second, func() bool { return s.limiter.InFlight() == 1 })
 	resp, out := post(t, ts, `{"query": "select 1"}`)
 	wantEqual(t, "second request status", resp.StatusCode, http.StatusTooManyRequests)
 	wantEqual(t, "second request code", decode(t, out)["code"], "53300")

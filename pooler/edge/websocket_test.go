@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,27 +58,7 @@ func startTransports(t *testing.T, size int, wait time.Duration) *transports {
 // upstreamConnections counts the current test's pool connections as Postgres sees them.
 func upstreamConnections(t *testing.T) int {
 	t.Helper()
-	return countRows(t, "select count(*) from pg_stat_activity where application_name = $1", t.Name())
-}
-
-// countRows runs a count(*) query with one text parameter directly on the test server.
-func countRows(t *testing.T, sql, arg string) int {
-	t.Helper()
-	ctx := context.Background()
-	c, err := pgconn.Connect(ctx, pg.DSN("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
-	res := c.ExecParams(ctx, sql, [][]byte{[]byte(arg)}, nil, nil, nil).Read()
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	n, err := strconv.Atoi(string(res.Rows[0][0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return pg.Count(t, "select count(*) from pg_stat_activity where application_name = $1", t.Name())
 }
 
 // connectTCP connects pgx to the proxy's TCP listener (SCRAM).

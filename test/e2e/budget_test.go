@@ -21,6 +21,7 @@ import (
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
 	"github.com/edgepool/edgepool/internal/localenv"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 // TestBudgetHoldsWhileScalingAndRolling: PostgreSQL never sees more than
@@ -129,7 +130,7 @@ func TestBudgetHoldsWhileScalingAndRolling(t *testing.T) {
 	// The operator's plan for each step: replicas, per-replica size.
 	settle := func(replicas, size int32) {
 		t.Helper()
-		eventually(t, 3*time.Minute, fmt.Sprintf("%d replicas of pool size %d, settled", replicas, size), func() error {
+		testutil.EventuallyNoError(t, fmt.Sprintf("%d replicas of pool size %d, settled", replicas, size), 3*time.Minute, func() error {
 			p := &poolingv1alpha1.ConnectionPool{}
 			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, p); err != nil {
 				return err
@@ -144,7 +145,7 @@ func TestBudgetHoldsWhileScalingAndRolling(t *testing.T) {
 	}
 	update := func(change func(*poolingv1alpha1.ConnectionPool)) {
 		t.Helper()
-		eventually(t, 10*time.Second, "update the pool", func() error {
+		testutil.EventuallyNoError(t, "update the pool", 10*time.Second, func() error {
 			p := &poolingv1alpha1.ConnectionPool{}
 			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, p); err != nil {
 				return err
@@ -155,7 +156,7 @@ func TestBudgetHoldsWhileScalingAndRolling(t *testing.T) {
 	}
 	waitTransactions := func(n int64) {
 		t.Helper()
-		eventually(t, 30*time.Second, fmt.Sprintf("%d more transactions", n), func() error {
+		testutil.EventuallyNoError(t, fmt.Sprintf("%d more transactions", n), 30*time.Second, func() error {
 			if done.Load() < n {
 				return fmt.Errorf("%d transactions", done.Load())
 			}
@@ -177,7 +178,7 @@ func TestBudgetHoldsWhileScalingAndRolling(t *testing.T) {
 	update(func(p *poolingv1alpha1.ConnectionPool) {
 		p.Spec.Template.Annotations = map[string]string{"example.com/rolled": "1"}
 	})
-	eventually(t, 3*time.Minute, "rollout onto the new template", func() error {
+	testutil.EventuallyNoError(t, "rollout onto the new template", 3*time.Minute, func() error {
 		pods := env.Kubelet.Pods(namespace, name+"-pooler")
 		if len(pods) != 1 || !pods[0].Ready || pods[0].PID == 0 {
 			return fmt.Errorf("pods %+v", pods)

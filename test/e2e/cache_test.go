@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 // TestCacheFlipThroughThePool turns spec.http.cache on in a running pool: the same pooler
@@ -64,7 +65,7 @@ func TestCacheFlipThroughThePool(t *testing.T) {
 	}
 	pid := pods[0].PID
 
-	eventually(t, 10*time.Second, "turn the cache on", func() error {
+	testutil.EventuallyNoError(t, "turn the cache on", 10*time.Second, func() error {
 		p := &poolingv1alpha1.ConnectionPool{}
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, p); err != nil {
 			return err
@@ -72,7 +73,7 @@ func TestCacheFlipThroughThePool(t *testing.T) {
 		p.Spec.HTTP.Cache.Enabled = true
 		return env.Client.Update(ctx, p)
 	})
-	eventually(t, 30*time.Second, "a repeat within max-age answered from the cache", func() error {
+	testutil.EventuallyNoError(t, "a repeat within max-age answered from the cache", 30*time.Second, func() error {
 		if _, err := cacheStatus(); err != nil {
 			return err
 		}

@@ -34,6 +34,7 @@ import (
 	poolingv1alpha1 "github.com/edgepool/edgepool/api/v1alpha1"
 	"github.com/edgepool/edgepool/internal/localenv"
 	"github.com/edgepool/edgepool/internal/localkubelet"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 // userPath carries what one step hands to the next.
@@ -110,7 +111,7 @@ func updatePool(ctx context.Context, t *testing.T, change func(*poolingv1alpha1.
 func waitPool(ctx context.Context, t *testing.T, want int32) *poolingv1alpha1.ConnectionPool {
 	t.Helper()
 	var pool *poolingv1alpha1.ConnectionPool
-	eventually(t, 90*time.Second, fmt.Sprintf("pool Ready with %d replicas", want), func() error {
+	testutil.EventuallyNoError(t, fmt.Sprintf("pool Ready with %d replicas", want), 90*time.Second, func() error {
 		pool = getPool(ctx, t)
 		c := meta.FindStatusCondition(pool.Status.Conditions, poolingv1alpha1.ConditionReady)
 		if c == nil || c.Status != "True" || c.ObservedGeneration != pool.Generation || pool.Status.ReadyReplicas != want {
@@ -398,7 +399,7 @@ func stepScale(ctx context.Context, t *testing.T, up *userPath) {
 	if len(pods) != 3 || len(pids) != 3 {
 		t.Fatalf("want three running pooler processes, have %+v", pods)
 	}
-	eventually(t, 20*time.Second, "budget split over three replicas", func() error {
+	testutil.EventuallyNoError(t, "budget split over three replicas", 20*time.Second, func() error {
 		rendered, per := poolSizes(ctx, t)
 		if rendered != 5 || len(per) != 3 || per[0] != 5 || per[1] != 5 || per[2] != 5 {
 			return fmt.Errorf("pool.size rendered %d, per replica %v; want floor(20/(3+1)) = 5", rendered, per)
@@ -509,7 +510,7 @@ func stepRotate(ctx context.Context, t *testing.T, up *userPath) {
 		}
 	})
 	var newKey string
-	eventually(t, 20*time.Second, "new key issued and accepted by every replica", func() error {
+	testutil.EventuallyNoError(t, "new key issued and accepted by every replica", 20*time.Second, func() error {
 		if newKey = appKey(ctx, t, "ci"); newKey == oldKey {
 			return errors.New("Secret still holds the old key")
 		}
@@ -524,7 +525,7 @@ func stepRotate(ctx context.Context, t *testing.T, up *userPath) {
 		t.Fatalf("status of key ci has no previousValidUntil: %+v", st)
 	}
 	t.Logf("old key valid until %s (grace 12s)", st.PreviousValidUntil.Format(time.RFC3339))
-	eventually(t, time.Until(st.PreviousValidUntil.Time)+20*time.Second, "old key refused after the grace period", func() error {
+	testutil.EventuallyNoError(t, "old key refused after the grace period", time.Until(st.PreviousValidUntil.Time)+20*time.Second, func() error {
 		for range len(runningPods()) {
 			if _, err := query(ctx, t, up, "ci", oldKey, "select 1::text"); !isAuthError(err) {
 				return fmt.Errorf("old key: %w", err)
@@ -552,7 +553,7 @@ func stepDisable(ctx context.Context, t *testing.T, up *userPath) {
 			}
 		}
 	})
-	eventually(t, 20*time.Second, "disabled key refused by every replica", func() error {
+	testutil.EventuallyNoError(t, "disabled key refused by every replica", 20*time.Second, func() error {
 		for range len(runningPods()) {
 			if _, err := query(ctx, t, up, "old", key, "select 1::text"); !isAuthError(err) {
 				return fmt.Errorf("disabled key: %w", err)
@@ -586,28 +587,22 @@ func stepCredentials(ctx context.Context, t *testing.T, up *userPath) {
 	if err := env.Postgres.ExecErr("select pg_terminate_backend(pid) from pg_stat_activity where usename = '" + database.User + "'"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := everyReplica(func() error {
+	if err := testutil.Poll(30*time.Second, func() error {
+		return everyReplica(func() error {
 			_, err := query(ctx, t, up, "default", string(up.secret.Data["API_KEY"]), "select count(*)::text from products")
 			return err
 		})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			var said []string
-			for _, p := range before {
-				for _, line := range strings.Split(readFile(p.LogPath), "\n") {
-					if strings.Contains(line, "reload") || strings.Contains(line, "restart") {
-						said = append(said, p.Name+": "+line)
-					}
+	}); err != nil {
+		var said []string
+		for _, p := range before {
+			for _, line := range strings.Split(readFile(p.LogPath), "\n") {
+				if strings.Contains(line, "reload") || strings.Contains(line, "restart") {
+					said = append(said, p.Name+": "+line)
 				}
 			}
-			t.Fatalf("queries through the pool still fail 30s after the credentials change: %v\nthe poolers said:\n%s",
-				err, strings.Join(said, "\n"))
 		}
-		time.Sleep(250 * time.Millisecond)
+		t.Fatalf("queries through the pool still fail 30s after the credentials change: %v\nthe poolers said:\n%s",
+			err, strings.Join(said, "\n"))
 	}
 	after := runningPods()
 	if len(after) != len(before) {
@@ -638,7 +633,7 @@ func stepDelete(ctx context.Context, t *testing.T) {
 	}
 	names := []string{poolName + "-pooler", poolName + "-pooler", poolName + "-pooler-config", poolName + "-tls",
 		poolName + "-default", poolName + "-ci", poolName + "-old"}
-	eventually(t, 60*time.Second, "processes stopped and children gone", func() error {
+	testutil.EventuallyNoError(t, "processes stopped and children gone", 60*time.Second, func() error {
 		for _, p := range pods {
 			if alive(p.PID) {
 				return fmt.Errorf("pooler %s (pid %d) still running", p.Name, p.PID)
@@ -659,20 +654,5 @@ func stepDelete(ctx context.Context, t *testing.T) {
 	var creds corev1.Secret
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "shop-db"}, &creds); err != nil {
 		t.Errorf("credentials Secret: %v", err)
-	}
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
 	}
 }

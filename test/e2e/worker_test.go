@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/edgepool/edgepool/internal/localenv"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 // TestCloudflareWorker runs examples/cloudflare-worker under `wrangler dev` (a real workerd)
@@ -181,7 +182,7 @@ func startWrangler(t *testing.T, dir string, vars ...string) *wrangler {
 func (w *wrangler) waitServing(t *testing.T, path string, first func() error) {
 	t.Helper()
 	start := time.Now()
-	eventually(t, 120*time.Second, "wrangler dev serving "+path, func() error {
+	testutil.EventuallyNoError(t, "wrangler dev serving "+path, 120*time.Second, func() error {
 		select {
 		case <-w.exited:
 			t.Fatalf("wrangler dev exited:\n%s", readFile(w.logPath))

@@ -1,5 +1,5 @@
 // Command harness runs what the node tests of the edge transports talk to: a throwaway
-// PostgreSQL 15 (internal/testpg) and the real pooler binary (`edgepool pooler --config`), with
+// PostgreSQL 15 (internal/pgserver) and the real pooler binary (`edgepool pooler --config`), with
 // a key made by `edgepool keygen`, serving the wire protocol, the HTTP listener (POST /sql,
 // WebSocket, the Prisma Accelerate protocol) and the admin endpoints on loopback ports. With
 // -tls the pooler serves TLS with a certificate for "localhost" from a throwaway CA, whose PEM
@@ -29,7 +29,7 @@ import (
 	"time"
 
 	"github.com/edgepool/edgepool/internal/certs"
-	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/pgserver"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -63,7 +63,7 @@ func run() error {
 	withTLS := flag.Bool("tls", false, "serve TLS on the Postgres and HTTP listeners (certificate for localhost from a throwaway CA)")
 	flag.Parse()
 
-	pg, err := testpg.New(testpg.WithSetting("max_connections", "50"))
+	pg, err := pgserver.New(pgserver.WithSetting("max_connections", "50"))
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,11 @@
-package testpg
+package pgserver_test
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,10 +13,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edgepool/edgepool/internal/certs"
+	"github.com/edgepool/edgepool/internal/pgserver"
+	"github.com/edgepool/edgepool/internal/testpg"
 )
 
 func TestStartExecRestart(t *testing.T) {
-	pg := Start(t)
+	pg := testpg.Start(t)
 	if pg.Port <= 0 || pg.Port >= 32768 {
 		t.Fatalf("port %d outside [1, 32768)", pg.Port)
 	}
@@ -59,11 +62,11 @@ func TestStartExecRestart(t *testing.T) {
 }
 
 func TestNewAndClose(t *testing.T) {
-	pg, err := New(WithSetting("max_connections", "20"))
+	pg, err := pgserver.New(pgserver.WithSetting("max_connections", "20"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := pg.root
+	root := filepath.Dir(pg.SocketDir) // the temp dir holding data, socket and log
 	if err := pg.ExecErr("select 1"); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +79,7 @@ func TestNewAndClose(t *testing.T) {
 // TestTLS: a WithTLS server takes verify-full against its CA over TCP with SCRAM, refuses
 // plain TCP, and fails verification against another CA or a host name not in its certificate.
 func TestTLS(t *testing.T) {
-	pg := Start(t, WithTLS())
+	pg := testpg.Start(t, pgserver.WithTLS())
 	if len(pg.CACert) == 0 || pg.CAFile == "" {
 		t.Fatal("no CA exposed")
 	}
