@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler"
 	"github.com/edgepool/edgepool/pooler/config"
 )
@@ -85,7 +85,7 @@ func startPoolerProcess(t *testing.T, mutate func(*config.Config)) *poolerProces
 			t.Logf("pooler process output:\n%s", p.logs.String())
 		}
 	})
-	testwait.For(t, "pooler process listening", 20*time.Second, func() bool {
+	testutil.Eventually(t, "pooler process listening", 20*time.Second, func() bool {
 		b, err := os.ReadFile(path + ".addr")
 		if err != nil {
 			return false
@@ -93,7 +93,7 @@ func startPoolerProcess(t *testing.T, mutate func(*config.Config)) *poolerProces
 		p.addr, p.admin, _ = strings.Cut(string(b), " ")
 		return true
 	})
-	testwait.For(t, "pooler process ready", 20*time.Second, func() bool {
+	testutil.Eventually(t, "pooler process ready", 20*time.Second, func() bool {
 		resp, err := http.Get("http://" + p.admin + "/readyz")
 		if err != nil {
 			return false

@@ -16,7 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/edgepool/edgepool/internal/testwait"
+	"github.com/edgepool/edgepool/internal/testutil"
 	"github.com/edgepool/edgepool/pooler/config"
 )
 
@@ -299,7 +299,7 @@ func TestStatementRegistryStaysWithinBudget(t *testing.T) {
 	if err := c.send(msg('X')); err != nil {
 		t.Fatal(err)
 	}
-	testwait.For(t, "client gone", 10*time.Second, func() bool { return h.srv.Proxy().Stats().Clients == 0 })
+	testutil.Eventually(t, "client gone", 10*time.Second, func() bool { return h.srv.Proxy().Stats().Clients == 0 })
 	heapAfter := liveHeap()
 	t.Logf("live heap %d KiB before the client, %d KiB after it left", heapBefore>>10, heapAfter>>10)
 	if heapAfter > heapBefore+budget+4<<20 {
@@ -337,7 +337,7 @@ func TestStalledClientsAreCut(t *testing.T) {
 			}
 			clients = append(clients, c)
 		}
-		testwait.For(t, "five connections pinned", 10*time.Second, func() bool { return active() == 5 })
+		testutil.Eventually(t, "five connections pinned", 10*time.Second, func() bool { return active() == 5 })
 		start := time.Now()
 		for i, c := range clients {
 			_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -360,13 +360,13 @@ func TestStalledClientsAreCut(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		testwait.For(t, "five connections pinned", 10*time.Second, func() bool { return active() == 5 })
+		testutil.Eventually(t, "five connections pinned", 10*time.Second, func() bool { return active() == 5 })
 		start := time.Now()
 		selectOne(ctx, t, h)
 		if d := time.Since(start); d > stall+2*time.Second {
 			t.Fatalf("a connection came free only after %v (clientStallTimeout %v)", d, stall)
 		}
-		testwait.For(t, "stalled readers cut", 10*time.Second, func() bool { return h.srv.Proxy().Stats().Clients == 0 })
+		testutil.Eventually(t, "stalled readers cut", 10*time.Second, func() bool { return h.srv.Proxy().Stats().Clients == 0 })
 	})
 }
 
@@ -403,7 +403,7 @@ func TestTerminatedConnectionsAreReplaced(t *testing.T) {
 			}
 		}
 		if waitGone {
-			testwait.For(t, "terminated backends gone", 10*time.Second, func() bool {
+			testutil.Eventually(t, "terminated backends gone", 10*time.Second, func() bool {
 				res, err := admin.Exec(ctx, "select count(*) from pg_stat_activity where pid in ("+joinPIDs(pids)+")").ReadAll()
 				return err == nil && string(res[0].Rows[0][0]) == "0"
 			})
