@@ -32,18 +32,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	var err error
-	pg, err = testpg.New()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := pg.ExecErr("create database app"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	pg.Close()
+	code := testutil.RunWithPostgres(m, &pg, func(s *testpg.Server) error { return s.ExecErr("create database app") })
 	if tlsPG != nil {
 		tlsPG.Close()
 	}

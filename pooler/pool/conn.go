@@ -73,9 +73,6 @@ func (c *Conn) Socket() net.Conn { return c.pg.Conn() }
 // Statements is the set of pooler-managed prepared statements that exist on this connection.
 func (c *Conn) Statements() *StmtSet { return c.stmts }
 
-// MarkBroken makes the next Release destroy the connection (e.g. after a protocol desync).
-func (c *Conn) MarkBroken() { c.broken = true }
-
 // Release returns the connection to the pool if it is healthy and idle (not in a
 // transaction, not busy, not closed, not past its lifetime); otherwise it is closed.
 // Releasing twice is a no-op.

@@ -82,7 +82,6 @@ type Pool struct {
 	waitNanos      atomic.Int64
 	connects       atomic.Int64
 	connectErrors  atomic.Int64
-	destroyed      atomic.Int64
 	deadOnCheckout atomic.Int64
 	lastConnErr    atomic.Pointer[string]
 }
@@ -258,7 +257,6 @@ func (p *Pool) takeIdleLocked(now time.Time) *Conn {
 		p.idle = p.idle[:len(p.idle)-1]
 		if c.expired(now, p.settings) || c.pg.IsClosed() {
 			p.total--
-			p.destroyed.Add(1)
 			go c.close()
 			continue
 		}
@@ -283,7 +281,6 @@ func (p *Pool) checkOut(c *Conn, now time.Time) bool {
 	p.total--
 	p.wakeOneLocked()
 	p.mu.Unlock()
-	p.destroyed.Add(1)
 	p.deadOnCheckout.Add(1)
 	c.close()
 	return false
@@ -586,7 +583,6 @@ func (p *Pool) background() {
 		}
 		p.mu.Unlock()
 		for _, c := range retire {
-			p.destroyed.Add(1)
 			c.close()
 		}
 		for _, c := range check {

@@ -5,26 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 var pg *testpg.Server
 
-func TestMain(m *testing.M) {
-	var err error
-	pg, err = testpg.New()
-	if err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	pg.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithPostgres(m, &pg, nil)) }
 
 func newPool(t *testing.T, size int, wait time.Duration) *Pool {
 	t.Helper()
@@ -52,7 +45,11 @@ func TestWaitTimeoutWhenPoolExhausted(t *testing.T) {
 		t.Fatalf("wait took %v, want about 300ms", elapsed)
 	}
 	// A waiter gets the connection as soon as it is released.
-	go func() { time.Sleep(50 * time.Millisecond); c.Release() }()
+	go func() {
+		// Release once the Acquire below is queued (a failed wait shows as the Acquire's timeout).
+		_ = testutil.Poll(5*time.Second, waiting(p, 1))
+		c.Release()
+	}()
 	c2, err := p.Acquire(ctx)
 	if err != nil {
 		t.Fatalf("acquire after release: %v", err)
@@ -113,7 +110,10 @@ func TestResizeAndPause(t *testing.T) {
 	if _, err := p.Acquire(ctx); !IsWaitTimeout(err) {
 		t.Fatalf("paused acquire: %v", err)
 	}
-	go func() { time.Sleep(50 * time.Millisecond); p.SetPaused(false) }()
+	go func() {
+		_ = testutil.Poll(5*time.Second, waiting(p, 1)) // the Acquire below waits on the pause
+		p.SetPaused(false)
+	}()
 	c, err := p.Acquire(ctx)
 	if err != nil {
 		t.Fatalf("acquire after unpause: %v", err)
@@ -158,15 +158,9 @@ func TestCheckOutReplacesTerminatedConnection(t *testing.T) {
 	if _, err := admin.Exec(ctx, fmt.Sprintf("select pg_terminate_backend(%d)", pid)).ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		res, err := admin.Exec(ctx, fmt.Sprintf("select count(*) from pg_stat_activity where pid = %d", pid)).ReadAll()
-		if err == nil && string(res[0].Rows[0][0]) == "0" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("terminated backend still listed")
-		}
-	}
+	testutil.Eventually(t, "the terminated backend gone from pg_stat_activity", 10*time.Second, func() bool {
+		return pg.Count(t, "select count(*) from pg_stat_activity where pid = $1", strconv.Itoa(int(pid))) == 0
+	})
 	c.lastUsed = time.Now().Add(-2 * checkAfter) // idle long enough to be checked
 	c2, err := p.Acquire(ctx)
 	if err != nil {
@@ -181,5 +175,15 @@ func TestCheckOutReplacesTerminatedConnection(t *testing.T) {
 	}
 	if st := p.Stats(); st.DeadOnCheckout != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// waiting is a testutil.Poll condition: n Acquire calls of p are queued.
+func waiting(p *Pool, n int) func() error {
+	return func() error {
+		if w := p.Stats().Waiting; w != n {
+			return fmt.Errorf("%d waiting, want %d", w, n)
+		}
+		return nil
 	}
 }

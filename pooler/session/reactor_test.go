@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 // reactorRig serves a fuzzProxy (no upstream: Sync is answered locally, a query gets the
@@ -128,7 +130,7 @@ func (cl *rigClient) roundTrip(query bool) error {
 		if _, err := cl.c.Write(msg[:2]); err != nil {
 			return err
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // a header split in time is the subject: the session must wait for the rest
 		msg = msg[2:]
 	}
 	if _, err := cl.c.Write(msg); err != nil {
@@ -150,15 +152,6 @@ func (rig *reactorRig) parked() int {
 	return 0
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 func openFDs(t *testing.T) int {
 	ents, err := os.ReadDir("/proc/self/fd") // linux-only test: always there
 	if err != nil {
@@ -176,7 +169,7 @@ func TestReactorParksAndResumes(t *testing.T) {
 	for i := range clients {
 		clients[i] = rig.connect(t)
 	}
-	waitFor(t, "all clients parked", func() bool { return rig.parked() == n })
+	testutil.Eventually(t, "all clients parked", 10*time.Second, func() bool { return rig.parked() == n })
 	if g := runtime.NumGoroutine() - g0; g > n/10 {
 		t.Fatalf("%d goroutines for %d parked clients", g, n)
 	}
@@ -200,7 +193,7 @@ func TestReactorParksAndResumes(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		waitFor(t, "clients parked again", func() bool { return rig.parked() == n })
+		testutil.Eventually(t, "clients parked again", 10*time.Second, func() bool { return rig.parked() == n })
 	}
 	if got := rig.px.Stats().Clients; got != n {
 		t.Fatalf("clients = %d, want %d", got, n)
@@ -215,7 +208,7 @@ func TestReactorParksAndResumes(t *testing.T) {
 func TestReactorQueryThenPark(t *testing.T) {
 	rig := newReactorRig(t)
 	cl := rig.connect(t)
-	waitFor(t, "parked", func() bool { return rig.parked() == 1 })
+	testutil.Eventually(t, "parked", 10*time.Second, func() bool { return rig.parked() == 1 })
 	if _, err := cl.c.Write(appendMsg(nil, 'Q', []byte("select 1"), zero)); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +218,7 @@ func TestReactorQueryThenPark(t *testing.T) {
 	if err := cl.until('Z'); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "parked again", func() bool { return rig.parked() == 1 })
+	testutil.Eventually(t, "parked again", 10*time.Second, func() bool { return rig.parked() == 1 })
 	if err := cl.roundTrip(false); err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +235,7 @@ func TestReactorParkedDisconnect(t *testing.T) {
 	for range n {
 		clients = append(clients, rig.connect(t))
 	}
-	waitFor(t, "parked", func() bool { return rig.parked() == n })
+	testutil.Eventually(t, "parked", 10*time.Second, func() bool { return rig.parked() == n })
 	for i, cl := range clients {
 		if i%2 == 0 {
 			_ = cl.c.Close() // hang up without Terminate
@@ -251,13 +244,13 @@ func TestReactorParkedDisconnect(t *testing.T) {
 			_ = cl.c.Close()
 		}
 	}
-	waitFor(t, "sessions ended", func() bool { return rig.ended.Load() == n })
-	waitFor(t, "client count zero", func() bool { return rig.px.Stats().Clients == 0 })
+	testutil.Eventually(t, "sessions ended", 10*time.Second, func() bool { return rig.ended.Load() == n })
+	testutil.Eventually(t, "client count zero", 10*time.Second, func() bool { return rig.px.Stats().Clients == 0 })
 	if p := rig.parked(); p != 0 {
 		t.Fatalf("%d reactor entries left", p)
 	}
-	waitFor(t, "fds closed", func() bool { return openFDs(t) <= fd0 })
-	waitFor(t, "goroutines gone", func() bool { return runtime.NumGoroutine() <= g0+2 })
+	testutil.Eventually(t, "fds closed", 10*time.Second, func() bool { return openFDs(t) <= fd0 })
+	testutil.Eventually(t, "goroutines gone", 10*time.Second, func() bool { return runtime.NumGoroutine() <= g0+2 })
 }
 
 // Drain reaches parked sessions: each gets FATAL 57P01 and is closed.
@@ -268,7 +261,7 @@ func TestReactorDrainReachesParked(t *testing.T) {
 	for range n {
 		clients = append(clients, rig.connect(t))
 	}
-	waitFor(t, "parked", func() bool { return rig.parked() == n })
+	testutil.Eventually(t, "parked", 10*time.Second, func() bool { return rig.parked() == n })
 	rig.px.Drain()
 	for i, cl := range clients {
 		if err := cl.until('E'); err != nil {
@@ -278,7 +271,7 @@ func TestReactorDrainReachesParked(t *testing.T) {
 			t.Fatalf("client %d: not closed after the FATAL: %v", i, err)
 		}
 	}
-	waitFor(t, "sessions ended", func() bool { return rig.ended.Load() == n })
+	testutil.Eventually(t, "sessions ended", 10*time.Second, func() bool { return rig.ended.Load() == n })
 	if p := rig.parked(); p != 0 {
 		t.Fatalf("%d reactor entries left", p)
 	}
@@ -292,7 +285,7 @@ func TestReactorCloseAllReachesParked(t *testing.T) {
 	for range n {
 		clients = append(clients, rig.connect(t))
 	}
-	waitFor(t, "parked", func() bool { return rig.parked() == n })
+	testutil.Eventually(t, "parked", 10*time.Second, func() bool { return rig.parked() == n })
 	rig.px.CloseAll()
 	for i, cl := range clients {
 		_ = cl.c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -300,8 +293,8 @@ func TestReactorCloseAllReachesParked(t *testing.T) {
 			t.Fatalf("client %d: %v", i, err)
 		}
 	}
-	waitFor(t, "sessions ended", func() bool { return rig.ended.Load() == n })
-	waitFor(t, "client count zero", func() bool { return rig.px.Stats().Clients == 0 })
+	testutil.Eventually(t, "sessions ended", 10*time.Second, func() bool { return rig.ended.Load() == n })
+	testutil.Eventually(t, "client count zero", 10*time.Second, func() bool { return rig.px.Stats().Clients == 0 })
 	if p := rig.parked(); p != 0 {
 		t.Fatalf("%d reactor entries left", p)
 	}
@@ -314,7 +307,7 @@ func TestReactorFDReuseCannotCrossSessions(t *testing.T) {
 	rig := newGatedRig(t, gate)
 	gate <- struct{}{}
 	a := rig.connect(t)
-	waitFor(t, "A parked", func() bool { return rig.parked() == 1 })
+	testutil.Eventually(t, "A parked", 10*time.Second, func() bool { return rig.parked() == 1 })
 	rig.mu.Lock()
 	aSrv := rig.srv[len(rig.srv)-1]
 	rig.mu.Unlock()
@@ -331,7 +324,7 @@ func TestReactorFDReuseCannotCrossSessions(t *testing.T) {
 	if got := sysFD(t, bSrv); got != aFD {
 		t.Logf("fd %d not reused (B got %d); B must still work and A stay untouched", aFD, got)
 	}
-	waitFor(t, "B parked", func() bool { return rig.parked() >= 2 })
+	testutil.Eventually(t, "B parked", 10*time.Second, func() bool { return rig.parked() >= 2 })
 	for range 5 {
 		if err := b.roundTrip(false); err != nil {
 			t.Fatalf("B: %v", err)
@@ -343,7 +336,7 @@ func TestReactorFDReuseCannotCrossSessions(t *testing.T) {
 	// CloseAll still reaches A's stale entry (its fd is gone: no EPOLL_CTL_DEL on a reused fd).
 	rig.px.CloseAll()
 	_ = a
-	waitFor(t, "all sessions ended", func() bool { return rig.ended.Load() == int64(len(rig.srv)) })
+	testutil.Eventually(t, "all sessions ended", 10*time.Second, func() bool { return rig.ended.Load() == int64(len(rig.srv)) })
 	if p := rig.parked(); p != 0 {
 		t.Fatalf("%d reactor entries left", p)
 	}

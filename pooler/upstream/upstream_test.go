@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgepool/edgepool/internal/certs"
 	"github.com/edgepool/edgepool/internal/testpg"
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 var (
@@ -22,20 +23,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var err error
-	if tlsPG, err = testpg.New(testpg.WithTLS("localhost")); err == nil {
+	code := testutil.RunWithPostgres(m, &tlsPG, func(*testpg.Server) error {
+		var err error
 		plainPG, err = testpg.New()
-	}
-	code := 1
-	if err == nil {
-		code = m.Run()
-	} else {
-		println("testpg:", err.Error())
-	}
-	for _, s := range []*testpg.Server{tlsPG, plainPG} {
-		if s != nil {
-			s.Close()
-		}
+		return err
+	}, testpg.WithTLS("localhost"))
+	if plainPG != nil {
+		plainPG.Close()
 	}
 	os.Exit(code)
 }
