@@ -204,22 +204,11 @@ func TestAccelerateCacheFollowsReload(t *testing.T) {
 	body := strings.Replace(rawPlan("query", "select 42 as answer"), `"queryRaw"`, `"findMany"`, 1)
 	cacheStatus := func() string {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
+		code, header, b := postWithKey(t, http.DefaultClient, url, h.key.secret, body, "Cache-Control: max-age=60")
+		if code != http.StatusOK || !strings.Contains(b, `[[42]]`) {
+			t.Fatalf("POST /query: %d %s", code, b)
 		}
-		req.Header.Set("Authorization", "Bearer "+h.key.secret)
-		req.Header.Set("Cache-Control", "max-age=60")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `[[42]]`) {
-			t.Fatalf("POST /query: %d %s", resp.StatusCode, b)
-		}
-		return resp.Header.Get("Accelerate-Cache-Status")
+		return header.Get("Accelerate-Cache-Status")
 	}
 	if got := cacheStatus(); got != "none" {
 		t.Fatalf("cache off: Accelerate-Cache-Status %q, want none", got)

@@ -20,18 +20,30 @@ import (
 // postSQL sends one POST /sql with a bearer key and returns status and body.
 func postSQL(t *testing.T, client *http.Client, url, key, body string) (int, string) {
 	t.Helper()
+	code, _, b := postWithKey(t, client, url, key, body)
+	return code, b
+}
+
+// postWithKey sends a POST with a bearer key and the given "Name: value" headers and returns
+// status, response headers and body.
+func postWithKey(t *testing.T, client *http.Client, url, key, body string, headers ...string) (int, http.Header, string) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+key)
+	for _, h := range headers {
+		name, value, _ := strings.Cut(h, ":")
+		req.Header.Set(name, strings.TrimSpace(value))
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, resp.Header, string(b)
 }
 
 func TestHTTPListenerServesSQLAndFollowsKeyReload(t *testing.T) {
@@ -131,22 +143,12 @@ func TestHTTPCacheFollowsReload(t *testing.T) {
 	url := "http://" + h.srv.HTTPAddr().String() + "/sql"
 	cacheStatus := func() string {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"query": "select 42 as answer"}`))
-		if err != nil {
-			t.Fatal(err)
+		code, header, body := postWithKey(t, http.DefaultClient, url, h.key.secret, `{"query": "select 42 as answer"}`,
+			"Cache-Control: max-age=60")
+		if code != http.StatusOK || !strings.Contains(body, `"answer":42`) {
+			t.Fatalf("POST /sql: %d %s", code, body)
 		}
-		req.Header.Set("Authorization", "Bearer "+h.key.secret)
-		req.Header.Set("Cache-Control", "max-age=60")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"answer":42`) {
-			t.Fatalf("POST /sql: %d %s", resp.StatusCode, body)
-		}
-		return resp.Header.Get("Edgepool-Cache")
+		return header.Get("Edgepool-Cache")
 	}
 	if got := cacheStatus(); got == "hit" {
 		t.Fatalf("cache off, yet %q", got)
