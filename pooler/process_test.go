@@ -41,10 +41,9 @@ func runPoolerProcess(cfgPath string) error {
 
 // poolerProcess is a pooler running in a child process.
 type poolerProcess struct {
-	cmd         *exec.Cmd
+	*testutil.Process
 	cfg         *config.Config
 	key         testKey
-	logs        *strings.Builder
 	addr, admin string
 }
 
@@ -64,27 +63,9 @@ func startPoolerProcess(t *testing.T, mutate func(*config.Config)) *poolerProces
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &poolerProcess{cfg: cfg, key: newTestKey(t, "app"), logs: &strings.Builder{}}
-	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	p.cmd.Env = append(os.Environ(), poolerProcessEnv+"="+path)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = p.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("pooler process output:\n%s", p.logs.String())
-		}
-	})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), poolerProcessEnv+"="+path)
+	p := &poolerProcess{Process: testutil.StartProcess(t, cmd), cfg: cfg, key: newTestKey(t, "app")}
 	testutil.Eventually(t, "pooler process listening", 20*time.Second, func() bool {
 		b, err := os.ReadFile(path + ".addr")
 		if err != nil {
@@ -111,7 +92,7 @@ func (p *poolerProcess) dsn() string {
 // memory reads the process's resident set and its peak (VmRSS, VmHWM) in bytes.
 func (p *poolerProcess) memory(t *testing.T) (rss, peak int64) {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +117,7 @@ func (p *poolerProcess) memory(t *testing.T) (rss, peak int64) {
 // resetPeak makes VmHWM start again from the current RSS (clear_refs 5).
 func (p *poolerProcess) resetPeak(t *testing.T) {
 	t.Helper()
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0); err != nil {
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.Cmd.Process.Pid), []byte("5"), 0); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -30,7 +30,7 @@ func TestFaultConnectionFloodPastTheFileLimit(t *testing.T) {
 	cfg.Pool.Size = 4
 	const nofile = 1024
 	p := startPoolerProcess(t, cfg, "sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, nofile))
-	pid := p.cmd.Process.Pid
+	pid := p.Cmd.Process.Pid
 	if lim := processLimit(t, pid); lim != nofile {
 		t.Fatalf("pooler runs with %d file descriptors, want %d", lim, nofile)
 	}

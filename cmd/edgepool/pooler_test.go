@@ -49,7 +49,7 @@ func TestPoolerProcessDrainsOnSIGTERM(t *testing.T) {
 	cfg.Pool.Size = 2
 	cfg.Pool.ShutdownTimeout = config.Duration{Duration: 10 * time.Second}
 	p := startPoolerProcess(t, cfg)
-	cmd, exited, ready := p.cmd, p.exited, p.ready
+	cmd, exited, ready := p.Cmd, p.Exited, p.ready
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -16,10 +16,8 @@ import (
 
 // poolerProcess is a real `edgepool pooler` process: this test binary re-run as main.
 type poolerProcess struct {
-	cmd    *exec.Cmd
-	cfg    *config.Config
-	logs   *testutil.SyncBuffer
-	exited chan error
+	*testutil.Process
+	cfg *config.Config
 }
 
 // processConfig is the config of a pooler process in front of pg's database "postgres" on free
@@ -41,8 +39,8 @@ func processConfig(t *testing.T, pg *testpg.Server) (*config.Config, string) {
 
 // startPoolerProcess writes cfg and starts a pooler process on it, waiting until /readyz (the
 // config must listen on an admin address). wrap, when given, is a command line the pooler
-// command is appended to (e.g. a shell that lowers ulimits first). The process is killed when
-// the test ends; its output is logged if the test failed.
+// command is appended to (e.g. a shell that lowers ulimits first). testutil.StartProcess ends
+// it with the test.
 func startPoolerProcess(t *testing.T, cfg *config.Config, wrap ...string) *poolerProcess {
 	t.Helper()
 	data, err := cfg.Marshal()
@@ -54,19 +52,9 @@ func startPoolerProcess(t *testing.T, cfg *config.Config, wrap ...string) *poole
 		t.Fatal(err)
 	}
 	args := append(append([]string(nil), wrap...), os.Args[0], "pooler", "--config", cfgPath)
-	p := &poolerProcess{cmd: exec.Command(args[0], args[1:]...), cfg: cfg, logs: &testutil.SyncBuffer{}, exited: make(chan error, 1)}
-	p.cmd.Env = append(os.Environ(), "EDGEPOOL_TEST_RUN_MAIN=1")
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("pooler output:\n%s", p.logs.String())
-		}
-	})
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "EDGEPOOL_TEST_RUN_MAIN=1")
+	p := &poolerProcess{Process: testutil.StartProcess(t, cmd), cfg: cfg}
 	testutil.Eventually(t, "pooler ready", 15*time.Second, p.ready)
 	return p
 }
