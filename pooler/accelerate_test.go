@@ -213,22 +213,14 @@ func TestAccelerateCacheFollowsReload(t *testing.T) {
 	if got := cacheStatus(); got != "none" {
 		t.Fatalf("cache off: Accelerate-Cache-Status %q, want none", got)
 	}
-	cfg := *h.srv.Config()
-	cfg.HTTP.Cache.Enabled = true
-	if err := h.srv.Reload(&cfg); err != nil {
-		t.Fatal(err)
-	}
+	h.reload(t, func(c *config.Config) { c.HTTP.Cache.Enabled = true })
 	if got := cacheStatus(); got != "miss" {
 		t.Fatalf("first request after the cache was turned on: %q, want miss", got)
 	}
 	if got := cacheStatus(); got != "ttl" {
 		t.Fatalf("repeat within max-age: %q, want ttl", got)
 	}
-	cfg2 := *h.srv.Config()
-	cfg2.HTTP.Cache.Enabled = false
-	if err := h.srv.Reload(&cfg2); err != nil {
-		t.Fatal(err)
-	}
+	h.reload(t, func(c *config.Config) { c.HTTP.Cache.Enabled = false })
 	if got := cacheStatus(); got != "none" {
 		t.Fatalf("after the cache was turned off: %q, want none", got)
 	}

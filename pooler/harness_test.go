@@ -149,6 +149,16 @@ func (h *harness) writeConfig(cfg *config.Config) {
 	}
 }
 
+// reload applies the running config changed by mutate, as a config file change would.
+func (h *harness) reload(t testing.TB, mutate func(*config.Config)) {
+	t.Helper()
+	cfg := *h.srv.Config()
+	mutate(&cfg)
+	if err := h.srv.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (h *harness) port() int { return h.srv.PostgresAddr().(*net.TCPAddr).Port }
 
 func (h *harness) adminURL(path string) string {

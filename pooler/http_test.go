@@ -153,22 +153,14 @@ func TestHTTPCacheFollowsReload(t *testing.T) {
 	if got := cacheStatus(); got == "hit" {
 		t.Fatalf("cache off, yet %q", got)
 	}
-	cfg := *h.srv.Config()
-	cfg.HTTP.Cache.Enabled = true
-	if err := h.srv.Reload(&cfg); err != nil {
-		t.Fatal(err)
-	}
+	h.reload(t, func(c *config.Config) { c.HTTP.Cache.Enabled = true })
 	if got := cacheStatus(); got != "miss" {
 		t.Fatalf("first request after the cache was turned on: %q, want miss", got)
 	}
 	if got := cacheStatus(); got != "hit" {
 		t.Fatalf("repeat within max-age: %q, want hit", got)
 	}
-	cfg2 := *h.srv.Config()
-	cfg2.HTTP.MaxRequestBytes = 1 << 20
-	if err := h.srv.Reload(&cfg2); err != nil {
-		t.Fatal(err)
-	}
+	h.reload(t, func(c *config.Config) { c.HTTP.MaxRequestBytes = 1 << 20 })
 	if got := cacheStatus(); got != "hit" {
 		t.Fatalf("after a reload that left the cache settings alone: %q, want hit", got)
 	}

@@ -175,6 +175,9 @@ func (s *session) startup(ctx context.Context) error {
 		return errors.New("draining")
 	}
 	if s.rt.MaxClients > 0 && s.proxy.clients.Load() >= int64(s.rt.MaxClients) {
+		// Admitted while the last client was still finishing its login: refused all the same,
+		// and counted like the refusals at accept.
+		s.proxy.admissions.refused.Add(1)
 		s.fatal("53300", "sorry, too many clients already")
 		return errors.New("too many clients")
 	}
