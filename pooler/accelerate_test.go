@@ -1,9 +1,12 @@
 package pooler_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -223,5 +226,27 @@ func TestAccelerateCacheFollowsReload(t *testing.T) {
 	h.reload(t, func(c *config.Config) { c.HTTP.Cache.Enabled = false })
 	if got := cacheStatus(); got != "none" {
 		t.Fatalf("after the cache was turned off: %q, want none", got)
+	}
+}
+
+// TestAccelerateBodyTimeoutFollowsReload: http.bodyReadTimeout applies live to the Accelerate
+// endpoint too. Started with a minute, reloaded to 200 ms: a request whose body stops after
+// one byte is answered 408 well before the old bound.
+func TestAccelerateBodyTimeoutFollowsReload(t *testing.T) {
+	h := startPooler(t, func(c *config.Config) {
+		c.Listen.HTTP, c.HTTP.Enabled, c.AllowCleartextWithoutTLS = "127.0.0.1:0", true, true
+		c.HTTP.BodyReadTimeout = config.Duration{Duration: time.Minute}
+	})
+	h.reload(t, func(c *config.Config) { c.HTTP.BodyReadTimeout = config.Duration{Duration: 200 * time.Millisecond} })
+	c, err := net.Dial("tcp", h.srv.HTTPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{", h.key.secret)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	status, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.Contains(status, " 408 ") {
+		t.Fatalf("a stalled body after the reload: %q, %v; want 408 within the new 200 ms bound", status, err)
 	}
 }

@@ -122,6 +122,7 @@ func (s *Server) setHTTPHandler(l *httpListener, cfg *config.Config) {
 			c = l.cache
 		}
 		l.accel.SetCache(c)
+		l.accel.SetBodyTimeout(cfg.HTTP.BodyReadTimeout.Duration)
 		l.accel.Register(mux)
 	}
 	var h http.Handler = mux

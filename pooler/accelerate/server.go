@@ -41,7 +41,8 @@ type Options struct {
 	// Limiter caps requests in flight, in total and per key; the pooler shares one with POST
 	// /sql so a key's budget covers both protocols (nil: no cap).
 	Limiter *edge.Limiter
-	// BodyTimeout bounds reading a request body (408 beyond; 0: no bound).
+	// BodyTimeout bounds reading a request body (408 beyond; 0: no bound). SetBodyTimeout
+	// replaces it (config reloads).
 	BodyTimeout time.Duration
 	// Guard logs refused keys and refuses sources over their failed-login budget (nil: neither).
 	Guard *auth.Guard
@@ -73,6 +74,7 @@ type Server struct {
 	txs      *txManager
 	plans    *planCache
 	cache    atomic.Pointer[cacheRef] // the query cache in force (SetCache)
+	bodyWait atomic.Int64             // the body timeout in force (SetBodyTimeout), nanoseconds
 	refresh  sync.WaitGroup           // background cache refreshes
 	closing  atomic.Bool
 	closeOne sync.Once
@@ -102,6 +104,7 @@ func NewServer(opts Options) *Server {
 	}
 	s := &Server{opts: opts, log: opts.Logger, plans: newPlanCache()}
 	s.SetCache(opts.Cache)
+	s.SetBodyTimeout(opts.BodyTimeout)
 	s.txs = newTxManager(opts.Upstream, opts.MaxTransactionTimeout, opts.Metrics)
 	return s
 }
@@ -112,6 +115,10 @@ type cacheRef struct{ c ResultCache }
 // SetCache puts c in force for the requests that start from now on (nil: no cache). A request
 // or background refresh in flight finishes with the cache it started with.
 func (s *Server) SetCache(c ResultCache) { s.cache.Store(&cacheRef{c: c}) }
+
+// SetBodyTimeout puts the bound on reading a request body in force for requests that start
+// from now on (0: no bound).
+func (s *Server) SetBodyTimeout(d time.Duration) { s.bodyWait.Store(int64(d)) }
 
 // currentCache is the cache in force, nil when there is none.
 func (s *Server) currentCache() ResultCache { return s.cache.Load().c }
@@ -239,7 +246,8 @@ func bearerToken(h string) (string, bool) {
 
 // readBody reads the request body within the size cap and the body timeout.
 func (s *Server) readBody(req *request) ([]byte, error) {
-	body, err := edge.ReadBody(req.w, req.r, s.opts.MaxRequestBytes, s.opts.BodyTimeout)
+	timeout := time.Duration(s.bodyWait.Load())
+	body, err := edge.ReadBody(req.w, req.r, s.opts.MaxRequestBytes, timeout)
 	var mbe *http.MaxBytesError
 	switch {
 	case err == nil:
@@ -250,7 +258,7 @@ func (s *Server) readBody(req *request) ([]byte, error) {
 			message: "request body too large (max " + strconv.Itoa(s.opts.MaxRequestBytes) + " bytes)"}
 	case errors.Is(err, edge.ErrBodyTimeout):
 		return nil, &apiError{status: http.StatusRequestTimeout, code: "P6005",
-			message: "request body not received within " + s.opts.BodyTimeout.String()}
+			message: "request body not received within " + timeout.String()}
 	}
 	return nil, badRequest("could not read the request body")
 }
