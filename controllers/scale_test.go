@@ -85,24 +85,11 @@ func TestTwoHundredPools(t *testing.T) {
 	checksBefore := suite.reconciler.checks.Checks()
 	// Created as a GitOps tool or `kubectl apply` of a directory would: several at a time.
 	start := time.Now()
-	work := make(chan *poolingv1alpha1.ConnectionPool)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for p := range work {
-				if err := suite.client.Create(ctx, p); err != nil {
-					t.Errorf("create %s: %v", p.Name, err)
-				}
-			}
-		}()
-	}
-	for _, p := range pools {
-		work <- p
-	}
-	close(work)
-	wg.Wait()
+	inParallel(8, pools, func(p *poolingv1alpha1.ConnectionPool) {
+		if err := suite.client.Create(ctx, p); err != nil {
+			t.Errorf("create %s: %v", p.Name, err)
+		}
+	})
 	created := time.Since(start)
 
 	var reachableReady, allReported time.Duration
@@ -227,29 +214,20 @@ func markAvailableLoop(ctx context.Context, ns string) {
 	for ctx.Err() == nil {
 		list := &appsv1.DeploymentList{}
 		if err := suite.client.List(ctx, list, client.InNamespace(ns)); err == nil {
-			work := make(chan *appsv1.Deployment)
-			var wg sync.WaitGroup
-			for range 5 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for d := range work {
-						n := *d.Spec.Replicas
-						d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n,
-							ReadyReplicas: n, AvailableReplicas: n, TerminatingReplicas: ptr.To[int32](0)}
-						_ = suite.client.Status().Update(ctx, d)
-					}
-				}()
-			}
+			var stale []*appsv1.Deployment
 			for i := range list.Items {
 				d := &list.Items[i]
 				n := *d.Spec.Replicas
 				if d.Status.ObservedGeneration != d.Generation || d.Status.AvailableReplicas != n || d.Status.Replicas != n {
-					work <- d
+					stale = append(stale, d)
 				}
 			}
-			close(work)
-			wg.Wait()
+			inParallel(5, stale, func(d *appsv1.Deployment) {
+				n := *d.Spec.Replicas
+				d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n,
+					ReadyReplicas: n, AvailableReplicas: n, TerminatingReplicas: ptr.To[int32](0)}
+				_ = suite.client.Status().Update(ctx, d)
+			})
 		}
 		select {
 		case <-ctx.Done():
@@ -349,4 +327,22 @@ func countWrites(ctx context.Context, t *testing.T, ns string, d time.Duration) 
 		t.Fatal(err)
 	}
 	return len(what), what
+}
+
+// inParallel calls fn for every item on workers goroutines and returns when all are done.
+func inParallel[T any](workers int, items []T, fn func(T)) {
+	work := make(chan T)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for it := range work {
+				fn(it)
+			}
+		})
+	}
+	for _, it := range items {
+		work <- it
+	}
+	close(work)
+	wg.Wait()
 }
