@@ -18,6 +18,8 @@
 #   BENCH_HTTP=1                edgepool's HTTP SQL endpoint vs its TCP listener (0 skips it)
 #   BENCH_PRISMA=1              Prisma 7 findUnique via accelerateUrl vs adapter-pg (bench/prisma/run.sh; 0 skips it)
 #   POOL_SIZE=20                upstream connections of PgBouncer and edgepool
+#   PGBOUNCER=path              the PgBouncer binary to compare with (default: the Debian package's); from 1.21 on
+#                               it runs -M prepared too (max_prepared_statements = 200)
 #   BENCH_OUT=bench/results/latest.md   (the chart goes next to it as .svg, the raw runs as -runs.tsv)
 #   BENCH_KEEP=1                keep the temporary directory (data, configs, logs) after the run
 #
@@ -68,7 +70,12 @@ install_deps() {
 		{ apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
 }
 install_deps
-PGBOUNCER="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
+PGBOUNCER="${PGBOUNCER:-$(command -v pgbouncer || echo /usr/sbin/pgbouncer)}"
+[[ -x "$PGBOUNCER" ]] || die "PGBOUNCER=$PGBOUNCER is not an executable"
+pb_ver="$("$PGBOUNCER" --version | head -1 | awk '{print $2}')"
+# Protocol-level prepared statements in transaction mode arrived in PgBouncer 1.21.
+pb_prepared=0
+if [[ "$(printf '%s\n' 1.21 "$pb_ver" | sort -V | head -1)" == 1.21 ]]; then pb_prepared=1; fi
 # The Debian packages start services; this benchmark runs its own throwaway instances only.
 
 # ---------------------------------------------------------------------------------------------
@@ -222,6 +229,7 @@ start_pgbouncer() { # name port tls(0|1) -> sets pid[name]; returns 1 if it did 
 		echo "log_connections = 0"
 		echo "log_disconnections = 0"
 		echo "log_pooler_errors = 1"
+		if ((pb_prepared)); then echo "max_prepared_statements = 200"; fi
 		if ((tls)); then
 			echo "client_tls_sslmode = require"
 			echo "client_tls_key_file = $tmp/tls/server.key"
@@ -386,8 +394,8 @@ run_pgbench() { # round workload target
 		echo "$row_fail" >>"$runs_tsv"
 		return
 	fi
-	if [[ $t == pgbouncer && $wl == select-prepared-* ]]; then
-		return # PgBouncer 1.18 cannot: protocol-level prepared statements arrived in 1.21
+	if [[ $t == pgbouncer && $wl == select-prepared-* ]] && ((!pb_prepared)); then
+		return # PgBouncer before 1.21 cannot: protocol-level prepared statements arrived in 1.21
 	fi
 	local ppid=""
 	case $t in
@@ -614,7 +622,6 @@ ratio() { # a b -> a/b with 2 decimals, or — when either is missing
 }
 
 pg_ver="$("$PG_BIN/postgres" --version | awk '{print $3}')"
-pb_ver="$("$PGBOUNCER" --version | head -1 | awk '{print $2}')"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 dirty=""
 git diff --quiet HEAD -- pooler cmd 2>/dev/null || dirty=" (with uncommitted pooler/cmd changes)"
@@ -645,8 +652,13 @@ report="$tmp/report.md"
 	echo
 	echo "tps, p99 latency of pgbench's per-transaction log, ratios of the medians (tps: above 1 edgepool is faster;"
 	echo "p99: below 1 edgepool's tail is shorter). Pooler CPU: the pooler process's user+system time per transaction"
-	echo "during the run (PostgreSQL and pgbench not included). PgBouncer 1.18 cannot run \`-M prepared\` in transaction"
-	echo "mode (n/a). Every run: \`$(basename "$out_base")-runs.tsv\`."
+	if ((pb_prepared)); then
+		echo "during the run (PostgreSQL and pgbench not included). PgBouncer $pb_ver runs \`-M prepared\` with"
+		echo "\`max_prepared_statements = 200\`. Every run: \`$(basename "$out_base")-runs.tsv\`."
+	else
+		echo "during the run (PostgreSQL and pgbench not included). PgBouncer $pb_ver cannot run \`-M prepared\` in"
+		echo "transaction mode (n/a; it arrived in 1.21: set PGBOUNCER to a newer build). Every run: \`$(basename "$out_base")-runs.tsv\`."
+	fi
 	echo
 	echo "![tps and p99 latency against clients](./$(basename "$out_base").svg)"
 	for n in "${notes[@]}"; do
