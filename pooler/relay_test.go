@@ -370,6 +370,44 @@ func TestStalledClientsAreCut(t *testing.T) {
 	})
 }
 
+// A client idle inside a transaction for idleTransactionTimeout gets FATAL 25P03, in transaction
+// and in session mode, and the connection it held comes back outside that transaction: on a pool
+// of one, the next client runs on it, in a transaction of its own, with the first one's lock gone.
+func TestIdleInTransactionIsCut(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	for _, mode := range []string{config.ModeTransaction, config.ModeSession} {
+		t.Run(mode, func(t *testing.T) {
+			h := startPooler(t, func(c *config.Config) {
+				c.Pool.Mode = mode
+				c.Pool.Size = 1
+				c.Pool.IdleTransactionTimeout = config.Duration{Duration: timeout}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			idle := h.connect(ctx, t)
+			exec1(ctx, t, idle, "begin")
+			exec1(ctx, t, idle, "select pg_advisory_xact_lock(8128)")
+			began := time.Now()
+			err := idle.WaitForNotification(ctx) // returns with the error the pooler sends
+			waited := time.Since(began)
+			if pgCode(err) != "25P03" {
+				t.Fatalf("idle client in a transaction: %v, want FATAL 25P03", err)
+			}
+			// The janitor looks every quarter of the timeout; a busy machine may add a little.
+			if waited < timeout || waited > timeout+3*time.Second {
+				t.Fatalf("cut after %v, want just after idleTransactionTimeout (%v)", waited, timeout)
+			}
+			next := h.connect(ctx, t)
+			if got := exec1(ctx, t, next, "select count(*) from pg_locks where locktype = 'advisory'"); got != "0" {
+				t.Fatalf("%s advisory locks left from the cut transaction", got)
+			}
+			if got := exec1(ctx, t, next, "select now() = statement_timestamp()"); got != "t" {
+				t.Fatal("the next client runs inside the cut client's transaction")
+			}
+		})
+	}
+}
+
 func selectOne(ctx context.Context, t *testing.T, h *harness) {
 	t.Helper()
 	c := h.connect(ctx, t)
