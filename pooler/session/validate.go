@@ -34,23 +34,24 @@ func checkMessageStart(typ byte, prefix []byte, n int) error {
 		m.str()
 		m.str()
 		m.skip(2 * m.count())
-		for k := m.count(); k > 0 && m.going(); k-- {
-			if size := m.int32(); size > 0 {
-				m.skip(int(size))
-			} else if size < -1 {
-				m.fail("invalid parameter length %d", size)
-			}
-		}
+		m.values()
 		m.skip(2 * m.count())
+	case 'F': // function OID, argument formats, arguments, result format
+		m.skip(4)
+		m.skip(2 * m.count())
+		m.values()
+		m.skip(2)
 	case 'E': // portal, row limit
 		m.str()
 		m.skip(4)
 	case 'D', 'C': // 'S' or 'P', name
 		m.skip(1)
 		m.str()
-	case 'S', 'H': // no body
+	case 'f': // CopyFail: error message
+		m.str()
+	case 'S', 'H', 'c': // Sync, Flush, CopyDone: no body
 	default:
-		return nil // F, COPY messages: left to PostgreSQL
+		return nil // CopyData: any bytes
 	}
 	if m.going() && m.off != n {
 		m.fail("%d bytes left over", n-m.off)
@@ -114,6 +115,18 @@ func (m *msgCursor) str() {
 func (m *msgCursor) skip(k int) {
 	if m.need(k) {
 		m.off += k
+	}
+}
+
+// values reads an Int16 count of values, each an Int32 length (-1: NULL) and that many bytes
+// (Bind's parameters, FunctionCall's arguments).
+func (m *msgCursor) values() {
+	for k := m.count(); k > 0 && m.going(); k-- {
+		if size := m.int32(); size > 0 {
+			m.skip(int(size))
+		} else if size < -1 {
+			m.fail("invalid value length %d", size)
+		}
 	}
 }
 

@@ -34,6 +34,11 @@ func TestCheckMessage(t *testing.T) {
 		&pgproto3.Sync{},
 		&pgproto3.Flush{},
 		&pgproto3.CopyData{Data: []byte("anything")},
+		&pgproto3.CopyDone{},
+		&pgproto3.CopyFail{Message: "client gave up"},
+		&pgproto3.FunctionCall{Function: 1598, ArgFormatCodes: []uint16{1}, Arguments: [][]byte{{0, 0, 0, 7}, nil},
+			ResultFormatCode: 1},
+		&pgproto3.FunctionCall{Function: 1598},
 	}
 	for _, m := range valid {
 		typ, body := encode(t, m)
@@ -41,7 +46,7 @@ func TestCheckMessage(t *testing.T) {
 			t.Errorf("%T rejected: %v", m, err)
 		}
 		// Every strict prefix of a message with fields is malformed, and so is one extra byte.
-		if typ == 'd' || typ == 'S' || typ == 'H' {
+		if typ == 'd' || typ == 'S' || typ == 'H' || typ == 'c' {
 			continue
 		}
 		for cut := 0; cut < len(body); cut++ {
@@ -62,6 +67,8 @@ func TestCheckMessage(t *testing.T) {
 		{'S', "x"},                // Sync has no body
 		{'B', "\x00\x00\x00\x00\x00\x01\xff\xff\xff\xfe\x00\x00"}, // parameter length -2
 		{'E', "\x00\x00\x00"}, // row limit cut
+		{'c', "x"},            // CopyDone has no body
+		{'F', "\x00\x00\x06\x3e\x00\x00\x00\x01\xff\xff\xff\xfe\x00\x00"}, // argument length -2
 	} {
 		if err := checkMessage(tt.typ, []byte(tt.body)); !errors.Is(err, ErrProtocol) {
 			t.Errorf("%q %q: %v, want a protocol error", tt.typ, tt.body, err)
