@@ -111,7 +111,7 @@ type Proxy struct {
 	janitorOn bool                // janitor.go; guarded by mu
 
 	admissions admissions   // connections logging in (admission.go)
-	clients    atomic.Int64 // connected, past startup
+	clients    atomic.Int64 // logged in (or telling the client so): MaxClients' places taken
 	inState    [numStates]atomic.Int64
 	accepted   atomic.Int64
 	replays    atomic.Int64 // requests moved to a fresh connection (the first was found dead)
@@ -215,6 +215,21 @@ func (p *Proxy) CloseAll() {
 }
 
 // register issues a cancel key for s.
+// takeClientPlace takes one of limit places for a logged-in client, or reports false when all
+// are taken (limit 0: no limit). Check and take are one step, so concurrent logins never end
+// with more than limit clients.
+func (p *Proxy) takeClientPlace(limit int) bool {
+	for {
+		n := p.clients.Load()
+		if limit > 0 && n >= int64(limit) {
+			return false
+		}
+		if p.clients.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 func (p *Proxy) register(s *session) {
 	var b [8]byte
 	p.mu.Lock()

@@ -64,6 +64,7 @@ type session struct {
 	parkNext      bool        // park at the next idle wait (after startup; the janitor's kick)
 	ended         bool
 	skipUntilSync bool // an extended-protocol batch whose connection could not be had
+	counted       bool // holds one of MaxClients' places (takeClientPlace)
 }
 
 // endAfterError ends the session after a read or handling error. A protocol violation is

@@ -79,11 +79,10 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, rt *Runt
 		if !errors.Is(err, errCancelRequest) {
 			p.Log.Debug("client startup failed", "remote", conn.RemoteAddr().String(), "err", err)
 		}
-		s.end(err, false)
+		s.end(err, s.pid != 0) // registered when only the last write failed
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
-	p.clients.Add(1)
 	s.r.maxBody = s.rt.MaxMessageBytes
 	s.setState(StateIdle)
 	s.loop(ctx)
@@ -97,8 +96,11 @@ func (s *session) end(err error, registered bool) {
 	s.ended = true
 	if registered {
 		s.proxy.unregister(s)
-		s.proxy.clients.Add(-1)
 		s.proxy.Observer.Bytes(s.r.bytesIn, s.w.bytesOut)
+	}
+	if s.counted {
+		s.counted = false
+		s.proxy.clients.Add(-1)
 	}
 	s.releaseBuffers()
 	_ = s.conn.Close()
@@ -225,6 +227,14 @@ func (s *session) startup(ctx context.Context) error {
 		s.sendError(errorFor(err, "08006", "cannot reach the upstream database"), "FATAL")
 		return fmt.Errorf("learn server parameters: %w", err)
 	}
+	// The place is taken before the client hears it is logged in: a client that connects after
+	// that always finds it taken (the check above only spares refused clients the auth work).
+	if !s.proxy.takeClientPlace(s.rt.MaxClients) {
+		s.proxy.admissions.refused.Add(1)
+		s.fatal("53300", "sorry, too many clients already")
+		return errors.New("too many clients")
+	}
+	s.counted = true
 	s.proxy.register(s)
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
