@@ -214,7 +214,6 @@ func (p *Proxy) CloseAll() {
 	}
 }
 
-// register issues a cancel key for s.
 // takeClientPlace takes one of limit places for a logged-in client, or reports false when all
 // are taken (limit 0: no limit). Check and take are one step, so concurrent logins never end
 // with more than limit clients.
@@ -230,6 +229,7 @@ func (p *Proxy) takeClientPlace(limit int) bool {
 	}
 }
 
+// register issues a cancel key for s.
 func (p *Proxy) register(s *session) {
 	var b [8]byte
 	p.mu.Lock()

@@ -64,7 +64,6 @@ type session struct {
 	parkNext      bool        // park at the next idle wait (after startup; the janitor's kick)
 	ended         bool
 	skipUntilSync bool // an extended-protocol batch whose connection could not be had
-	counted       bool // holds one of MaxClients' places (takeClientPlace)
 }
 
 // endAfterError ends the session after a read or handling error. A protocol violation is
@@ -80,7 +79,7 @@ func (s *session) endAfterError(err error) {
 	if errors.Is(err, errEnded) {
 		err = nil
 	}
-	s.end(s.finish(err), true)
+	s.end(s.finish(err))
 }
 
 // resume carries on with the client loop on a fresh goroutine after the reactor saw the idle

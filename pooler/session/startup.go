@@ -79,7 +79,7 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, rt *Runt
 		if !errors.Is(err, errCancelRequest) {
 			p.Log.Debug("client startup failed", "remote", conn.RemoteAddr().String(), "err", err)
 		}
-		s.end(err, s.pid != 0) // registered when only the last write failed
+		s.end(err) // registered when only the last write failed
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
@@ -88,19 +88,18 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, rt *Runt
 	s.loop(ctx)
 }
 
-// end releases everything the session holds and reports err to the caller, once.
-func (s *session) end(err error, registered bool) {
+// end releases everything the session holds and reports err to the caller, once. A session
+// with a pid was registered and holds one of MaxClients' places (both taken together at the end
+// of startup).
+func (s *session) end(err error) {
 	if s.ended {
 		return
 	}
 	s.ended = true
-	if registered {
+	if s.pid != 0 {
 		s.proxy.unregister(s)
-		s.proxy.Observer.Bytes(s.r.bytesIn, s.w.bytesOut)
-	}
-	if s.counted {
-		s.counted = false
 		s.proxy.clients.Add(-1)
+		s.proxy.Observer.Bytes(s.r.bytesIn, s.w.bytesOut)
 	}
 	s.releaseBuffers()
 	_ = s.conn.Close()
@@ -112,7 +111,7 @@ func (s *session) end(err error, registered bool) {
 func (s *session) onPanic(r any) {
 	s.proxy.Log.Error("client session panicked", "remote", s.conn.RemoteAddr().String(), "panic", r,
 		"stack", string(debug.Stack()))
-	s.end(fmt.Errorf("session panic: %v", r), s.pid != 0)
+	s.end(fmt.Errorf("session panic: %v", r))
 }
 
 var errCancelRequest = errors.New("cancel request handled")
@@ -177,11 +176,7 @@ func (s *session) startup(ctx context.Context) error {
 		return errors.New("draining")
 	}
 	if s.rt.MaxClients > 0 && s.proxy.clients.Load() >= int64(s.rt.MaxClients) {
-		// Admitted while the last client was still finishing its login: refused all the same,
-		// and counted like the refusals at accept.
-		s.proxy.admissions.refused.Add(1)
-		s.fatal("53300", "sorry, too many clients already")
-		return errors.New("too many clients")
+		return s.refuseFull() // early, sparing the auth work; takeClientPlace decides
 	}
 	if _, ok := sp.params["replication"]; ok && sp.params["replication"] != "false" && sp.params["replication"] != "0" {
 		s.fatal("08P01", "replication connections are not supported by the pooler")
@@ -228,13 +223,10 @@ func (s *session) startup(ctx context.Context) error {
 		return fmt.Errorf("learn server parameters: %w", err)
 	}
 	// The place is taken before the client hears it is logged in: a client that connects after
-	// that always finds it taken (the check above only spares refused clients the auth work).
+	// that always finds it taken.
 	if !s.proxy.takeClientPlace(s.rt.MaxClients) {
-		s.proxy.admissions.refused.Add(1)
-		s.fatal("53300", "sorry, too many clients already")
-		return errors.New("too many clients")
+		return s.refuseFull()
 	}
-	s.counted = true
 	s.proxy.register(s)
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
@@ -257,6 +249,14 @@ func (s *session) startup(ctx context.Context) error {
 	_ = s.w.encode(&pgproto3.BackendKeyData{ProcessID: s.pid, SecretKey: s.secret[:]})
 	_ = s.w.encode(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 	return s.w.flush(true)
+}
+
+// refuseFull answers a login that finds MaxClients clients logged in (admitted while the
+// last of them was still logging in), counted like the refusals at accept.
+func (s *session) refuseFull() error {
+	s.proxy.admissions.refused.Add(1)
+	s.fatal("53300", "sorry, too many clients already")
+	return errors.New("too many clients")
 }
 
 // authenticate runs SCRAM or a cleartext exchange for key name user. Cleartext is asked for
