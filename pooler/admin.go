@@ -164,7 +164,7 @@ func (m *Metrics) register(s *Server) {
 			"Connections closed before finishing their login to make room for newer ones (pool.maxAuthenticatingConnections).",
 			func() float64 { return float64(s.proxy.Stats().LoginsEvicted) }),
 		counter("edgepool_client_connections_refused_total",
-			"Connections refused because pool.maxClientConnections clients were logged in.",
+			"Connections refused with 53300: pool.maxClientConnections clients were logged in, or every login in progress had spoken recently.",
 			func() float64 { return float64(s.proxy.Stats().Refused) }),
 		counter("edgepool_pool_wait_timeouts_total", "Clients that got the query-wait timeout error.",
 			func() float64 { return float64(s.pool.Stats().WaitTimeouts) }),

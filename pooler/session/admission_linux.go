@@ -8,10 +8,28 @@ import (
 )
 
 // hasSpoken reports whether conn has bytes waiting to be read (or is not a plain TCP
-// connection, whose transport has spoken already), without reading them or waiting.
-func hasSpoken(conn net.Conn) bool { return waitSpoken(conn, 0) }
+// connection, whose transport has spoken already), without reading them or waiting. It does
+// not take conn's read lock, so it may look at a connection whose session is blocked reading it.
+func hasSpoken(conn net.Conn) bool {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return true
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	spoken := false
+	_ = raw.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		spoken = err == nil && n > 0
+	})
+	return spoken
+}
 
-// waitSpoken is hasSpoken, waiting up to wait for the first bytes.
+// waitSpoken is hasSpoken, waiting up to wait for the first bytes (the caller is the only
+// reader of conn: it holds conn's read lock meanwhile).
 func waitSpoken(conn net.Conn, wait time.Duration) bool {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {

@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// hasSpoken: without a cheap peek every connection counts as having spoken (plain
-// oldest-first eviction).
+// hasSpoken: without a cheap peek every connection counts as having spoken (only stalled
+// logins make room; otherwise newcomers are refused).
 func hasSpoken(net.Conn) bool { return true }
 
 func waitSpoken(net.Conn, time.Duration) bool { return true }

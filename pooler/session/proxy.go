@@ -39,7 +39,8 @@ type Runtime struct {
 	Guard *auth.Guard
 	// MaxClients caps client connections, logged in or logging in (admission.go).
 	MaxClients int
-	// MaxAuthenticating caps connections logging in; the oldest is evicted for a new one.
+	// MaxAuthenticating caps connections logging in; a stalled or silent one makes room for a
+	// new one, else the new one is refused (admission.go).
 	MaxAuthenticating      int
 	AuthTimeout            time.Duration
 	IdleTransactionTimeout time.Duration
@@ -164,7 +165,8 @@ type Stats struct {
 	LoggingIn int64 `json:"clientsLoggingIn"`
 	// LoginsEvicted were closed to make room for newer logins (MaxAuthenticating).
 	LoginsEvicted int64 `json:"clientsLoginsEvictedTotal"`
-	// Refused found MaxClients clients logged in.
+	// Refused got 53300: MaxClients clients were logged in, or every login in progress had
+	// spoken and none had stalled (admission.go).
 	Refused int64 `json:"clientsRefusedTotal"`
 }
 
