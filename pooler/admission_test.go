@@ -3,6 +3,8 @@ package pooler_test
 import (
 	"context"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,5 +67,67 @@ func TestLoginsInProgressAreCapped(t *testing.T) {
 	}
 	if n := metricValue(t, h, "edgepool_client_connections_refused_total"); n < 1 {
 		t.Fatal("refusal not counted")
+	}
+}
+
+// TestConcurrentLoginsStayWithinMaxClients: limits proved — pool.maxClientConnections under a
+// burst of valid logins larger than it. 40 clients connect at once against 8 places: some get
+// in, at most 8, and every other one is refused with 53300 at once. None is pushed out in the
+// middle of its login: once every login in progress has spoken, newcomers are refused instead
+// of evicting the oldest login (which let a burst push out every login before it finished, and
+// nobody got in). The only other failure allowed is a connection closed before the pooler had
+// received anything from it (its startup packet trailed its accept): the silent-first rule
+// evicts those, as it does a flood of silent connections.
+func TestConcurrentLoginsStayWithinMaxClients(t *testing.T) {
+	const maxClients, burst = 8, 40
+	h := startPooler(t, func(c *config.Config) {
+		c.Pool.MaxClientConnections = maxClients
+		c.Pool.Size = 2
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type result struct {
+		conn *pgconn.PgConn
+		err  error
+	}
+	results := make(chan result, burst)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range burst {
+		wg.Go(func() {
+			<-start
+			c, err := pgconn.Connect(ctx, h.dsn(h.key, ""))
+			results <- result{c, err}
+		})
+	}
+	close(start)
+	wg.Wait() // every client has tried; the ones that got in hold their connection until the end
+	close(results)
+	var in, refused, closedSilent int
+	for r := range results {
+		switch {
+		case r.err == nil:
+			in++
+			t.Cleanup(func() { r.conn.Close(context.Background()) })
+		case pgCode(r.err) == "53300":
+			refused++
+		case ctx.Err() == nil && strings.Contains(r.err.Error(), "failed to receive message"):
+			closedSilent++ // closed before the pooler answered anything: evicted (counted below)
+		default:
+			t.Errorf("a client that did not get in: %v, want 53300", r.err)
+		}
+	}
+	t.Logf("%d of %d clients logged in, %d refused with 53300, %d closed before an answer", in, burst, refused, closedSilent)
+	if in < 1 || in > maxClients {
+		t.Fatalf("%d clients logged in, want 1 to %d", in, maxClients)
+	}
+	testutil.Eventually(t, "the pooler sees the clients that got in", 5*time.Second, func() bool {
+		return metricValue(t, h, `edgepool_clients{state="idle"}`) == float64(in)
+	})
+	if n := metricValue(t, h, "edgepool_client_connections_refused_total"); n < float64(refused) {
+		t.Fatalf("%v refusals counted, %d clients refused", n, refused)
+	}
+	if n := metricValue(t, h, "edgepool_client_logins_evicted_total"); n < float64(closedSilent) {
+		t.Fatalf("%v evictions counted, %d clients closed before an answer", n, closedSilent)
 	}
 }
