@@ -10,7 +10,9 @@
 #                               1,000 SCRAM clients eats into pgbench's clock)
 #   BENCH_ROUNDS=3              rounds; each runs every workload on every target; medians are reported
 #   BENCH_SCALE=10              pgbench scale factor (-s)
-#   BENCH_TARGETS="direct pgbouncer edgepool"
+#   BENCH_TARGETS="direct pgbouncer edgepool"   add model-goroutine and/or model-loop for the lab relays of
+#                               bench/relaymodels (what the concurrency model alone costs; plain workloads
+#                               except select-prepared and connect; a second table in the report)
 #   BENCH_WORKLOADS="select-simple-20 select-simple-100 select-simple-1000 select-simple-tls-100
 #                    select-simple-tls-1000 select-extended-100 select-prepared-100 tpcb-50 connect-50"
 #   IDLE_CLIENTS=10000          idle client connections for the memory test (0 skips it)
@@ -317,6 +319,27 @@ if has_target edgepool; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# Relay models (bench/relaymodels), only when BENCH_TARGETS names them: two byte relays without
+# authentication or checks that differ only in their concurrency model, against the same
+# PostgreSQL with the same pool size (docs/benchmarks.md, "Relay models").
+for t in model-goroutine model-loop; do
+	has_target "$t" || continue
+	[[ -x "$tmp/relaymodels" ]] || go build -o "$tmp/relaymodels" ./bench/relaymodels 2>"$tmp/build-models.log" ||
+		{ status[$t]="build failed: $(head -c 300 "$tmp/build-models.log" | tr '\n' ' ')"; continue; }
+	free_port MODEL_PORT
+	PGPASSWORD="$PG_PASSWORD" "$tmp/relaymodels" -model "${t#model-}" -listen "127.0.0.1:$MODEL_PORT" -pool "$POOL_SIZE" \
+		-upstream "postgres://$DB_USER@127.0.0.1:$PG_PORT/$DB?sslmode=disable" >"$tmp/$t.log" 2>&1 &
+	pids+=($!)
+	proc[$t]=$!
+	if wait_port "$MODEL_PORT" 20 "${proc[$t]}"; then
+		status[$t]=ok port[$t,plain]=$MODEL_PORT user[$t]=$DB_USER pass[$t,plain]=unused
+		log "$t on 127.0.0.1:$MODEL_PORT"
+	else
+		status[$t]="did not start: $(tail -c 300 "$tmp/$t.log" | tr '\n' ' ')"
+	fi
+done
+
+# ---------------------------------------------------------------------------------------------
 failures=0
 
 # Idle-client memory: RSS growth of the pooler process per authenticated idle client, measured
@@ -399,10 +422,14 @@ run_pgbench() { # round workload target
 	if [[ $t == pgbouncer && $wl == select-prepared-* ]] && ((!pb_prepared)); then
 		return # PgBouncer before 1.21 cannot: protocol-level prepared statements arrived in 1.21
 	fi
+	if [[ $t == model-* && ($tr == tls || $wl == select-prepared-* || $wl == connect-*) ]]; then
+		return # the lab relays speak plain TCP, hold no statements and have no login to measure
+	fi
 	local ppid=""
 	case $t in
 	pgbouncer) ppid=${proc[pgbouncer]}; [[ $tr == tls ]] && ppid=${proc[pgbouncer-tls]} ;;
 	edgepool) ppid=${proc[edgepool]}; [[ $tr == tls ]] && ppid=${proc[edgepool-tls]} ;;
+	model-*) ppid=${proc[$t]} ;;
 	esac
 	local secs=$BENCH_SECONDS
 	((${wl_clients[$wl]} >= 1000)) && secs=$((secs + 20))
@@ -470,7 +497,7 @@ PGPASSWORD="$PG_PASSWORD" PGSSLMODE=disable pgbench -n -S -c 10 -j 2 -T 3 -p "$P
 # shared machine hits all of them alike; medians over the rounds are reported.
 for round in $(seq "$BENCH_ROUNDS"); do
 	for wl in $BENCH_WORKLOADS; do
-		for t in direct pgbouncer edgepool; do
+		for t in direct pgbouncer edgepool model-goroutine model-loop; do
 			has_target "$t" || continue
 			run_pgbench "$round" "$wl" "$t"
 		done
@@ -736,7 +763,7 @@ report="$tmp/report.md"
 		echo "HTTP query: \`select abalance from pgbench_accounts where aid = 1\`; pgbench -S selects one row by random aid."
 	fi
 	[[ -f "$tmp/prisma.md" ]] && cat "$tmp/prisma.md"
-	for t in pgbouncer edgepool; do
+	for t in pgbouncer edgepool model-goroutine model-loop; do
 		if has_target "$t" && [[ "${status[$t]}" != ok ]]; then
 			echo
 			echo "**$t FAILED:** ${status[$t]}"

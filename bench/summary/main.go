@@ -48,6 +48,7 @@ func run(in, svgPath string, out io.Writer) error {
 	}
 	cells := medians(runs)
 	writeTable(out, cells)
+	writeModelsTable(out, cells)
 	if svgPath != "" {
 		return os.WriteFile(svgPath, []byte(chart(cells)), 0o644)
 	}
@@ -196,6 +197,44 @@ func writeTable(w io.Writer, cells []cell) {
 			show("direct"), show("pgbouncer"), show("edgepool"),
 			ratio(ep.tps, dir.tps, row, "direct"), ratio(ep.tps, pb.tps, row, "pgbouncer"),
 			ratio(ep.p99, pb.p99, row, "pgbouncer"), fmtCPU(pb.cpu, row, "pgbouncer"), fmtCPU(ep.cpu, row, "edgepool"))
+	}
+}
+
+// models are the lab relays of bench/relaymodels, run only when BENCH_TARGETS names them.
+var models = []string{"model-goroutine", "model-loop"}
+
+// writeModelsTable prints, when the runs include the relay models, their tps next to PgBouncer's
+// and edgepool's, as ratios to PgBouncer, with each process's CPU per transaction.
+func writeModelsTable(w io.Writer, cells []cell) {
+	if !slices.ContainsFunc(cells, func(c cell) bool { return slices.Contains(models, c.target) }) {
+		return
+	}
+	fmt.Fprintln(w, "\n**Relay models** (bench/relaymodels: byte relays without authentication or checks, one per concurrency model; tps as a ratio to PgBouncer, pooler CPU µs/tx)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| workload | clients | PgBouncer tps | edgepool | goroutine model | loop model | CPU µs/tx PgBouncer / edgepool / goroutine / loop |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
+	var seen []string
+	for _, c := range cells {
+		if !slices.Contains(models, c.target) || slices.Contains(seen, c.workload) {
+			continue
+		}
+		seen = append(seen, c.workload)
+		row := map[string]cell{}
+		for _, t := range append([]string{"pgbouncer", "edgepool"}, models...) {
+			if x, ok := find(cells, c.workload, t); ok {
+				row[t] = x
+			}
+		}
+		pb := row["pgbouncer"]
+		rel := func(t string) string { return ratio(row[t].tps, pb.tps, row, "pgbouncer") }
+		pbTPS := "n/a"
+		if _, ok := row["pgbouncer"]; ok {
+			pbTPS = fmt.Sprintf("%.0f", pb.tps)
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s / %s / %s / %s |\n", c.workload, c.clients, pbTPS,
+			rel("edgepool"), rel("model-goroutine"), rel("model-loop"), fmtCPU(pb.cpu, row, "pgbouncer"),
+			fmtCPU(row["edgepool"].cpu, row, "edgepool"), fmtCPU(row["model-goroutine"].cpu, row, "model-goroutine"),
+			fmtCPU(row["model-loop"].cpu, row, "model-loop"))
 	}
 }
 

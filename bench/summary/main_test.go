@@ -56,8 +56,35 @@ func TestTableAndChart(t *testing.T) {
 			t.Errorf("table lacks\n%s\ngot\n%s", want, table)
 		}
 	}
+	if strings.Contains(table, "Relay models") {
+		t.Error("the relay-models table appeared without model runs")
+	}
 	svg := chart(cells)
 	if !strings.HasPrefix(svg, "<svg") || strings.Count(svg, "<polyline") != 6 {
 		t.Errorf("chart: want an svg with 3 lines per panel, got %d polylines", strings.Count(svg, "<polyline"))
+	}
+}
+
+// TestModelsTable: runs of the relay models get their own table, as ratios to PgBouncer; a
+// model's failed run is a dash, not a number.
+func TestModelsTable(t *testing.T) {
+	runs, err := parseRuns(strings.NewReader(raw +
+		"1\tselect-simple-100\tplain\t100\tmodel-goroutine\t5700\t14\t30\t28\n" +
+		"1\tselect-simple-100\tplain\t100\tmodel-loop\t6900\t12\t25\t19\n" +
+		"1\tselect-prepared-100\tplain\t100\tmodel-loop\tFAILED\t-\t-\t-\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	writeTable(&out, medians(runs))
+	writeModelsTable(&out, medians(runs))
+	for _, want := range []string{
+		"**Relay models**",
+		"| select-simple-100 | 100 | 6000 | 1.08 | 0.95 | 1.15 | 25.0 / 22.5 / 28.0 / 19.0 |",
+		"| select-prepared-100 | 100 | n/a | — | — | — | — / 20.0 / — / — |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks\n%s\ngot\n%s", want, out.String())
+		}
 	}
 }
