@@ -33,6 +33,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# The knobs set for this run (besides seconds and rounds), for the report's command line.
+knobs=""
+for v in BENCH_TARGETS BENCH_WORKLOADS BENCH_SCALE POOL_SIZE IDLE_CLIENTS BENCH_SYSCALLS BENCH_PROFILE BENCH_HTTP \
+	BENCH_PRISMA PGBOUNCER BENCH_OUT; do
+	if [[ -n "${!v+x}" ]]; then knobs+="$v=\"${!v}\" "; fi
+done
+
 BENCH_SECONDS="${BENCH_SECONDS:-10}"
 BENCH_ROUNDS="${BENCH_ROUNDS:-3}"
 BENCH_SCALE="${BENCH_SCALE:-10}"
@@ -72,8 +79,6 @@ install_deps() {
 		{ apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
 }
 install_deps
-pb_env=""
-if [[ -n "${PGBOUNCER:-}" ]]; then pb_env="PGBOUNCER=$PGBOUNCER "; fi
 PGBOUNCER="${PGBOUNCER:-$(command -v pgbouncer || echo /usr/sbin/pgbouncer)}"
 [[ -x "$PGBOUNCER" ]] || die "PGBOUNCER=$PGBOUNCER is not an executable"
 pb_ver="$("$PGBOUNCER" --version | head -1 | awk '{print $2}')"
@@ -668,7 +673,7 @@ report="$tmp/report.md"
 	echo "- Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg); everything on loopback"
 	echo "- PostgreSQL $pg_ver (fsync/synchronous_commit/full_page_writes off, max_connections 1100), PgBouncer $pb_ver, edgepool \`bin/edgepool pooler\` (GOMAXPROCS ${GOMAXPROCS:-$(nproc) (default)})"
 	echo "- Pools: transaction mode, $POOL_SIZE upstream connections for PgBouncer and edgepool; SCRAM-SHA-256 client auth everywhere; TLS runs: \`sslmode=require\`, PgBouncer \`client_tls_sslmode = require\`, one certificate for all"
-	echo "- Each cell: the median of $BENCH_ROUNDS rounds of \`pgbench -T $BENCH_SECONDS\` (1,000 clients: $((BENCH_SECONDS + 20)) s), scale $BENCH_SCALE, rounds interleaving every workload and target; command: \`${pb_env}BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS make bench\`"
+	echo "- Each cell: the median of $BENCH_ROUNDS rounds of \`pgbench -T $BENCH_SECONDS\` (1,000 clients: $((BENCH_SECONDS + 20)) s), scale $BENCH_SCALE, rounds interleaving every workload and target; command: \`${knobs}BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS make bench\`"
 	# The load at the end includes the benchmark's own runs (1,000 clients keep a thousand processes
 	# runnable), so only the load before it started tells whether other work shared the machine.
 	if awk -v a="${load_at_start%% *}" -v n="$(nproc)" 'BEGIN { exit !(a > n) }'; then
