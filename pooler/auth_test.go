@@ -1,8 +1,10 @@
 package pooler_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -135,5 +137,34 @@ func TestUnknownDatabaseRefused(t *testing.T) {
 	_, err := pgconn.Connect(ctx, dsn)
 	if code := pgCode(err); code != "3D000" {
 		t.Fatalf("want 3D000, got %v", err)
+	}
+}
+
+// TestStartupRefusesASecondGSSENCRequest: a client may ask for GSS encryption once (answered
+// 'N'), as in PostgreSQL; a second GSSENCRequest is a protocol error, as a second SSLRequest
+// is. Otherwise a connection could keep itself in startup, sending one every so often, for as
+// long as the auth timeout lets it.
+func TestStartupRefusesASecondGSSENCRequest(t *testing.T) {
+	h := startPooler(t, nil)
+	raw, err := net.Dial("tcp", h.srv.PostgresAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	gssenc := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30} // 80877104
+	_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := raw.Write(gssenc); err != nil {
+		t.Fatal(err)
+	}
+	answer := make([]byte, 1)
+	if _, err := io.ReadFull(raw, answer); err != nil || answer[0] != 'N' {
+		t.Fatalf("first GSSENCRequest: %q, %v; want N", answer, err)
+	}
+	if _, err := raw.Write(gssenc); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(raw)
+	if len(got) == 0 || got[0] != 'E' || !bytes.Contains(got, []byte("08P01")) {
+		t.Fatalf("second GSSENCRequest: %q, want ErrorResponse 08P01 and close", got)
 	}
 }

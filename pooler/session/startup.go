@@ -123,7 +123,7 @@ func (s *session) startup(ctx context.Context) error {
 	// queues them, and each one's pool wait alone may be longer than the auth timeout).
 	ctx, cancel := context.WithTimeout(ctx, s.rt.AuthTimeout)
 	defer cancel()
-	triedSSL := false
+	triedSSL, triedGSS := false, false
 	var sp *startupPacket
 	for sp == nil {
 		body, err := readStartupPacket(s.conn)
@@ -141,6 +141,11 @@ func (s *session) startup(ctx context.Context) error {
 			s.proxy.cancel(pkt.cancel.pid, pkt.cancel.secret)
 			return errCancelRequest
 		case codeGSSENC:
+			if triedGSS {
+				s.fatal("08P01", "duplicate GSSENC negotiation")
+				return fmt.Errorf("%w: duplicate GSSENCRequest", ErrProtocol)
+			}
+			triedGSS = true
 			if _, err := s.conn.Write([]byte{'N'}); err != nil {
 				return err
 			}
