@@ -72,12 +72,13 @@ func TestLoginsInProgressAreCapped(t *testing.T) {
 
 // TestConcurrentLoginsStayWithinMaxClients: limits proved — pool.maxClientConnections under a
 // burst of valid logins larger than it. 40 clients connect at once against 8 places: some get
-// in, at most 8, and every other one is refused with 53300 at once. None is pushed out in the
-// middle of its login: once every login in progress has spoken, newcomers are refused instead
-// of evicting the oldest login (which let a burst push out every login before it finished, and
-// nobody got in). The only other failure allowed is a connection closed before the pooler had
-// received anything from it (its startup packet trailed its accept): the silent-first rule
-// evicts those, as it does a flood of silent connections.
+// in, at most 8, and every other one is refused with 53300. None is pushed out in the middle of
+// its login: a login that is answering the auth exchange is never pushed out, and a newcomer
+// that finds no other waits for a place and is refused when none comes free (evicting the
+// oldest login instead let a burst push out every login before it finished, and nobody got
+// in). The only other failure allowed is a connection closed before the pooler had received
+// anything from it (its startup packet trailed its accept): the silent-first rule evicts
+// those, as it does a flood of silent connections.
 func TestConcurrentLoginsStayWithinMaxClients(t *testing.T) {
 	const maxClients, burst = 8, 40
 	h := startPooler(t, func(c *config.Config) {

@@ -115,8 +115,8 @@ type Pool struct {
 	// descriptor limit.
 	MaxClientConnections int `json:"maxClientConnections"`
 	// MaxAuthenticatingConnections caps connections that have not finished logging in; a new
-	// one then replaces a login that stalled or one that has sent nothing, or is refused when
-	// all have spoken recently (session/admission.go). 0: maxClientConnections/8, at least 16.
+	// one then replaces a login that stalled or one that has sent nothing, or waits for a place
+	// (session/admission.go). 0: maxClientConnections/8, at least 16.
 	MaxAuthenticatingConnections int `json:"maxAuthenticatingConnections,omitempty"`
 	// QueryWaitTimeout bounds how long a client waits for an upstream connection.
 	QueryWaitTimeout Duration `json:"queryWaitTimeout"`

@@ -7,25 +7,26 @@ import (
 	"time"
 )
 
-// hasSpoken reports whether conn has bytes waiting to be read (or is not a plain TCP
-// connection, whose transport has spoken already), without reading them or waiting. It does
-// not take conn's read lock, so it may look at a connection whose session is blocked reading it.
-func hasSpoken(conn net.Conn) bool {
+// peek copies the bytes waiting to be read on conn into b without reading them or waiting, and
+// reports how many (-1: conn is not a plain TCP connection). It does not take conn's read
+// lock, so it may look at a connection whose session is blocked reading it.
+func peek(conn net.Conn, b []byte) int {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
-		return true
+		return -1
 	}
 	raw, err := tc.SyscallConn()
 	if err != nil {
-		return true
+		return -1
 	}
-	spoken := false
+	n := 0
 	_ = raw.Control(func(fd uintptr) {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		spoken = err == nil && n > 0
+		got, _, err := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if err == nil {
+			n = got
+		}
 	})
-	return spoken
+	return n
 }
 
 // waitSpoken is hasSpoken, waiting up to wait for the first bytes (the caller is the only

@@ -2,6 +2,8 @@ package session
 
 import (
 	"bytes"
+	"container/list"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -25,6 +27,16 @@ func tcpPair(t *testing.T, ln net.Listener) (server, client net.Conn) {
 	return server, client
 }
 
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
 func closed(c net.Conn) bool {
 	_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
 	_, err := c.Read(make([]byte, 1))
@@ -36,186 +48,392 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// speak sends client's first bytes and waits until server has them (unread).
-func speak(t *testing.T, server, client net.Conn) {
+// send writes b from client and waits until server has it (unread).
+func send(t *testing.T, server, client net.Conn, b []byte) {
 	t.Helper()
-	if _, err := client.Write([]byte{0, 0, 0, 8}); err != nil {
+	if _, err := client.Write(b); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); !hasSpoken(server); {
+	for deadline := time.Now().Add(5 * time.Second); ; runtime.Gosched() {
+		var buf [maxCancelPacket]byte
+		if n := peek(server, buf[:]); n < 0 || n >= len(b) {
+			return
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("the bytes never arrived")
 		}
-		runtime.Gosched()
 	}
 }
 
-// newcomer admits a new connection to p as the session does (admit, then settle: a silent
-// newcomer at the cap waits speakGrace first; refuseTooMany when refused) and reports whether
-// it was let in. The client side of a refused newcomer must have read 53300.
-func newcomer(t *testing.T, p *Proxy, rt *Runtime, ln net.Listener, speaks bool) (*admission, net.Conn, bool) {
+// speak sends client's first bytes (the start of a startup packet) and waits until server has
+// them.
+func speak(t *testing.T, server, client net.Conn) { send(t, server, client, []byte{0, 0, 0, 8}) }
+
+// arrival is a newcomer going through admission as a session does: admit on the accept loop,
+// then settle on its own goroutine (a newcomer on hold or in the waiting line blocks there).
+type arrival struct {
+	adm            *admission
+	held           bool // admit put it on hold
+	server, client net.Conn
+	result         chan bool // let in; false: refused, and its client read 53300
+}
+
+func arrive(t *testing.T, p *Proxy, rt *Runtime, ln net.Listener, first []byte) *arrival {
 	t.Helper()
-	server, client := tcpPair(t, ln)
-	if speaks {
-		speak(t, server, client)
+	a := &arrival{result: make(chan bool, 1)}
+	a.server, a.client = tcpPair(t, ln)
+	if first != nil {
+		send(t, a.server, a.client, first)
 	}
-	adm, ok := p.admit(server, rt)
-	if ok && !p.settle(adm, rt) {
-		ok = false
+	adm, ok := p.admit(a.server, rt)
+	a.adm = adm
+	if !ok {
+		refuseTooMany(a.server)
+		a.result <- false
+		return a
+	}
+	a.held = adm.onHold
+	go func() {
+		ok := p.settle(adm, rt)
+		if !ok {
+			refuseTooMany(a.server)
+		}
+		a.result <- ok
+	}()
+	return a
+}
+
+// outcome waits for settle and reports whether the newcomer was let in; a refused one must have
+// been told 53300.
+func (a *arrival) outcome(t *testing.T) bool {
+	t.Helper()
+	var ok bool
+	select {
+	case ok = <-a.result:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the newcomer was neither let in nor refused")
 	}
 	if !ok {
-		refuseTooMany(server)
-		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if got, _ := io.ReadAll(client); !bytes.Contains(got, []byte("53300")) {
+		_ = a.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if got, _ := io.ReadAll(a.client); !bytes.Contains(got, []byte("53300")) {
 			t.Fatalf("a refused newcomer read %q, want 53300", got)
 		}
 	}
-	return adm, server, ok
+	return ok
 }
 
-// TestAdmissionEvictsSilentFirst: at the login cap a newcomer replaces a stalled login, else
-// the oldest silent one; when every login has spoken and none has stalled the newcomer is
-// refused; logged-in clients fill MaxClients and refuse newcomers.
-func TestAdmissionEvictsSilentFirst(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	p := &Proxy{}
-	rt := &Runtime{MaxClients: 10, MaxAuthenticating: 2}
-	admit := func(speaks bool) (*admission, net.Conn) {
-		t.Helper()
-		adm, server, ok := newcomer(t, p, rt, ln, speaks)
-		if !ok {
-			t.Fatal("refused while a login could make room")
+// on reports whether adm is on list l now.
+func (p *Proxy) on(adm *admission, l *list.List) bool {
+	p.admissions.mu.Lock()
+	defer p.admissions.mu.Unlock()
+	return adm != nil && adm.in == l
+}
+
+// waitsForAPlace waits until a's newcomer is in the waiting line.
+func (a *arrival) waitsForAPlace(t *testing.T, p *Proxy) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !p.on(a.adm, &p.admissions.waiting); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the newcomer is not waiting for a place")
 		}
-		return adm, server
-	}
-	_, silent1 := admit(false)
-	spoken1, sp1 := admit(true) // not full yet: silent until its startup packet is read
-	p.spoke(spoken1)
-	_, silent2 := admit(false)
-	if !closed(silent1) || closed(sp1) {
-		t.Fatal("a silent newcomer did not replace the oldest silent login")
-	}
-	_, sp2 := admit(true)
-	if !closed(silent2) || closed(sp1) {
-		t.Fatal("a speaking newcomer evicted a login that had spoken while a silent one was there")
-	}
-	// Both logins have spoken and neither has stalled: the next newcomer, silent or not, is
-	// refused, and both logins carry on.
-	for _, speaks := range []bool{false, true} {
-		if _, _, ok := newcomer(t, p, rt, ln, speaks); ok {
-			t.Fatalf("a newcomer (speaks: %v) was let in while every login had spoken recently", speaks)
-		}
-		if closed(sp1) || closed(sp2) {
-			t.Fatal("a login that had spoken recently made room")
-		}
-	}
-	if got := p.admissions.refused.Load(); got != 2 {
-		t.Fatalf("%d refusals counted, want 2", got)
-	}
-	// A login that has spoken and then stalled makes room.
-	stalled := p.admissions.spoken.Front().Value.(*admission)
-	stalled.at = time.Now().Add(-2 * staleLogin)
-	_, silent3 := admit(false)
-	if !closed(sp1) || closed(sp2) {
-		t.Fatal("the stalled login did not make room")
-	}
-	if got := p.admissions.n.Load(); got != 2 {
-		t.Fatalf("%d logins tracked, cap 2", got)
-	}
-	// A newcomer whose first bytes trail its handshake is held until they come, then joins as
-	// one that has spoken.
-	server, client := tcpPair(t, ln)
-	late, ok := p.admit(server, rt)
-	if !ok || !late.onHold {
-		t.Fatalf("a silent newcomer at the cap was not held: ok=%v", ok)
-	}
-	go func() { _, _ = client.Write([]byte{0, 0, 0, 8}) }()
-	if !p.settle(late, rt) || late.in != &p.admissions.spoken {
-		t.Fatal("a newcomer that spoke within speakGrace did not join the spoken list")
-	}
-	if !closed(silent3) || closed(sp2) {
-		t.Fatal("the silent login should have made room for the one that spoke")
-	}
-	p.clients.Store(10)
-	if _, ok := p.admit(sp2, rt); ok {
-		t.Fatal("admitted past MaxClients logged-in clients")
 	}
 }
 
-// TestAdmissionAtTheLoginCap: who makes room for a newcomer when MaxAuthenticating logins are
-// in progress, by what those logins have done.
+// login is what a login in progress has done when a newcomer comes.
+type login string
+
+const (
+	silent   login = "silent"   // nothing received, accepted speakGrace ago or more
+	young    login = "young"    // nothing received, accepted just now when there was room
+	unread   login = "unread"   // its first bytes arrived; its session has not read them yet
+	started  login = "started"  // its startup packet was read just now (spoke)
+	late     login = "late"     // started answerGrace ago or more, no answer since
+	answered login = "answered" // sent a message of the auth exchange just now
+	stalled  login = "stalled"  // answered staleLogin ago or more, nothing since
+	verified login = "verified" // proved its key (long ago)
+)
+
+// setUp admits one connection for each of logins below the cap (oldest first) and brings it
+// where the login says.
+func setUp(t *testing.T, p *Proxy, rt *Runtime, ln net.Listener, logins []login) ([]*admission, []net.Conn) {
+	t.Helper()
+	adms := make([]*admission, len(logins))
+	conns := make([]net.Conn, len(logins))
+	for i, l := range logins {
+		server, client := tcpPair(t, ln)
+		adm, ok := p.admit(server, rt) // below the cap: joins as silent at once
+		if !ok || adm.onHold || !p.on(adm, &p.admissions.silent) {
+			t.Fatal("not admitted as silent at once below the cap")
+		}
+		adms[i], conns[i] = adm, server
+		now := time.Now()
+		adm.accepted = now.Add(-2 * speakGrace)
+		if l == young {
+			adm.accepted = now.Add(time.Minute) // just now, without racing the test against speakGrace
+		}
+		switch l {
+		case unread:
+			speak(t, server, client)
+		case started, late:
+			p.spoke(adm)
+		case answered, stalled:
+			p.spoke(adm)
+			p.answered(adm)
+		case verified:
+			p.spoke(adm)
+			p.answered(adm)
+			p.verified(adm)
+		}
+		switch l {
+		case late:
+			adm.at = now.Add(-2 * answerGrace)
+		case stalled:
+			adm.at = now.Add(-2 * staleLogin)
+		case verified:
+			adm.at = now.Add(-10 * staleLogin)
+		}
+	}
+	return adms, conns
+}
+
+// TestAdmissionAtTheLoginCap: what happens to a newcomer when MaxAuthenticating logins are in
+// progress, by what those logins have done: one of them makes room (and is closed), or the
+// newcomer waits for a place, or (silent still after its hold) it is refused.
 func TestAdmissionAtTheLoginCap(t *testing.T) {
-	type login string
-	const (
-		silent  login = "silent"  // nothing received
-		unread  login = "unread"  // its first bytes arrived; its session has not read them yet
-		spoken  login = "spoken"  // its startup packet was read (spoke)
-		stalled login = "stalled" // spoken staleLogin ago or more
-	)
+	const waits, refused = -1, -2
 	cases := []struct {
-		name    string
-		logins  []login // oldest first
-		speaks  bool    // the newcomer's first bytes are there when it is accepted
-		evicted int     // index in logins of the login that makes room; -1: the newcomer is refused
+		name   string
+		logins []login // oldest first
+		speaks bool    // the newcomer's first bytes are there when it is accepted
+		flood  bool    // room silent newcomers are on hold already (it cannot be held)
+		then   int     // index in logins of the login that makes room, or waits, or refused
 	}{
-		{"spoken and fresh: a speaking newcomer is refused", []login{spoken, spoken}, true, -1},
-		{"spoken and fresh: a silent newcomer is refused after its hold", []login{spoken, spoken}, false, -1},
-		{"spoken and stale: the stalled one makes room", []login{stalled, spoken}, true, 0},
-		{"a stalled login goes before a silent one", []login{stalled, silent}, false, 0},
-		{"silent present: it makes room for a speaking newcomer", []login{spoken, silent}, true, 1},
-		{"silent present: the oldest silent one makes room", []login{silent, spoken, silent}, false, 0},
-		{"bytes arrived but unread count as spoken", []login{unread, spoken}, true, -1},
-		{"an unread one is passed over for a silent one", []login{unread, silent}, true, 1},
+		{"answered and fresh: a speaking newcomer waits", []login{answered, answered}, true, false, waits},
+		{"answered and fresh: a silent newcomer is refused after its hold", []login{answered, answered}, false, false, refused},
+		{"an answered login that stalled makes room", []login{stalled, answered}, true, false, 0},
+		{"a stalled login goes before a silent one", []login{stalled, silent}, false, false, 0},
+		{"a silent login makes room for a speaking newcomer", []login{answered, silent}, true, false, 1},
+		{"the oldest silent login makes room", []login{silent, answered, silent}, false, false, 0},
+		{"a silent login that found room is spared for its speakGrace", []login{young, answered}, true, false, waits},
+		{"a spared login is spared by a silent newcomer after its hold too", []login{young, answered}, false, false, refused},
+		{"in a silent flood a silent newcomer pushes out the oldest silent login, spared or not", []login{young, answered}, false, true, 0},
+		{"bytes arrived but unread: started, spared", []login{unread, answered}, true, false, waits},
+		{"an unread login is passed over for a silent one", []login{unread, silent}, true, false, 1},
+		{"started within answerGrace: spared", []login{started, answered}, true, false, waits},
+		{"started and no answer within answerGrace: makes room", []login{late, answered}, true, false, 0},
+		{"a silent login goes before a late one", []login{late, silent}, true, false, 1},
+		{"a late login goes before a spared silent one", []login{young, late}, false, false, 1},
+		{"a verified login is never pushed out", []login{verified, answered}, true, false, waits},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			ln := listen(t)
 			p := &Proxy{}
 			rt := &Runtime{MaxClients: 10, MaxAuthenticating: len(tc.logins)}
-			conns := make([]net.Conn, len(tc.logins))
-			for i, l := range tc.logins {
-				server, client := tcpPair(t, ln)
-				adm, ok := p.admit(server, rt) // below the cap: joins as silent at once
-				if !ok || adm.onHold {
-					t.Fatal("not admitted at once below the cap")
-				}
-				conns[i] = server
-				switch l {
-				case unread:
-					speak(t, server, client)
-				case spoken, stalled:
-					p.spoke(adm)
-				}
-				if l == stalled {
-					adm.at = time.Now().Add(-2 * staleLogin)
-				}
+			adms, conns := setUp(t, p, rt, ln, tc.logins)
+			var first []byte
+			if tc.speaks {
+				first = []byte{0, 0, 0, 8}
 			}
-			if _, _, ok := newcomer(t, p, rt, ln, tc.speaks); ok != (tc.evicted >= 0) {
-				t.Fatalf("newcomer let in: %v, want %v", ok, tc.evicted >= 0)
+			if tc.flood {
+				p.admissions.onHold.Store(int64(len(tc.logins)))
+			}
+			n := arrive(t, p, rt, ln, first)
+			if tc.then == waits {
+				n.waitsForAPlace(t, p)
+			} else if ok := n.outcome(t); ok != (tc.then >= 0) {
+				t.Fatalf("newcomer let in: %v, want %v", ok, tc.then >= 0)
 			}
 			for i, c := range conns {
-				if closed(c) != (i == tc.evicted) {
-					t.Fatalf("login %d (%v) closed: %v, want only login %d closed", i, tc.logins[i], closed(c), tc.evicted)
+				if closed(c) != (i == tc.then) {
+					t.Fatalf("login %d (%v) closed: %v, want only login %d closed", i, tc.logins[i], closed(c), tc.then)
 				}
 			}
 			wantRefused, wantEvicted := int64(0), int64(1)
-			if tc.evicted < 0 {
+			switch tc.then {
+			case waits:
+				wantEvicted = 0
+			case refused:
 				wantRefused, wantEvicted = 1, 0
 			}
 			if r, e := p.admissions.refused.Load(), p.admissions.evicted.Load(); r != wantRefused || e != wantEvicted {
 				t.Fatalf("counted %d refused and %d evicted, want %d and %d", r, e, wantRefused, wantEvicted)
 			}
-			if n := p.admissions.n.Load(); n != int64(len(tc.logins)) {
-				t.Fatalf("%d logins tracked, cap %d", n, len(tc.logins))
+			if got := p.admissions.n.Load(); got != int64(len(tc.logins)) {
+				t.Fatalf("%d logins tracked, cap %d", got, len(tc.logins))
+			}
+			if tc.then != waits {
+				return
+			}
+			// The newest login leaves (logged in or failed): the newcomer takes its place.
+			p.admitted(adms[len(adms)-1])
+			if !n.outcome(t) || !p.on(n.adm, &p.admissions.started) {
+				t.Fatal("the waiting newcomer did not take the place that was freed")
 			}
 		})
+	}
+}
+
+// TestAdmissionWaitingLine: a newcomer waiting for a place takes that of a started login once
+// its answerGrace is over; the line is in the order the newcomers were accepted, the newest
+// takes a place first, and at most room wait (the one accepted first is refused, even when it
+// joins the line last, after its hold); a waiter is refused after staleLogin without a place,
+// and when MaxClients clients have logged in meanwhile.
+func TestAdmissionWaitingLine(t *testing.T) {
+	ln := listen(t)
+	p := &Proxy{}
+	rt := &Runtime{MaxClients: 10, MaxAuthenticating: 1}
+	adms, conns := setUp(t, p, rt, ln, []login{started})
+	adms[0].at = time.Now().Add(-answerGrace / 2)
+	first := []byte{0, 0, 0, 8}
+	waiter := arrive(t, p, rt, ln, first)
+	waiter.waitsForAPlace(t, p)
+	// Let in (not refused at staleLogin): it looked again when the started login's grace ended.
+	if !waiter.outcome(t) || !closed(conns[0]) {
+		t.Fatal("the started login did not make room once its answerGrace was over")
+	}
+
+	p.answered(waiter.adm)
+	p.verified(waiter.adm) // the room is now one login that nobody may push out
+	older := arrive(t, p, rt, ln, first)
+	older.waitsForAPlace(t, p)
+	newer := arrive(t, p, rt, ln, first)
+	newer.waitsForAPlace(t, p)
+	if older.outcome(t) {
+		t.Fatal("the newcomer accepted first was let in instead of refused")
+	}
+	start := time.Now()
+	if newer.outcome(t) {
+		t.Fatal("a newcomer was let in while the only login was verified")
+	}
+	if waited := time.Since(start); waited < staleLogin/2 {
+		t.Fatalf("the newcomer was refused after %v, want about staleLogin", waited)
+	}
+	if closed(waiter.server) {
+		t.Fatal("a waiting newcomer made a verified login leave")
+	}
+
+	late := arrive(t, p, rt, ln, first)
+	late.waitsForAPlace(t, p)
+	p.clients.Store(10) // MaxClients logged in meanwhile
+	p.admitted(waiter.adm)
+	if late.outcome(t) {
+		t.Fatal("a waiting newcomer was let in past MaxClients")
+	}
+	if got, want := p.admissions.refused.Load(), int64(3); got != want {
+		t.Fatalf("%d refusals counted, want %d", got, want)
+	}
+	if got := p.admissions.waiters.Load(); got != 0 {
+		t.Fatalf("%d newcomers still counted waiting", got)
+	}
+}
+
+// TestAdmissionWaitingLineOrder: the newest newcomer in the line takes the first place that
+// comes free; one held for its first bytes that joins a full line after newer ones did is the
+// one refused.
+func TestAdmissionWaitingLineOrder(t *testing.T) {
+	ln := listen(t)
+	p := &Proxy{}
+	rt := &Runtime{MaxClients: 10, MaxAuthenticating: 2}
+	adms, _ := setUp(t, p, rt, ln, []login{verified, verified})
+	held := arrive(t, p, rt, ln, nil)
+	if !held.held {
+		t.Fatal("a silent newcomer at the cap was not held")
+	}
+	w1 := arrive(t, p, rt, ln, []byte{0, 0, 0, 8})
+	w1.waitsForAPlace(t, p)
+	w2 := arrive(t, p, rt, ln, []byte{0, 0, 0, 8})
+	w2.waitsForAPlace(t, p)
+	if _, err := held.client.Write([]byte{0, 0, 0, 8}); err != nil {
+		t.Fatal(err)
+	}
+	if held.outcome(t) {
+		t.Fatal("the newcomer accepted first joined a full line instead of being refused")
+	}
+	p.admitted(adms[1])
+	if !w2.outcome(t) {
+		t.Fatal("the newest waiting newcomer did not take the place")
+	}
+	if !p.on(w1.adm, &p.admissions.waiting) {
+		t.Fatal("the older waiting newcomer left the line")
+	}
+	p.admitted(adms[0])
+	if !w1.outcome(t) {
+		t.Fatal("the older newcomer did not take the next place")
+	}
+}
+
+// TestAdmissionCancelRequestTakesNoPlace: at the cap, a connection whose first packet is a whole
+// CancelRequest (pgx's after a failed login has no key) is let in at once on no list, and nobody
+// makes room for it; a partial one is a newcomer like any other.
+func TestAdmissionCancelRequestTakesNoPlace(t *testing.T) {
+	cancelRequest := func(key []byte) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(12+len(key)))
+		b = binary.BigEndian.AppendUint32(b, codeCancel)
+		b = binary.BigEndian.AppendUint32(b, 1234)
+		return append(b, key...)
+	}
+	ln := listen(t)
+	p := &Proxy{}
+	rt := &Runtime{MaxClients: 10, MaxAuthenticating: 1}
+	_, conns := setUp(t, p, rt, ln, []login{late})
+	for _, first := range [][]byte{cancelRequest(nil), cancelRequest([]byte{1, 2, 3, 4}), cancelRequest(make([]byte, 32))} {
+		c := arrive(t, p, rt, ln, first)
+		if !c.outcome(t) || c.adm.in != nil {
+			t.Fatalf("a %d-byte CancelRequest was not let in at once without a place", len(first))
+		}
+	}
+	if closed(conns[0]) || p.admissions.evicted.Load() != 0 {
+		t.Fatal("a login made room for a CancelRequest")
+	}
+	partial := arrive(t, p, rt, ln, cancelRequest([]byte{1, 2, 3, 4})[:12])
+	if !partial.outcome(t) || !closed(conns[0]) {
+		t.Fatal("a partial CancelRequest was not admitted as a login (the late one making room)")
+	}
+}
+
+// TestAdmissionHoldsNewcomersForTheirFirstBytes: a silent newcomer at the cap is held until its
+// first bytes come (then it counts as started, and a silent login makes room for it); logged-in
+// clients that fill MaxClients refuse newcomers at once.
+func TestAdmissionHoldsNewcomersForTheirFirstBytes(t *testing.T) {
+	ln := listen(t)
+	p := &Proxy{}
+	rt := &Runtime{MaxClients: 10, MaxAuthenticating: 2}
+	_, conns := setUp(t, p, rt, ln, []login{silent, answered})
+	held := arrive(t, p, rt, ln, nil)
+	if !held.held {
+		t.Fatal("a silent newcomer at the cap was not held")
+	}
+	go func() { _, _ = held.client.Write([]byte{0, 0, 0, 8}) }()
+	if !held.outcome(t) || !p.on(held.adm, &p.admissions.started) {
+		t.Fatal("a newcomer that spoke within speakGrace did not join as started")
+	}
+	if !closed(conns[0]) || closed(conns[1]) {
+		t.Fatal("the silent login should have made room for the one that spoke")
+	}
+	p.clients.Store(10)
+	if full := arrive(t, p, rt, ln, []byte{0, 0, 0, 8}); full.adm != nil || full.outcome(t) {
+		t.Fatal("admitted past MaxClients logged-in clients")
+	}
+}
+
+// TestEvictOldestLoginOutOfDescriptors: out of file descriptors, the accept loop frees one even
+// when no newcomer may push anyone out: first a newcomer waiting for a place (refused), then the
+// oldest login.
+func TestEvictOldestLoginOutOfDescriptors(t *testing.T) {
+	ln := listen(t)
+	p := &Proxy{}
+	rt := &Runtime{MaxClients: 10, MaxAuthenticating: 2}
+	_, conns := setUp(t, p, rt, ln, []login{verified, answered})
+	waiter := arrive(t, p, rt, ln, []byte{0, 0, 0, 8})
+	waiter.waitsForAPlace(t, p)
+	if !p.EvictOldestLogin() || waiter.outcome(t) || closed(conns[0]) || closed(conns[1]) {
+		t.Fatal("the waiting newcomer was not the first to go")
+	}
+	if !p.EvictOldestLogin() || !closed(conns[1]) || closed(conns[0]) {
+		t.Fatal("the answered login did not go before the verified one")
+	}
+	if !p.EvictOldestLogin() || !closed(conns[0]) || p.EvictOldestLogin() {
+		t.Fatal("the verified login did not go last")
 	}
 }

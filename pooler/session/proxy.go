@@ -39,8 +39,8 @@ type Runtime struct {
 	Guard *auth.Guard
 	// MaxClients caps client connections, logged in or logging in (admission.go).
 	MaxClients int
-	// MaxAuthenticating caps connections logging in; a stalled or silent one makes room for a
-	// new one, else the new one is refused (admission.go).
+	// MaxAuthenticating caps connections logging in; one that may be pushed out (silent, or
+	// stalled) makes room for a new one, else the new one waits for a place (admission.go).
 	MaxAuthenticating      int
 	AuthTimeout            time.Duration
 	IdleTransactionTimeout time.Duration
@@ -163,10 +163,12 @@ type Stats struct {
 	Replays int64 `json:"replays"`
 	// LoggingIn are connections that have not finished startup and authentication.
 	LoggingIn int64 `json:"clientsLoggingIn"`
+	// LoginQueued are new connections waiting for a place among them (admission.go).
+	LoginQueued int64 `json:"clientsLoginQueued"`
 	// LoginsEvicted were closed to make room for newer logins (MaxAuthenticating).
 	LoginsEvicted int64 `json:"clientsLoginsEvictedTotal"`
-	// Refused got 53300: MaxClients clients were logged in, or every login in progress had
-	// spoken and none had stalled (admission.go).
+	// Refused got 53300: MaxClients clients were logged in, or no place among the logins in
+	// progress came free for them in time (admission.go).
 	Refused int64 `json:"clientsRefusedTotal"`
 }
 
@@ -176,8 +178,8 @@ func (p *Proxy) Stats() Stats {
 	return Stats{Clients: p.clients.Load(), ClientsActive: p.inState[StateActive].Load(),
 		ClientsWaiting: p.inState[StateWaiting].Load(), ClientsIdle: p.inState[StateIdle].Load(),
 		Accepted: p.accepted.Load(), Statements: rs.count, StatementBytes: rs.bytes, StatementsEvicted: rs.evicted,
-		Replays: p.replays.Load(), LoggingIn: p.admissions.n.Load(), LoginsEvicted: p.admissions.evicted.Load(),
-		Refused: p.admissions.refused.Load()}
+		Replays: p.replays.Load(), LoggingIn: p.admissions.n.Load(), LoginQueued: p.admissions.waiters.Load(),
+		LoginsEvicted: p.admissions.evicted.Load(), Refused: p.admissions.refused.Load()}
 }
 
 // Drain stops new sessions and closes sessions as soon as they hold no upstream connection

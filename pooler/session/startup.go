@@ -218,6 +218,7 @@ func (s *session) startup(ctx context.Context) error {
 	if err := s.authenticate(user); err != nil {
 		return err
 	}
+	s.proxy.verified(s.adm)
 	if database != s.rt.Database {
 		s.fatal("3D000", fmt.Sprintf("database %q does not exist", database))
 		return fmt.Errorf("unknown database %q", database)
@@ -351,6 +352,7 @@ func (s *session) readAuthMessage() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.proxy.answered(s.adm)
 	if typ != 'p' {
 		s.loginFailed(s.user, auth.ReasonProtocol)
 		s.fatal("08P01", fmt.Sprintf("expected password response, got message type %q", typ))

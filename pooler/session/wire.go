@@ -330,6 +330,10 @@ const (
 	codeSSL     = 80877103
 	codeGSSENC  = 80877104
 	protocolMaj = 3
+	// A CancelRequest is 12 bytes and a key of up to 256 (protocol 3.2); pgx sends one with
+	// no key after a connection fails during its login.
+	minCancelPacket = 12
+	maxCancelPacket = minCancelPacket + 256
 )
 
 // startupPacket is a decoded startup-phase packet.
