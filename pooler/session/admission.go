@@ -33,13 +33,13 @@ import (
 // are on hold: a silent flood) pushes out the oldest silent login, spared or not.
 //
 // A newcomer that has spoken and finds nobody it may push out waits for a place, holding none
-// and read by nobody, at most staleLogin; then it is refused with 53300. At most room wait, in
-// the order they were accepted; when one more comes, the one accepted first is refused. The
-// newest takes the first place that comes free: in a flood, those accepted before a valid
-// client are more likely the flood. A connection whose first packet is a whole CancelRequest
-// takes no place and pushes nobody out: it is not a login (pgx opens one after every
-// connection that fails while logging in, so each eviction would otherwise bring a newcomer
-// that evicts another).
+// and read by nobody, at most staleLogin (and not past its auth timeout, which runs from the
+// session's start); then it is refused with 53300. At most room wait, in the order they were
+// accepted; when one more comes, the one accepted first is refused. The newest takes the first
+// place that comes free: in a flood, those accepted before a valid client are more likely the
+// flood. A connection whose first packet is a whole CancelRequest takes no place and pushes
+// nobody out: it is not a login (pgx opens one after every connection that fails while logging
+// in, so each eviction would otherwise bring a newcomer that evicts another).
 //
 // The price, against floods: a connection that sends a startup packet and then stalls holds a
 // place for answerGrace. An attacker who opens more than about room/answerGrace of them a
@@ -257,9 +257,10 @@ func (p *Proxy) admit(conn net.Conn, rt *Runtime) (*admission, bool) {
 
 // settle finishes admitting a newcomer on its session's goroutine, before anything is read: one
 // on hold is placed by the same rule as in admit once it has spoken or after speakGrace; one in
-// the waiting line waits for a place. It reports false when the newcomer is refused: the caller
+// the waiting line waits for a place, not past authBy (the end of its login's auth timeout,
+// which counts from its start). It reports false when the newcomer is refused: the caller
 // answers 53300 and closes it.
-func (p *Proxy) settle(adm *admission, rt *Runtime) bool {
+func (p *Proxy) settle(adm *admission, rt *Runtime, authBy time.Time) bool {
 	a := &p.admissions
 	if adm.onHold {
 		spoken := waitSpoken(adm.conn, speakGrace)
@@ -279,7 +280,7 @@ func (p *Proxy) settle(adm *admission, rt *Runtime) bool {
 			return false
 		}
 	}
-	return p.waitForPlace(adm, rt)
+	return p.waitForPlace(adm, rt, authBy)
 }
 
 // place puts adm on the started or the silent list, first closing logins that make room
@@ -348,10 +349,11 @@ func (a *admissions) makeRoom(room int64, now time.Time, flood bool, evict *[]ne
 // newest goes first: in a flood, those accepted before a valid client are more likely the
 // flood. It looks again whenever an admission leaves a list, and (the newest) when the next
 // login may be pushed out. It reports false when adm is refused: taken out of the line for a
-// newer newcomer, MaxClients clients logged in meanwhile, or no place within staleLogin.
-func (p *Proxy) waitForPlace(adm *admission, rt *Runtime) bool {
+// newer newcomer, MaxClients clients logged in meanwhile, or no place within staleLogin (or by
+// authBy, when that comes first).
+func (p *Proxy) waitForPlace(adm *admission, rt *Runtime, authBy time.Time) bool {
 	a := &p.admissions
-	deadline := time.Now().Add(staleLogin)
+	deadline := minTime(time.Now().Add(staleLogin), authBy)
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -517,4 +519,11 @@ func refuseTooMany(conn net.Conn) {
 	_ = conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	_, _ = conn.Write(msg)
 	_ = conn.Close()
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

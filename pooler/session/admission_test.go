@@ -94,7 +94,7 @@ func arrive(t *testing.T, p *Proxy, rt *Runtime, ln net.Listener, first []byte) 
 	}
 	a.held = adm.onHold
 	go func() {
-		ok := p.settle(adm, rt)
+		ok := p.settle(adm, rt, time.Now().Add(time.Minute))
 		if !ok {
 			refuseTooMany(a.server)
 		}

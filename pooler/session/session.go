@@ -24,6 +24,7 @@ type session struct {
 	opts   Options
 	rt     *Runtime
 	secure bool
+	authBy time.Time // the login must be done by then (AuthTimeout from the session's start)
 
 	state    atomic.Int32  // State; see setState
 	activity activity      // phase and since when, for the janitor

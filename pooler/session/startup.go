@@ -67,12 +67,14 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, rt *Runt
 			s.onPanic(r)
 		}
 	}()
-	if !p.settle(adm, rt) {
+	// The auth timeout counts from here: waiting for a place at the login cap is part of it.
+	s.authBy = time.Now().Add(rt.AuthTimeout)
+	if !p.settle(adm, rt, s.authBy) {
 		refuseTooMany(conn)
 		done(errors.New("too many clients"))
 		return
 	}
-	_ = conn.SetDeadline(time.Now().Add(rt.AuthTimeout))
+	_ = conn.SetDeadline(s.authBy)
 	err := s.startup(ctx)
 	p.admitted(adm)
 	if err != nil {
@@ -121,7 +123,7 @@ func (s *session) startup(ctx context.Context) error {
 	// The auth timeout bounds the whole startup, not only reads from the client: the TLS
 	// handshake, and the wait for the upstream's parameters the first clients need (paramsOnce
 	// queues them, and each one's pool wait alone may be longer than the auth timeout).
-	ctx, cancel := context.WithTimeout(ctx, s.rt.AuthTimeout)
+	ctx, cancel := context.WithDeadline(ctx, s.authBy)
 	defer cancel()
 	triedSSL, triedGSS := false, false
 	var sp *startupPacket
