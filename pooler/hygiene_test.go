@@ -2,7 +2,10 @@ package pooler_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,6 +113,50 @@ func TestCancelRequestReachesUpstream(t *testing.T) {
 	_, err = conn.Exec(qctx, "select pg_sleep(10)")
 	if err == nil || time.Since(start) > 1300*time.Millisecond {
 		t.Fatalf("pgx context cancel: err=%v after %v", err, time.Since(start))
+	}
+}
+
+// TestCancelRequestsGetNoAnswer: like PostgreSQL, the pooler answers no CancelRequest — not
+// pgx's keyless one (sent after a connection fails while logging in), not one with a wrong key,
+// not a malformed one — it closes the connection, and the client it would have cancelled runs on.
+func TestCancelRequestsGetNoAnswer(t *testing.T) {
+	h := startPooler(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := h.connect(ctx, t)
+	pid := c.PID()
+	cancelPacket := func(rest []byte) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(8+len(rest)))
+		return append(binary.BigEndian.AppendUint32(b, 80877102), rest...)
+	}
+	withPID := func(key []byte) []byte { return append(binary.BigEndian.AppendUint32(nil, pid), key...) }
+	for _, tc := range []struct {
+		name   string
+		packet []byte
+	}{
+		{"no process ID (malformed)", cancelPacket(nil)},
+		{"keyless, as pgx sends after a failed login", cancelPacket(withPID(nil))},
+		{"a wrong key", cancelPacket(withPID([]byte{1, 2, 3, 4}))},
+		{"a key longer than any", cancelPacket(withPID(make([]byte, 300)))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", h.srv.PostgresAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.Write(tc.packet); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, err := io.ReadAll(conn)
+			if err != nil || len(got) != 0 {
+				t.Fatalf("answered %q (err %v); want the connection closed without a word", got, err)
+			}
+		})
+	}
+	if got := exec1(ctx, t, c, "select 1"); got != "1" {
+		t.Fatalf("the session the requests named: %q", got)
 	}
 }
 

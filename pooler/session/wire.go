@@ -361,11 +361,12 @@ func decodeStartupPacket(body []byte) (*startupPacket, error) {
 		}
 		return p, nil
 	case codeCancel:
-		if len(rest) < 8 || len(rest) > 4+256 {
-			return nil, fmt.Errorf("%w: bad cancel request", ErrProtocol)
+		// PostgreSQL answers no CancelRequest, well formed or not, so a client learns nothing
+		// from it; one without a process ID, or with a key longer than any, cancels nothing.
+		if len(rest) >= 4 && len(rest) <= 4+256 {
+			p.cancel.pid = binary.BigEndian.Uint32(rest)
+			p.cancel.secret = append([]byte(nil), rest[4:]...)
 		}
-		p.cancel.pid = binary.BigEndian.Uint32(rest)
-		p.cancel.secret = append([]byte(nil), rest[4:]...)
 		return p, nil
 	}
 	if p.code>>16 != protocolMaj {
