@@ -167,7 +167,8 @@ func (l *eventLoop) clientReadable(c *loopClient) {
 		return
 	}
 	c.buffered += n
-	if k, _ := requests(c.in[:c.buffered]); k == 0 {
+	k, owed := requests(c.in[:c.buffered])
+	if k == 0 {
 		if c.buffered == len(c.in) {
 			l.closeClient(c) // a message larger than the lab handles
 		}
@@ -178,13 +179,14 @@ func (l *eventLoop) clientReadable(c *loopClient) {
 		return
 	}
 	if c.srv != nil {
-		l.send(c)
+		l.send(c, k, owed)
 		return
 	}
 	if len(l.idle) > 0 {
 		u := l.idle[len(l.idle)-1]
 		l.idle = l.idle[:len(l.idle)-1]
-		l.attach(c, u)
+		c.srv, u.client = u, c
+		l.send(c, k, owed)
 		return
 	}
 	if !c.queued {
@@ -193,14 +195,9 @@ func (l *eventLoop) clientReadable(c *loopClient) {
 	}
 }
 
-func (l *eventLoop) attach(c *loopClient, u *upConn) {
-	c.srv, u.client = u, c
-	l.send(c)
-}
-
-// send writes the client's complete requests to its upstream connection.
-func (l *eventLoop) send(c *loopClient) {
-	k, owed := requests(c.in[:c.buffered])
+// send writes the client's first k bytes (complete requests, owed answers between them) to its
+// upstream connection.
+func (l *eventLoop) send(c *loopClient, k, owed int) {
 	if !writeAll(c.srv.fd, c.in[:k]) {
 		log.Fatal("relaymodels: upstream write failed") // nothing left to measure
 	}
@@ -243,7 +240,9 @@ func (l *eventLoop) upstreamReadable(u *upConn) {
 		l.waiting = l.waiting[1:]
 		w.queued = false
 		if w.fd >= 0 {
-			l.attach(w, u)
+			w.srv, u.client = u, w
+			k, owed := requests(w.in[:w.buffered])
+			l.send(w, k, owed)
 			return
 		}
 	}

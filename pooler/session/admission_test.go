@@ -7,9 +7,10 @@ import (
 	"errors"
 	"io"
 	"net"
-	"runtime"
 	"testing"
 	"time"
+
+	"github.com/edgepool/edgepool/internal/testutil"
 )
 
 // tcpPair returns the server side of a loopback TCP connection and its client side.
@@ -54,15 +55,11 @@ func send(t *testing.T, server, client net.Conn, b []byte) {
 	if _, err := client.Write(b); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; runtime.Gosched() {
+	testutil.Eventually(t, "the bytes to arrive", 5*time.Second, func() bool {
 		var buf [maxCancelPacket]byte
-		if n := peek(server, buf[:]); n < 0 || n >= len(b) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the bytes never arrived")
-		}
-	}
+		n := peek(server, buf[:])
+		return n < 0 || n >= len(b)
+	})
 }
 
 // speak sends client's first bytes (the start of a startup packet) and waits until server has
@@ -132,11 +129,9 @@ func (p *Proxy) on(adm *admission, l *list.List) bool {
 // waitsForAPlace waits until a's newcomer is in the waiting line.
 func (a *arrival) waitsForAPlace(t *testing.T, p *Proxy) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !p.on(a.adm, &p.admissions.waiting); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the newcomer is not waiting for a place")
-		}
-	}
+	testutil.Eventually(t, "the newcomer waiting for a place", 5*time.Second, func() bool {
+		return p.on(a.adm, &p.admissions.waiting)
+	})
 }
 
 // login is what a login in progress has done when a newcomer comes.
@@ -153,10 +148,12 @@ const (
 	verified login = "verified" // proved its key (long ago)
 )
 
-// setUp admits one connection for each of logins below the cap (oldest first) and brings it
-// where the login says.
-func setUp(t *testing.T, p *Proxy, rt *Runtime, ln net.Listener, logins []login) ([]*admission, []net.Conn) {
+// atTheCap returns a proxy whose login room (MaxAuthenticating, MaxClients 10) is exactly filled
+// by one connection for each of logins (oldest first), set up as the login says, with the
+// listener newcomers come through.
+func atTheCap(t *testing.T, logins ...login) (*Proxy, *Runtime, net.Listener, []*admission, []net.Conn) {
 	t.Helper()
+	p, rt, ln := &Proxy{}, &Runtime{MaxClients: 10, MaxAuthenticating: len(logins)}, listen(t)
 	adms := make([]*admission, len(logins))
 	conns := make([]net.Conn, len(logins))
 	for i, l := range logins {
@@ -193,7 +190,7 @@ func setUp(t *testing.T, p *Proxy, rt *Runtime, ln net.Listener, logins []login)
 			adm.at = now.Add(-10 * staleLogin)
 		}
 	}
-	return adms, conns
+	return p, rt, ln, adms, conns
 }
 
 // TestAdmissionAtTheLoginCap: what happens to a newcomer when MaxAuthenticating logins are in
@@ -227,10 +224,7 @@ func TestAdmissionAtTheLoginCap(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ln := listen(t)
-			p := &Proxy{}
-			rt := &Runtime{MaxClients: 10, MaxAuthenticating: len(tc.logins)}
-			adms, conns := setUp(t, p, rt, ln, tc.logins)
+			p, rt, ln, adms, conns := atTheCap(t, tc.logins...)
 			var first []byte
 			if tc.speaks {
 				first = []byte{0, 0, 0, 8}
@@ -280,10 +274,7 @@ func TestAdmissionAtTheLoginCap(t *testing.T) {
 // joins the line last, after its hold); a waiter is refused after staleLogin without a place,
 // and when MaxClients clients have logged in meanwhile.
 func TestAdmissionWaitingLine(t *testing.T) {
-	ln := listen(t)
-	p := &Proxy{}
-	rt := &Runtime{MaxClients: 10, MaxAuthenticating: 1}
-	adms, conns := setUp(t, p, rt, ln, []login{started})
+	p, rt, ln, adms, conns := atTheCap(t, started)
 	adms[0].at = time.Now().Add(-answerGrace / 2)
 	first := []byte{0, 0, 0, 8}
 	waiter := arrive(t, p, rt, ln, first)
@@ -332,10 +323,7 @@ func TestAdmissionWaitingLine(t *testing.T) {
 // comes free; one held for its first bytes that joins a full line after newer ones did is the
 // one refused.
 func TestAdmissionWaitingLineOrder(t *testing.T) {
-	ln := listen(t)
-	p := &Proxy{}
-	rt := &Runtime{MaxClients: 10, MaxAuthenticating: 2}
-	adms, _ := setUp(t, p, rt, ln, []login{verified, verified})
+	p, rt, ln, adms, _ := atTheCap(t, verified, verified)
 	held := arrive(t, p, rt, ln, nil)
 	if !held.held {
 		t.Fatal("a silent newcomer at the cap was not held")
@@ -373,10 +361,7 @@ func TestAdmissionCancelRequestTakesNoPlace(t *testing.T) {
 		b = binary.BigEndian.AppendUint32(b, 1234)
 		return append(b, key...)
 	}
-	ln := listen(t)
-	p := &Proxy{}
-	rt := &Runtime{MaxClients: 10, MaxAuthenticating: 1}
-	_, conns := setUp(t, p, rt, ln, []login{late})
+	p, rt, ln, _, conns := atTheCap(t, late)
 	for _, first := range [][]byte{cancelRequest(nil), cancelRequest([]byte{1, 2, 3, 4}), cancelRequest(make([]byte, 32))} {
 		c := arrive(t, p, rt, ln, first)
 		if !c.outcome(t) || c.adm.in != nil {
@@ -396,10 +381,7 @@ func TestAdmissionCancelRequestTakesNoPlace(t *testing.T) {
 // first bytes come (then it counts as started, and a silent login makes room for it); logged-in
 // clients that fill MaxClients refuse newcomers at once.
 func TestAdmissionHoldsNewcomersForTheirFirstBytes(t *testing.T) {
-	ln := listen(t)
-	p := &Proxy{}
-	rt := &Runtime{MaxClients: 10, MaxAuthenticating: 2}
-	_, conns := setUp(t, p, rt, ln, []login{silent, answered})
+	p, rt, ln, _, conns := atTheCap(t, silent, answered)
 	held := arrive(t, p, rt, ln, nil)
 	if !held.held {
 		t.Fatal("a silent newcomer at the cap was not held")
@@ -421,10 +403,7 @@ func TestAdmissionHoldsNewcomersForTheirFirstBytes(t *testing.T) {
 // when no newcomer may push anyone out: first a newcomer waiting for a place (refused), then the
 // oldest login.
 func TestEvictOldestLoginOutOfDescriptors(t *testing.T) {
-	ln := listen(t)
-	p := &Proxy{}
-	rt := &Runtime{MaxClients: 10, MaxAuthenticating: 2}
-	_, conns := setUp(t, p, rt, ln, []login{verified, answered})
+	p, rt, ln, _, conns := atTheCap(t, verified, answered)
 	waiter := arrive(t, p, rt, ln, []byte{0, 0, 0, 8})
 	waiter.waitsForAPlace(t, p)
 	if !p.EvictOldestLogin() || waiter.outcome(t) || closed(conns[0]) || closed(conns[1]) {

@@ -363,7 +363,7 @@ func decodeStartupPacket(body []byte) (*startupPacket, error) {
 	case codeCancel:
 		// PostgreSQL answers no CancelRequest, well formed or not, so a client learns nothing
 		// from it; one without a process ID, or with a key longer than any, cancels nothing.
-		if len(rest) >= 4 && len(rest) <= 4+256 {
+		if size := 8 + len(rest); size >= minCancelPacket && size <= maxCancelPacket {
 			p.cancel.pid = binary.BigEndian.Uint32(rest)
 			p.cancel.secret = append([]byte(nil), rest[4:]...)
 		}
