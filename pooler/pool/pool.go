@@ -9,6 +9,9 @@
 // Release returns a connection only when it is open, not busy and outside a transaction
 // (TxStatus 'I'); anything else is destroyed, so the next borrower never inherits a transaction
 // or a half-read result.
+//
+// An event loop, which must not block, borrows with TakeIdle, then Queue (a callback instead of
+// a wait, in the same queue as Acquire), and falls back to AcquireSince when both return nil.
 package pool
 
 import (
@@ -48,6 +51,7 @@ type Options struct {
 	// Connect opens one upstream connection. Required.
 	Connect func(ctx context.Context) (*pgconn.PgConn, error)
 	// ObserveWait, if set, is called with the time each successful or failed Acquire waited.
+	// For a Queue waiter it is called with the pool's lock held, so it must not call the pool.
 	ObserveWait func(time.Duration)
 	// OnConnectError, if set, is told about each failed connection attempt.
 	OnConnectError func(error)
@@ -65,13 +69,13 @@ type Pool struct {
 	idle     []*Conn // LIFO: the most recently used connection is reused first
 	total    int     // open plus connecting
 	waiters  []*waiter
-	// expiry wakes waiters past their deadline (expireWaiters); armed while any wait.
-	expiry      *time.Timer
-	expiryArmed bool
-	paused      bool
-	closed      bool
-	stopBG      chan struct{}
-	bgDone      chan struct{}
+	// expiry wakes waiters past their deadline (expireWaiters), at expiryAt; zero while none wait.
+	expiry   *time.Timer
+	expiryAt time.Time
+	paused   bool
+	closed   bool
+	stopBG   chan struct{}
+	bgDone   chan struct{}
 	// generation is bumped by RetireAll; connections opened before it are not reused.
 	generation atomic.Uint64
 
@@ -86,9 +90,22 @@ type Pool struct {
 	lastConnErr    atomic.Pointer[string]
 }
 
+// waiter is a place in the queue: a blocking Acquire's (ch) or a Queue's (notify).
 type waiter struct {
-	ch       chan *Conn // buffered 1: receives a connection, or nil meaning "try again"
+	ch       chan *Conn // Acquire: buffered 1, receives a connection, or nil meaning "try again"
 	deadline time.Time
+
+	// Queue only: notify takes what would be sent on ch; start is when the acquisition began.
+	notify func(*Conn)
+	start  time.Time
+	// wokenNil: dequeued with nil, a wake-up that Cancel passes on if the caller gives up.
+	wokenNil bool
+}
+
+// Waiter is a place in the pool's queue taken by Queue.
+type Waiter struct {
+	p *Pool
+	w waiter
 }
 
 // waiters are reused: a busy pool queues most acquisitions, and a channel per wait would be
@@ -187,7 +204,19 @@ func (p *Pool) SetPaused(paused bool) {
 //  2. open: a new connection while the pool is below its size;
 //  3. wait: queue for a released connection or a free slot, until the deadline.
 func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
-	start := time.Now()
+	return p.acquire(ctx, time.Now(), false)
+}
+
+// AcquireSince is Acquire for an acquisition that began at start, typically a Queue waiter
+// woken with nil: the query-wait deadline counts from start, so the client does not wait twice
+// as long, and the time since start is what it reports as waited (Stats, ObserveWait).
+func (p *Pool) AcquireSince(ctx context.Context, start time.Time) (*Conn, error) {
+	return p.acquire(ctx, start, true)
+}
+
+// acquire is Acquire from start; since: the caller waited before (AcquireSince), so even an
+// idle connection taken at once is timed and counted as waited from start.
+func (p *Pool) acquire(ctx context.Context, start time.Time, since bool) (*Conn, error) {
 	p.acquires.Add(1)
 	p.mu.Lock()
 	deadline := start.Add(p.settings.QueryWaitTimeout)
@@ -204,7 +233,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 			if c := p.takeIdleLocked(start); c != nil {
 				p.mu.Unlock()
 				if p.checkOut(c, start) {
-					return p.handOut(c, start, waited, waited), nil
+					return p.handOut(c, start, waited || since, waited || since), nil
 				}
 				continue
 			}
@@ -214,7 +243,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 				p.mu.Unlock()
 				c, err := p.open(ctx, connectTimeout, deadline)
 				if err == nil {
-					return p.handOut(c, start, waited, true), nil
+					return p.handOut(c, start, waited || since, true), nil
 				}
 				lastErr = err
 				if ctx.Err() != nil {
@@ -247,6 +276,78 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 		}
 		// Woken without a connection (a slot freed, a resize, unpause, or the deadline): look again.
 	}
+}
+
+// TakeIdle is Acquire's first step alone, for a caller that must not block (an event loop): an
+// idle connection, checked as Acquire checks it, or nil when there is none (or the pool is
+// paused or closed). It never connects and never waits.
+func (p *Pool) TakeIdle() *Conn {
+	for {
+		p.mu.Lock()
+		if p.closed || p.paused {
+			p.mu.Unlock()
+			return nil
+		}
+		now := time.Now()
+		c := p.takeIdleLocked(now)
+		p.mu.Unlock()
+		if c == nil {
+			return nil
+		}
+		if p.checkOut(c, now) {
+			p.acquires.Add(1)
+			return p.handOut(c, now, false, false)
+		}
+	}
+}
+
+// Queue is Acquire's wait without blocking, for a pool that is full (no idle connection, no
+// room to open one, not paused, not closed): it queues a waiter in the same FIFO as Acquire's,
+// with the query-wait deadline counted from start, and returns it. Otherwise it returns nil and
+// the caller uses AcquireSince (which then connects, or waits out a pause).
+//
+// The waiter's turn ends with exactly one call notify(c): c is a connection now borrowed by the
+// caller, or nil meaning "none for you now" (a slot freed, a resize or unpause, the deadline,
+// Close): try again with AcquireSince(ctx, start), which times out at once past the deadline.
+// notify runs with the pool's lock held, on whichever goroutine released or woke: it must
+// return quickly and must not call the pool (hand c to the caller's own queue and return).
+//
+// In Stats the waiter is Waiting while queued and counts as a wait at once; it counts as an
+// acquisition when it ends with a connection or Cancel (after a nil, AcquireSince counts it).
+func (p *Pool) Queue(start time.Time, notify func(*Conn)) *Waiter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.paused || len(p.idle) > 0 || p.total < p.settings.Size {
+		return nil
+	}
+	deadline := start.Add(p.settings.QueryWaitTimeout)
+	if !time.Now().Before(deadline) {
+		return nil // AcquireSince reports the timeout
+	}
+	p.waits.Add(1)
+	w := &Waiter{p: p, w: waiter{deadline: deadline, notify: notify, start: start}}
+	p.enqueueLocked(&w.w)
+	return w
+}
+
+// Cancel takes a Queue waiter out of the queue, reporting true, for a caller that no longer
+// wants a connection. False means the waiter had already left it: notify has been called, and a
+// connection it delivered is the caller's to Release; a nil it delivered needs nothing (Cancel
+// passes that wake-up on to the next waiter, as a cancelled Acquire does). Safe from any
+// goroutine, but not from notify.
+func (w *Waiter) Cancel() bool {
+	p := w.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.removeWaiterLocked(&w.w) {
+		p.acquires.Add(1) // an acquisition that ended, as a blocking Acquire's ctx ending does
+		return true
+	}
+	if w.w.wokenNil {
+		w.w.wokenNil = false
+		p.wakeOneLocked()
+	}
+	return false
 }
 
 // takeIdleLocked pops the most recently used idle connection that is not past its lifetime,
@@ -303,11 +404,7 @@ func (p *Pool) waitLocked(ctx context.Context, deadline time.Time) (*Conn, error
 	w := getWaiter()
 	defer putWaiter(w)
 	w.deadline = deadline
-	p.waiters = append(p.waiters, w)
-	if !p.expiryArmed {
-		p.expiryArmed = true
-		p.expiry.Reset(time.Until(deadline))
-	}
+	p.enqueueLocked(w)
 	p.mu.Unlock()
 	var got *Conn
 	var ctxErr error
@@ -339,6 +436,32 @@ func (p *Pool) waitLocked(ctx context.Context, deadline time.Time) (*Conn, error
 	}
 	p.mu.Unlock()
 	return got, nil
+}
+
+// enqueueLocked appends w to the queue and arms expiry for its deadline unless armed for an
+// earlier one (a deadline counted from an earlier start can be earlier than the head's).
+func (p *Pool) enqueueLocked(w *waiter) {
+	p.waiters = append(p.waiters, w)
+	if p.expiryAt.IsZero() || w.deadline.Before(p.expiryAt) {
+		p.expiryAt = w.deadline
+		p.expiry.Reset(time.Until(w.deadline))
+	}
+}
+
+// giveLocked ends a dequeued waiter's turn with c, or nil meaning "try again": a send to a
+// blocking Acquire, or notify for a Queue waiter, whose borrow it completes like handOut.
+func (p *Pool) giveLocked(w *waiter, c *Conn) {
+	if w.notify == nil {
+		w.ch <- c
+		return
+	}
+	if c != nil {
+		p.acquires.Add(1)
+		p.handOut(c, w.start, true, true)
+	} else {
+		w.wokenNil = true
+	}
+	w.notify(c)
 }
 
 // handOut completes an Acquire that started at start; timed: it waited or connected (an idle
@@ -446,7 +569,7 @@ func (p *Pool) release(c *Conn) {
 	if !p.paused && len(p.waiters) > 0 {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
-		w.ch <- c
+		p.giveLocked(w, c)
 		p.mu.Unlock()
 		return
 	}
@@ -466,13 +589,13 @@ func (p *Pool) wakeOneLocked() {
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
-		w.ch <- nil
+		p.giveLocked(w, nil)
 	}
 }
 
 func (p *Pool) wakeAllLocked() {
 	for _, w := range p.waiters {
-		w.ch <- nil
+		p.giveLocked(w, nil)
 	}
 	p.waiters = nil
 }
@@ -488,7 +611,7 @@ func (p *Pool) expireWaiters() {
 	keep := p.waiters[:0]
 	for _, w := range p.waiters {
 		if !w.deadline.After(now) {
-			w.ch <- nil
+			p.giveLocked(w, nil)
 			continue
 		}
 		if next.IsZero() || w.deadline.Before(next) {
@@ -498,8 +621,8 @@ func (p *Pool) expireWaiters() {
 	}
 	clear(p.waiters[len(keep):])
 	p.waiters = keep
-	p.expiryArmed = !next.IsZero()
-	if p.expiryArmed {
+	p.expiryAt = next
+	if !next.IsZero() {
 		p.expiry.Reset(time.Until(next))
 	}
 }
