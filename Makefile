@@ -42,6 +42,9 @@ test-deps: ## Install PostgreSQL and build envtest binaries and helm when missin
 .PHONY: test
 test: test-deps ## Run every test (unit, envtest, real PostgreSQL) with the race detector, then a short fuzz run.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(GO_TEST_FLAGS) ./...
+	# The pooler's tests once more with pool.relayLoop off: the goroutine relay that TLS clients and
+	# the loop's hand-offs use then carries every plain client too.
+	EDGEPOOL_TEST_RELAY_LOOP=0 $(GO) test $(GO_TEST_FLAGS) ./pooler/
 	$(MAKE) fuzz FUZZTIME=50000x
 
 .PHONY: flake-check

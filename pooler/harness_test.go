@@ -83,6 +83,9 @@ func baseConfig(t testing.TB) *config.Config {
 	cfg.Pool.QueryWaitTimeout = config.Duration{Duration: 5 * time.Second}
 	cfg.Pool.ShutdownTimeout = config.Duration{Duration: 5 * time.Second}
 	cfg.Pool.HealthCheckPeriod = config.Duration{Duration: time.Second}
+	// make test runs the package once more with EDGEPOOL_TEST_RELAY_LOOP=0: the goroutine relay
+	// (what TLS clients and hand-offs use) then carries every test's plain clients too.
+	cfg.Pool.RelayLoop = os.Getenv("EDGEPOOL_TEST_RELAY_LOOP") != "0"
 	cfg.Keys = []config.Key{newTestKey(t, "app").entry}
 	return &cfg
 }

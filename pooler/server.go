@@ -182,6 +182,7 @@ func (s *Server) runtimeFrom(cfg *config.Config) (*session.Runtime, error) {
 		PreparedPerConn:          cfg.Pool.PreparedStatementsPerConn,
 		PreparedStatementBytes:   cfg.Pool.PreparedStatementBytes,
 		ClientStallTimeout:       cfg.Pool.ClientStallTimeout.Duration,
+		RelayLoop:                cfg.Pool.RelayLoop,
 		Guard:                    s.guard,
 	}
 	if cfg.TLS != nil {

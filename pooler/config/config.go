@@ -146,6 +146,10 @@ type Pool struct {
 	// request unfinished (extended-protocol messages without Sync, a message or COPY data
 	// stopped half way) or does not read the results, for this long; 0 disables.
 	ClientStallTimeout Duration `json:"clientStallTimeout"`
+	// RelayLoop runs busy plain-TCP clients in transaction mode on one event loop (one thread
+	// for all of them, as PgBouncer does) instead of a goroutine each; anything else they do
+	// (logins, TLS, COPY, large messages, waits) stays on goroutines.
+	RelayLoop bool `json:"relayLoop"`
 }
 
 // HTTP configures the HTTP listener's SQL endpoint and WebSocket transport.
@@ -254,6 +258,7 @@ func Defaults() Config {
 			PreparedStatementsPerConn: 256,
 			PreparedStatementBytes:    16 << 20,
 			ClientStallTimeout:        Duration{60 * time.Second},
+			RelayLoop:                 true,
 		},
 		HTTP: HTTP{
 			MaxRequestBytes:   4 << 20,

@@ -22,7 +22,7 @@ var (
 		"auth.failureWindow", "http.bodyReadTimeout", "http.maxInFlightPerKey",
 		"pool.size", "pool.maxClientConnections", "pool.queryWaitTimeout", "pool.idleTransactionTimeout", "pool.serverLifetime",
 		"pool.serverIdleTimeout", "pool.connectTimeout", "pool.healthCheckPeriod", "pool.authTimeout", "pool.shutdownTimeout",
-		"pool.maxMessageBytes", "pool.preparedStatementsPerConn", "pool.preparedStatementBytes", "pool.clientStallTimeout",
+		"pool.maxMessageBytes", "pool.preparedStatementsPerConn", "pool.preparedStatementBytes", "pool.clientStallTimeout", "pool.relayLoop",
 		"keys", "paused", "allowCleartextWithoutTLS", "clientAuthMethod",
 		"http.maxRequestBytes", "http.maxResponseBytes", "http.statementTimeout",
 		"http.cache.enabled", "http.cache.defaultTTL", "http.cache.maxBytes",

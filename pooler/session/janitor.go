@@ -45,6 +45,10 @@ func kickStamp(p phase, since int64) uint64 { return (uint64(since)<<8 | uint64(
 // kicker saw (0 for unconditional kicks).
 func (s *session) kickRead(reason uint32, at uint64) {
 	s.setKick(reason, at)
+	if s.inLoop.Load() {
+		s.postCheck() // the relay loop reads the kick
+		return
+	}
 	s.withConn(func(c net.Conn) { _ = c.SetReadDeadline(time.Unix(1, 0)) })
 }
 

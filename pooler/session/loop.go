@@ -148,8 +148,8 @@ func (s *session) attachFor(ctx context.Context, typ byte, start int) error {
 		return s.endNow()
 	}
 	err := s.attach(ctx, start)
-	if err == nil {
-		return nil
+	if err == nil || errors.Is(err, errLoopWait) || errors.Is(err, errLoopHandoff) {
+		return err
 	}
 	pgErr := errorFor(err, "08006", "cannot reach the upstream database")
 	if errors.Is(err, pool.ErrClosed) || ctx.Err() != nil {
@@ -231,6 +231,9 @@ func (s *session) waitClient() error {
 			s.startWatch()
 		}
 	} else {
+		if s.loopable() && s.enterLoop() {
+			return errParked
+		}
 		if s.parkNext && !s.r.buffered() {
 			s.r.release()
 			return s.parkIdle()

@@ -53,6 +53,9 @@ type Runtime struct {
 	// PreparedStatementBytes is the byte budget of the shared prepared-statement registry
 	// (0: DefaultPreparedStatementBytes).
 	PreparedStatementBytes int64
+	// RelayLoop runs busy plain-TCP sessions in transaction mode on one event loop instead of a
+	// goroutine each (evloop_linux.go).
+	RelayLoop bool
 }
 
 // DefaultPreparedStatementBytes is the registry budget when the runtime sets none.
@@ -116,6 +119,9 @@ type Proxy struct {
 	inState    [numStates]atomic.Int64
 	accepted   atomic.Int64
 	replays    atomic.Int64 // requests moved to a fresh connection (the first was found dead)
+	// The relay loop (evloop_linux.go): sessions it took in, and times it gave one to a goroutine.
+	loopEntries  atomic.Int64
+	loopHandoffs atomic.Int64
 
 	// clock is the janitor's coarse clock: milliseconds since epoch, updated every tick.
 	clock atomic.Int64
@@ -161,6 +167,10 @@ type Stats struct {
 	// Replays counts requests sent again on a fresh connection because the first one was found
 	// terminated (pg_terminate_backend, a restart) before it answered.
 	Replays int64 `json:"replays"`
+	// RelayLoopEntries counts the times a session moved onto the relay loop, RelayLoopHandoffs
+	// the times the loop gave one back to a goroutine (Runtime.RelayLoop).
+	RelayLoopEntries  int64 `json:"relayLoopEntries"`
+	RelayLoopHandoffs int64 `json:"relayLoopHandoffs"`
 	// LoggingIn are connections that have not finished startup and authentication.
 	LoggingIn int64 `json:"clientsLoggingIn"`
 	// LoginQueued are new connections waiting for a place among them (admission.go).
@@ -178,7 +188,8 @@ func (p *Proxy) Stats() Stats {
 	return Stats{Clients: p.clients.Load(), ClientsActive: p.inState[StateActive].Load(),
 		ClientsWaiting: p.inState[StateWaiting].Load(), ClientsIdle: p.inState[StateIdle].Load(),
 		Accepted: p.accepted.Load(), Statements: rs.count, StatementBytes: rs.bytes, StatementsEvicted: rs.evicted,
-		Replays: p.replays.Load(), LoggingIn: p.admissions.n.Load(), LoginQueued: p.admissions.waiters.Load(),
+		Replays: p.replays.Load(), RelayLoopEntries: p.loopEntries.Load(), RelayLoopHandoffs: p.loopHandoffs.Load(),
+		LoggingIn: p.admissions.n.Load(), LoginQueued: p.admissions.waiters.Load(),
 		LoginsEvicted: p.admissions.evicted.Load(), Refused: p.admissions.refused.Load()}
 }
 

@@ -3,7 +3,6 @@
 package session
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,7 +32,9 @@ type reactor struct {
 	epfd   int
 	mu     sync.Mutex
 	next   uint64
-	parked map[uint64]*session
+	parked map[uint64]*session // parked sessions and the relay loop's, by token
+	wait   syscall.RawConn     // the epoll descriptor in Go's netpoller
+	loopPart
 }
 
 var (
@@ -48,7 +50,28 @@ func getReactor() *reactor {
 		if err != nil {
 			return
 		}
-		r := &reactor{epfd: fd, parked: map[uint64]*session{}}
+		wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+		if err != nil {
+			_ = syscall.Close(fd)
+			return
+		}
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN} // token 0: the wake-up
+		if err := syscall.EpollCtl(fd, syscall.EPOLL_CTL_ADD, wake, &ev); err != nil {
+			_ = syscall.Close(fd)
+			_ = syscall.Close(wake)
+			return
+		}
+		// The epoll set itself waits in Go's netpoller (run): non-blocking, so os.NewFile
+		// registers it there.
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return
+		}
+		rc, err := os.NewFile(uintptr(fd), "reactor").SyscallConn()
+		if err != nil {
+			return
+		}
+		r := &reactor{epfd: fd, parked: map[uint64]*session{}, wait: rc}
+		r.wakefd, r.ups = wake, map[int]*upstream{}
 		theReactor.Store(r)
 		go r.run()
 	})
@@ -80,7 +103,7 @@ func (r *reactor) unpark(s *session) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	tok := s.parkTok
-	if tok == 0 || r.parked[tok] != s {
+	if tok == 0 || r.parked[tok] != s || s.inLoop.Load() {
 		return false
 	}
 	r.remove(tok, s)
@@ -117,32 +140,79 @@ func (r *reactor) parkedCount(p *Proxy) int {
 	return n
 }
 
+// run waits for events: parked sessions are resumed on a goroutine; the relay loop's sessions
+// and upstream sockets are served right here (evloop_linux.go). The reactor's goroutine waits
+// in Go's netpoller on the epoll descriptor (readable when any of its sockets has an event), so
+// the process has one place where it sleeps: a thread of its own blocked in epoll_wait would
+// be a second one, and the upstream sockets, which the netpoller watches too, would wake both.
 func (r *reactor) run() {
 	events := make([]syscall.EpollEvent, 256)
-	var ready []*session
+	var n int
+	var errno syscall.Errno
+	poll := func(uintptr) bool {
+		n, errno = rawEpollWait(r.epfd, events, 0)
+		return n > 0 || errno != 0
+	}
 	for {
-		n, err := syscall.EpollWait(r.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, syscall.EINTR) {
+		r.drainInbox()
+		n, errno = rawEpollWait(r.epfd, events, 0)
+		if errno == 0 && n == 0 {
+			r.sleeping.Store(true)
+			if r.inboxN.Load() > 0 {
+				r.sleeping.Store(false)
 				continue
 			}
-			time.Sleep(10 * time.Millisecond) // should not happen; do not spin
+			if err := r.wait.Read(poll); err != nil {
+				errno = syscall.EIO
+			}
+			r.sleeping.Store(false)
+		}
+		if errno != 0 {
+			if errno != syscall.EINTR {
+				time.Sleep(10 * time.Millisecond) // should not happen; do not spin
+			}
 			continue
 		}
-		r.mu.Lock()
 		for i := range n {
-			tok := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			if s := r.take(tok); s != nil {
-				ready = append(ready, s)
-			}
+			r.dispatch(uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32)
+			// A connection released just now goes to the session queued for it at once, not
+			// after the rest of the batch: the pool is what clients wait for.
+			r.drainInbox()
 		}
-		r.mu.Unlock()
-		for i, s := range ready {
-			go s.resume()
-			ready[i] = nil
-		}
-		ready = ready[:0]
 	}
+}
+
+// dispatch handles one epoll event by its token.
+func (r *reactor) dispatch(tok uint64) {
+	switch {
+	case tok == 0:
+		var b [8]byte
+		_, _ = rawRead(r.wakefd, b[:])
+		return
+	case tok&upTokenBit != 0:
+		r.upstreamReady(int(uint32(tok)))
+		return
+	}
+	r.mu.Lock()
+	s := r.parked[tok]
+	if s == nil {
+		r.mu.Unlock()
+		return
+	}
+	if s.inLoop.Load() {
+		r.mu.Unlock()
+		r.guard(s, func() { r.clientReady(s) })
+		return
+	}
+	r.take(tok)
+	r.mu.Unlock()
+	go s.resume()
+}
+
+func rawEpollWait(epfd int, events []syscall.EpollEvent, msec int) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd),
+		uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), uintptr(msec), 0, 0)
+	return int(n), errno
 }
 
 // parkIdle hands an idle session's wait for its next message to the reactor (plain TCP) or to
@@ -228,9 +298,21 @@ func (s *session) unparkSocket() error {
 // wake resumes s if it is parked in the reactor (drain, CloseAll).
 func (s *session) wake() bool {
 	// Nothing can be parked before the reactor exists.
-	if r := theReactor.Load(); r != nil && r.unpark(s) {
+	r := theReactor.Load()
+	if r != nil && s.inLoop.Load() {
+		r.post(loopEvent{s: s, kind: evCheck}) // the relay loop ends or closes it itself
+		return true
+	}
+	if r != nil && r.unpark(s) {
 		go s.resume()
 		return true
 	}
 	return false
+}
+
+// postCheck asks the relay loop to look at a session of its (a kick).
+func (s *session) postCheck() {
+	if r := theReactor.Load(); r != nil {
+		r.post(loopEvent{s: s, kind: evCheck})
+	}
 }

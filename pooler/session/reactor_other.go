@@ -19,3 +19,8 @@ func (s *session) wake() bool { return false }
 
 // unparkSocket is a no-op: sessions keep their net.Conn.
 func (s *session) unparkSocket() error { return nil }
+
+// The relay loop is Linux only (evloop_linux.go).
+func (s *session) loopable() bool  { return false }
+func (s *session) enterLoop() bool { return false }
+func (s *session) postCheck()      {}

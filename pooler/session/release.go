@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/edgepool/edgepool/pooler/pool"
 )
 
 // Borrowing and handing back upstream connections: attach when a message needs one, detach
@@ -14,16 +16,33 @@ var errUpstreamLost = errors.New("upstream connection lost")
 
 // attach borrows an upstream connection for the message at read offset start.
 func (s *session) attach(ctx context.Context, start int) error {
+	c, since := s.borrowed()
+	if s.inLoop.Load() {
+		// The relay loop never waits: an idle connection now, or it queues the session.
+		if c == nil {
+			if c = s.proxy.Pool.TakeIdle(); c == nil {
+				return errLoopWait
+			}
+		}
+		if !relayReady(c) {
+			s.ev.pre = c // pgconn used it since the relay did: a goroutine syncs it
+			return errLoopHandoff
+		}
+	}
 	s.setState(StateWaiting)
 	var u *upstream
 	for attempt := 0; u == nil; attempt++ {
-		c, err := s.proxy.Pool.Acquire(ctx)
-		if err != nil {
-			s.setState(StateIdle)
-			return err
+		if c == nil {
+			var err error
+			if c, err = s.proxy.Pool.AcquireSince(ctx, since); err != nil {
+				s.setState(StateIdle)
+				return err
+			}
 		}
+		var err error
 		if u, err = upstreamOf(ctx, c); err != nil {
 			c.Destroy() // could not be made ready for the relay: try another
+			c = nil
 			if attempt == 2 {
 				s.setState(StateIdle)
 				return err
@@ -38,6 +57,28 @@ func (s *session) attach(ctx context.Context, start int) error {
 	return nil
 }
 
+// borrowed returns a connection the relay loop borrowed for the session and not attached yet,
+// and since when the session waits for one (now when it did not wait in the loop).
+func (s *session) borrowed() (*pool.Conn, time.Time) {
+	if s.ev == nil {
+		return nil, time.Now()
+	}
+	c, since := s.ev.pre, s.ev.since
+	s.ev.pre, s.ev.since = nil, time.Time{}
+	if since.IsZero() {
+		since = time.Now()
+	}
+	return c, since
+}
+
+// relayReady reports whether the relay can use c at once: it has its relay state and pgconn
+// has not used it since (upstreamOf would sync it first).
+func relayReady(c *pool.Conn) bool {
+	st, uses := c.Relay()
+	u, _ := st.(*upstream)
+	return u != nil && u.paramsAt == uses
+}
+
 // setLink publishes the attached connection (read by cancel requests on other goroutines).
 func (s *session) setLink(u *upstream) {
 	s.linkMu.Lock()
@@ -48,6 +89,7 @@ func (s *session) setLink(u *upstream) {
 // detach hands the connection back at the end of a transaction (transaction mode).
 func (s *session) detach() {
 	u := s.srv
+	u.loopOwner.Store(nil)
 	s.disarmReplay()
 	s.setLink(nil)
 	s.proxy.Observer.Transaction(time.Since(u.attachedAt))

@@ -65,6 +65,11 @@ type session struct {
 	parkNext      bool        // park at the next idle wait (after startup; the janitor's kick)
 	ended         bool
 	skipUntilSync bool // an extended-protocol batch whose connection could not be had
+
+	// inLoop: the relay loop runs the session (evloop_linux.go); set and cleared under the
+	// reactor's mu. ev is the loop's state for it (nil until it first enters).
+	inLoop atomic.Bool
+	ev     *loopState
 }
 
 // endAfterError ends the session after a read or handling error. A protocol violation is

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgepool/edgepool/pooler/pool"
@@ -61,6 +62,12 @@ type upstream struct {
 	attachedAt   time.Time
 	watch        *watcher
 	fatalRelayed bool
+
+	// The relay loop's view of the socket (evloop_linux.go): its descriptor + 1 once
+	// registered, a reader of it, and the loop session holding it (nil when none does).
+	loopFD    int
+	loopIn    fdReader
+	loopOwner atomic.Pointer[session]
 }
 
 // reqKind is what a request sent upstream expects as its completing response.
