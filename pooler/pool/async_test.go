@@ -43,6 +43,16 @@ func nothingYet(t *testing.T, got <-chan *Conn) {
 }
 
 // mustAcquire borrows a connection or fails the test.
+// mustQueue queues a notify waiter on a pool that must be full.
+func mustQueue(t *testing.T, p *Pool, start time.Time, notify func(*Conn)) *Waiter {
+	t.Helper()
+	w := p.Queue(start, notify)
+	if w == nil {
+		t.Fatal("Queue on a full pool returned nil")
+	}
+	return w
+}
+
 func mustAcquire(t *testing.T, p *Pool) *Conn {
 	t.Helper()
 	c, err := p.Acquire(context.Background())
@@ -116,10 +126,7 @@ func TestQueueOnlyWhenThePoolIsFull(t *testing.T) {
 	if w := p.Queue(time.Now().Add(-11*time.Second), notify); w != nil {
 		t.Fatal("Queue past the query-wait deadline returned a waiter")
 	}
-	w := p.Queue(time.Now(), notify)
-	if w == nil {
-		t.Fatal("Queue on a full pool returned nil")
-	}
+	w := mustQueue(t, p, time.Now(), notify)
 	if st := p.Stats(); st.Waiting != 1 || st.Waits != 1 {
 		t.Fatalf("a notify waiter not counted: %+v", st)
 	}
@@ -144,10 +151,7 @@ func TestQueueIsFairWithBlockingAcquire(t *testing.T) {
 		blocking := acquireInBackground(p)
 		testutil.EventuallyNoError(t, "the blocking Acquire queued", 5*time.Second, waiting(p, 1))
 		notify, got := notified()
-		w := p.Queue(time.Now(), notify)
-		if w == nil {
-			t.Fatal("Queue on a full pool returned nil")
-		}
+		w := mustQueue(t, p, time.Now(), notify)
 		if st := p.Stats(); st.Waiting != 2 {
 			t.Fatalf("stats %+v, want 2 waiting", st)
 		}
@@ -206,10 +210,7 @@ func TestQueueDeadlineThenAcquireSinceTimesOutAtOnce(t *testing.T) {
 	defer c.Release()
 	notify, got := notified()
 	start := time.Now()
-	w := p.Queue(start, notify)
-	if w == nil {
-		t.Fatal("Queue on a full pool returned nil")
-	}
+	w := mustQueue(t, p, start, notify)
 	if c2 := receive(t, got); c2 != nil {
 		t.Fatalf("notify got a connection (%v) while the only one is borrowed", c2)
 	}
@@ -238,10 +239,7 @@ func TestCancelQueuedWaiter(t *testing.T) {
 	p := newPool(t, 1, 10*time.Second)
 	c := mustAcquire(t, p)
 	notify, got := notified()
-	w := p.Queue(time.Now(), notify)
-	if w == nil {
-		t.Fatal("Queue on a full pool returned nil")
-	}
+	w := mustQueue(t, p, time.Now(), notify)
 	if !w.Cancel() {
 		t.Fatal("Cancel of a queued waiter reported false")
 	}
@@ -256,10 +254,7 @@ func TestCancelQueuedWaiter(t *testing.T) {
 
 	// Once notify has run, Cancel reports false and the delivered connection is the caller's.
 	c = p.TakeIdle()
-	w = p.Queue(time.Now(), notify)
-	if w == nil {
-		t.Fatal("Queue on a full pool returned nil")
-	}
+	w = mustQueue(t, p, time.Now(), notify)
 	c.Release()
 	c2 := receive(t, got)
 	if c2 != c {
@@ -280,10 +275,7 @@ func TestCancelAfterNilPassesTheWakeUpOn(t *testing.T) {
 	p := newPool(t, 1, 10*time.Second)
 	c := mustAcquire(t, p)
 	notify, got := notified()
-	w := p.Queue(time.Now(), notify)
-	if w == nil {
-		t.Fatal("Queue on a full pool returned nil")
-	}
+	w := mustQueue(t, p, time.Now(), notify)
 	blocking := acquireInBackground(p)
 	testutil.EventuallyNoError(t, "the blocking Acquire queued", 5*time.Second, waiting(p, 2))
 	c.Destroy() // frees the slot: the head of the queue (the notify waiter) is woken with nil
@@ -312,10 +304,7 @@ func TestCloseNotifiesQueuedWaitersWithNil(t *testing.T) {
 	c := mustAcquire(t, p)
 	notify, got := notified()
 	start := time.Now()
-	w := p.Queue(start, notify)
-	if w == nil {
-		t.Fatal("Queue on a full pool returned nil")
-	}
+	w := mustQueue(t, p, start, notify)
 	p.Close()
 	select { // notify runs inside Close
 	case c2 := <-got:

@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"net"
 	"time"
 
 	"github.com/edgepool/edgepool/pooler/pool"
@@ -11,7 +12,9 @@ import (
 
 var (
 	// errWouldBlock: a non-blocking read found nothing (the loop waits for the next event).
-	errWouldBlock = errors.New("would block")
+	// It is a temporary net.Error, so crypto/tls keeps a record it read half of and carries on
+	// with the next read.
+	errWouldBlock error = wouldBlock{}
 	// errLoopWait: no idle connection; the loop queues the session for one.
 	errLoopWait = errors.New("relay loop: wait for a connection")
 	// errLoopHandoff: the session continues on a goroutine from where it is.
@@ -24,6 +27,7 @@ var (
 const (
 	evCheck uint8 = iota // look at the session's flags and kicks
 	evConn               // the pool's answer to a queued session (c may be nil: none)
+	evRead               // read what the session has (TLS: crypto/tls may hold bytes already read)
 )
 
 type loopEvent struct {
@@ -39,6 +43,12 @@ type loopState struct {
 	since   time.Time    // when it started waiting for one (the pool's deadline counts from it)
 	pre     *pool.Conn   // a connection borrowed for it, not attached yet
 	leaving func() error // handoff asked while a connection was on its way to it
+	// tls: the session's TLS conn, whose transport (swap) is the loop's descriptor while the
+	// loop holds it; nil for plain TCP.
+	tls  net.Conn
+	swap *swapConn
+	// more: the last read stopped with the buffer full; read again once there is room.
+	more bool
 	// stay: handed off; the goroutine reads the client itself once before the session may
 	// enter the loop again (a client that hung up would otherwise bounce between the two).
 	stay   bool
@@ -60,6 +70,17 @@ type fdReader struct {
 	drained bool
 }
 
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "would block" }
+func (wouldBlock) Timeout() bool   { return false }
+func (wouldBlock) Temporary() bool { return true }
+
+// swapConn is a TLS session's transport under crypto/tls, which keeps the conn it was given:
+// the relay loop swaps what is under it (the TCP socket, or the loop's non-blocking descriptor)
+// and the TLS state carries on.
+type swapConn struct{ net.Conn }
+
 // loopTimeout stands for the read deadline a kick sets on a goroutine's socket.
 type loopTimeout struct{}
 
@@ -69,15 +90,7 @@ func (loopTimeout) Temporary() bool { return true }
 
 // carryOn continues the client loop after err, as loop does after a round.
 func (s *session) carryOn(err error) {
-	switch {
-	case err == nil:
-	case errors.Is(err, errParked):
-		return
-	case errors.Is(err, errReplay):
-		s.replayOnFreshConnection()
-	default:
-		s.endAfterError(err)
-		return
+	if s.afterRound(err) {
+		s.loop(s.ctx)
 	}
-	s.loop(s.ctx)
 }

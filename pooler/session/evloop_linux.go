@@ -42,28 +42,7 @@ import (
 // and the janitor's kicks post a check to the loop (post), and pool notifications come the same
 // way. Cancel requests read the attached connection under linkMu, as before.
 
-func (c *loopConn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	for {
-		n, errno := rawRead(c.fd, p)
-		switch errno {
-		case 0:
-			c.drained = n < len(p)
-			if n == 0 {
-				return 0, io.EOF
-			}
-			return n, nil
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			c.drained = true
-			return 0, errWouldBlock
-		}
-		return 0, errno
-	}
-}
+func (c *loopConn) Read(p []byte) (int, error) { return readNonBlocking(c.fd, p, &c.drained) }
 
 func (c *loopConn) Write(p []byte) (int, error) {
 	total := len(p)
@@ -92,12 +71,20 @@ func (c *loopConn) SetDeadline(time.Time) error      { return nil }
 func (c *loopConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *loopConn) SetWriteDeadline(time.Time) error { return nil }
 
-func (f *fdReader) Read(p []byte) (int, error) {
+func (f *fdReader) Read(p []byte) (int, error) { return readNonBlocking(f.fd, p, &f.drained) }
+
+// readNonBlocking reads fd once: errWouldBlock when nothing is waiting, io.EOF when the peer
+// closed; drained tells whether the read took everything that was waiting (it returned less
+// than asked).
+func readNonBlocking(fd int, p []byte, drained *bool) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
-		n, errno := rawRead(f.fd, p)
+		n, errno := rawRead(fd, p)
 		switch errno {
 		case 0:
-			f.drained = n < len(p)
+			*drained = n < len(p)
 			if n == 0 {
 				return 0, io.EOF
 			}
@@ -105,7 +92,7 @@ func (f *fdReader) Read(p []byte) (int, error) {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			f.drained = true
+			*drained = true
 			return 0, errWouldBlock
 		}
 		return 0, errno
@@ -138,6 +125,25 @@ const upTokenBit = 1 << 63
 
 const loopClientEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | unix.EPOLLET
 
+// tcp returns the TCP socket under the TLS session, nil while the loop holds it.
+func (c *swapConn) tcp() *net.TCPConn {
+	switch x := c.Conn.(type) {
+	case *net.TCPConn:
+		return x
+	case *rawTCPConn:
+		return x.TCPConn
+	}
+	return nil
+}
+
+// loopIO is what the session's reader and writer use while the loop holds it.
+func (s *session) loopIO() net.Conn {
+	if s.ev.tls != nil {
+		return s.ev.tls
+	}
+	return &s.ev.conn
+}
+
 // loopable reports whether the session may enter the relay loop when it waits for its client
 // between transactions.
 func (s *session) loopable() bool {
@@ -148,6 +154,9 @@ func (s *session) loopable() bool {
 		s.ev.stay = false
 		return false
 	}
+	if s.tlsSwap != nil {
+		return s.tlsSwap.tcp() != nil && getReactor() != nil
+	}
 	_, ok := s.conn.(*net.TCPConn)
 	return ok && getReactor() != nil
 }
@@ -156,39 +165,45 @@ func (s *session) loopable() bool {
 // goroutine must leave the session alone (return errParked); else it carries on.
 func (s *session) enterLoop() bool {
 	r := getReactor()
-	tc := s.conn.(*net.TCPConn)
+	var tc *net.TCPConn
+	if s.tlsSwap != nil {
+		tc = s.tlsSwap.tcp()
+	} else {
+		tc = s.conn.(*net.TCPConn)
+	}
 	fd, err := detachSocket(tc)
 	if err != nil {
 		return false
 	}
-	if s.ev == nil {
-		s.ev = &loopState{}
-		s.ev.notify = func(c *pool.Conn) { r.post(loopEvent{s: s, c: c, kind: evConn}) }
+	s.parkFD = int32(fd) + 1
+	if s.tlsSwap == nil && s.parkNext {
+		s.ev = nil // made again, for this descriptor, when the client speaks
+	} else {
+		ev := r.state(s)
+		ev.conn.fd, ev.conn.pending, ev.conn.drained, ev.more = fd, ev.conn.pending[:0], false, false
+		if s.tlsSwap != nil {
+			// The TLS state stays in the session's tls.Conn; only the socket under it changes.
+			ev.tls, ev.swap = s.conn, s.tlsSwap
+			s.tlsSwap.Conn = &ev.conn
+		}
+		io := s.loopIO()
+		s.r.conn, s.r.raw = io, nil
+		s.w.conn, s.w.raw = io, nil
 	}
-	lc := &s.ev.conn
-	lc.fd, lc.pending, lc.drained = fd, lc.pending[:0], false
 	s.setConn(nil)
 	_ = tc.Close() // the duplicate keeps the socket open
-	s.r.conn, s.r.raw = lc, nil
-	s.w.conn, s.w.raw = lc, nil
 	s.enter(phaseIdle)
 	if s.parkNext {
-		// Just logged in (or kicked as idle): wait holding no reader, writer or buffer, as a
-		// parked session does; the first event takes them again (clientReady). Done before
-		// the socket is registered: from then on the loop may run the session.
+		// Just logged in (or kicked as idle): wait holding no reader, writer, buffer or loop
+		// state, as a parked session does; the first event takes them again (clientReady).
+		// Done before the socket is registered: from then on the loop may run the session.
 		s.parkNext = false
 		s.r.release()
 		s.parkIO()
 		s.enter(phaseParked)
 	}
 	if !r.adopt(s, fd) {
-		if err := s.attachSocket(fd); err != nil {
-			s.setConn(goneConn{})
-		}
-		if s.r == nil {
-			s.unparkIO()
-		}
-		s.r.conn, s.w.conn = s.conn, s.conn
+		_ = s.leaveLoopSocket() // on failure the socket is a goneConn: the next read ends the session
 		return false
 	}
 	s.proxy.loopEntries.Add(1)
@@ -197,7 +212,42 @@ func (s *session) enterLoop() bool {
 	if s.ending() || s.closeReq.Load() {
 		r.post(loopEvent{s: s, kind: evCheck})
 	}
+	if s.tlsSwap != nil { // (s.ev is the loop's now)
+		// crypto/tls may hold bytes read from the socket already, which no event announces.
+		r.post(loopEvent{s: s, kind: evRead})
+	}
 	return true
+}
+
+// leaveLoopSocket gives a session leaving the loop (or failing to enter it) a net.Conn made
+// again from its descriptor, under its TLS conn if it has one, and its reader and writer back.
+func (s *session) leaveLoopSocket() error {
+	err := s.unparkSocket()
+	if err != nil {
+		s.setConn(goneConn{})
+	}
+	if s.ev != nil && s.ev.tls != nil {
+		s.ev.swap.Conn = withRawIO(s.conn)
+		s.setConn(s.ev.tls)
+		s.ev.tls = nil
+	}
+	if s.r == nil {
+		s.unparkIO()
+	} else {
+		s.r.conn, s.w.conn = s.conn, s.conn
+	}
+	return err
+}
+
+// state returns the session's loop state, made on first use (and again after an idle plain
+// session gave it up: it then holds only its descriptor, s.parkFD).
+func (r *reactor) state(s *session) *loopState {
+	if s.ev == nil {
+		s.ev = &loopState{}
+		s.ev.notify = func(c *pool.Conn) { r.post(loopEvent{s: s, c: c, kind: evConn}) }
+		s.ev.conn.fd = int(s.parkFD) - 1
+	}
+	return s.ev
 }
 
 // adopt registers a loop session's socket (edge-triggered, for its whole stay).
@@ -274,6 +324,10 @@ func (r *reactor) handleEvent(ev loopEvent) {
 		if s.inLoop.Load() {
 			r.check(s)
 		}
+	case evRead:
+		if s.inLoop.Load() && s.ev.wait == nil {
+			r.clientReady(s)
+		}
 	}
 }
 
@@ -291,9 +345,11 @@ func (r *reactor) guard(s *session, f func()) {
 
 // clientReady: the client's socket is readable (or hung up).
 func (r *reactor) clientReady(s *session) {
+	r.state(s)
 	if s.r == nil {
 		s.unparkIO()
-		s.r.conn, s.r.raw, s.w.conn, s.w.raw = &s.ev.conn, nil, &s.ev.conn, nil
+		io := s.loopIO()
+		s.r.conn, s.r.raw, s.w.conn, s.w.raw = io, nil, io, nil
 	}
 	if err := r.readClient(s); err != nil {
 		r.handoff(s, nil) // the goroutine's own read finds the same end and ends the session
@@ -302,9 +358,10 @@ func (r *reactor) clientReady(s *session) {
 	r.advance(s)
 }
 
-// readClient reads until the socket is drained or the buffer full.
+// readClient reads until the socket is drained (TLS: until crypto/tls has nothing more
+// either) or the buffer is full (more: read again once there is room).
 func (r *reactor) readClient(s *session) error {
-	lc := &s.ev.conn
+	s.ev.more = false
 	for {
 		err := s.r.fill()
 		if errors.Is(err, errWouldBlock) {
@@ -313,7 +370,11 @@ func (r *reactor) readClient(s *session) error {
 		if err != nil {
 			return err
 		}
-		if lc.drained || s.r.w == len(*s.r.buf) {
+		if s.r.w == len(*s.r.buf) {
+			s.ev.more = true
+			return nil
+		}
+		if s.ev.tls == nil && s.ev.conn.drained {
 			return nil
 		}
 	}
@@ -326,7 +387,7 @@ func (r *reactor) advance(s *session) {
 		switch {
 		case err == nil:
 			// The client may have more than the buffer held: read it now that there is room.
-			if !s.ev.conn.drained && s.r != nil && s.r.buf != nil && (s.srv == nil || s.srv.owed == 0) {
+			if s.ev.more && s.r != nil && s.r.buf != nil && (s.srv == nil || s.srv.owed == 0) {
 				if rerr := r.readClient(s); rerr != nil {
 					r.handoff(s, nil)
 					return
@@ -552,6 +613,7 @@ func (r *reactor) queue(s *session) {
 
 // check acts on what other goroutines flagged: a close, a kick from the janitor, a drain.
 func (r *reactor) check(s *session) {
+	r.state(s)
 	if s.closeReq.Load() {
 		r.handoff(s, func() error { return errors.New("closed by the pooler") })
 		return
@@ -562,7 +624,10 @@ func (r *reactor) check(s *session) {
 		s.takeKick()
 		if s.srv == nil && s.ev.wait == nil && s.r != nil && !s.r.buffered() {
 			s.r.release()
-			s.parkIO() // an idle client in the loop keeps no reader, writer or buffer
+			s.parkIO() // an idle client in the loop keeps no reader, writer, buffer or loop state
+			if s.ev.tls == nil {
+				s.ev = nil
+			}
 			s.enter(phaseParked)
 		}
 	case kickIdleTx, kickStall:
@@ -580,6 +645,7 @@ func (r *reactor) check(s *session) {
 // handoff takes the session out of the loop and carries on with then (nil: the client loop) on
 // a goroutine, with its net.Conn made again.
 func (r *reactor) handoff(s *session, then func() error) {
+	r.state(s)
 	if s.ev.wait != nil {
 		if !s.ev.wait.Cancel() {
 			s.ev.leaving = then // a connection is on its way: take it back first (evConn)
@@ -612,21 +678,17 @@ func (s *session) resumeFromLoop(then func() error) {
 			s.onPanic(p)
 		}
 	}()
-	err := s.unparkSocket()
-	if err != nil {
-		s.setConn(goneConn{})
-	}
-	if s.r == nil {
-		s.unparkIO()
-	} else {
-		s.r.conn, s.w.conn = s.conn, s.conn
-	}
-	if err != nil {
+	if err := s.leaveLoopSocket(); err != nil {
 		s.endAfterError(err)
 		return
 	}
+	var err error
 	if p := s.ev.conn.pending; len(p) > 0 {
-		werr := s.writeClient(p, true)
+		write := s.w.write
+		if s.tlsSwap != nil {
+			write = s.tlsSwap.Write // already encrypted by crypto/tls
+		}
+		werr := s.writeClientVia(write, p, true)
 		s.ev.conn.pending = nil
 		if werr != nil {
 			s.endAfterError(fmt.Errorf("write client: %w", werr))

@@ -57,17 +57,26 @@ func (s *session) loop(ctx context.Context) {
 		if err == nil {
 			err = s.waitClient()
 		}
-		switch {
-		case err == nil:
-		case errors.Is(err, errParked):
-			return
-		case errors.Is(err, errReplay):
-			s.replayOnFreshConnection()
-		default:
-			s.endAfterError(err)
+		if !s.afterRound(err) {
 			return
 		}
 	}
+}
+
+// afterRound acts on how a round of the client loop ended and reports whether the loop goes on
+// on this goroutine (not when the session parked or ended).
+func (s *session) afterRound(err error) bool {
+	switch {
+	case err == nil:
+	case errors.Is(err, errParked):
+		return false
+	case errors.Is(err, errReplay):
+		s.replayOnFreshConnection()
+	default:
+		s.endAfterError(err)
+		return false
+	}
+	return true
 }
 
 // serveBuffered handles every complete message the client has sent, then lets the upstream

@@ -24,7 +24,6 @@ type session struct {
 	opts   Options
 	rt     *Runtime
 	secure bool
-	authBy time.Time // the login must be done by then (AuthTimeout from the session's start)
 
 	state    atomic.Int32  // State; see setState
 	activity activity      // phase and since when, for the janitor
@@ -70,6 +69,8 @@ type session struct {
 	// reactor's mu. ev is the loop's state for it (nil until it first enters).
 	inLoop atomic.Bool
 	ev     *loopState
+	// tlsSwap: a TLS session's transport, which the relay loop can swap (evloop.go).
+	tlsSwap *swapConn
 }
 
 // endAfterError ends the session after a read or handling error. A protocol violation is

@@ -68,14 +68,14 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn, opts Options, rt *Runt
 		}
 	}()
 	// The auth timeout counts from here: waiting for a place at the login cap is part of it.
-	s.authBy = time.Now().Add(rt.AuthTimeout)
-	if !p.settle(adm, rt, s.authBy) {
+	authBy := time.Now().Add(rt.AuthTimeout)
+	if !p.settle(adm, rt, authBy) {
 		refuseTooMany(conn)
 		done(errors.New("too many clients"))
 		return
 	}
-	_ = conn.SetDeadline(s.authBy)
-	err := s.startup(ctx)
+	_ = conn.SetDeadline(authBy)
+	err := s.startup(ctx, authBy)
 	p.admitted(adm)
 	if err != nil {
 		if !errors.Is(err, errCancelRequest) {
@@ -101,29 +101,36 @@ func (s *session) end(err error) {
 	if s.pid != 0 {
 		s.proxy.unregister(s)
 		s.proxy.clients.Add(-1)
-		s.proxy.Observer.Bytes(s.r.bytesIn, s.w.bytesOut)
 	}
-	s.releaseBuffers()
-	_ = s.conn.Close()
+	if s.r != nil { // nil only when a panic struck while the session was parked
+		if s.pid != 0 {
+			s.proxy.Observer.Bytes(s.r.bytesIn, s.w.bytesOut)
+		}
+		s.releaseBuffers()
+	}
+	s.withConn(func(c net.Conn) { _ = c.Close() })
 	s.done(err)
 }
 
 // onPanic ends a session whose goroutine panicked (recovered by the caller), so a bug
 // triggered by one client does not take the process down with every other client.
 func (s *session) onPanic(r any) {
-	s.proxy.Log.Error("client session panicked", "remote", s.conn.RemoteAddr().String(), "panic", r,
+	remote := "unknown"
+	s.withConn(func(c net.Conn) { remote = c.RemoteAddr().String() })
+	s.proxy.Log.Error("client session panicked", "remote", remote, "panic", r,
 		"stack", string(debug.Stack()))
 	s.end(fmt.Errorf("session panic: %v", r))
 }
 
 var errCancelRequest = errors.New("cancel request handled")
 
-// startup negotiates TLS, reads the StartupMessage, authenticates and greets the client.
-func (s *session) startup(ctx context.Context) error {
+// startup negotiates TLS, reads the StartupMessage, authenticates and greets the client, all by
+// authBy (the auth timeout from the session's start).
+func (s *session) startup(ctx context.Context, authBy time.Time) error {
 	// The auth timeout bounds the whole startup, not only reads from the client: the TLS
 	// handshake, and the wait for the upstream's parameters the first clients need (paramsOnce
 	// queues them, and each one's pool wait alone may be longer than the auth timeout).
-	ctx, cancel := context.WithDeadline(ctx, s.authBy)
+	ctx, cancel := context.WithDeadline(ctx, authBy)
 	defer cancel()
 	triedSSL, triedGSS := false, false
 	var sp *startupPacket
@@ -166,7 +173,12 @@ func (s *session) startup(ctx context.Context) error {
 			if _, err := s.conn.Write([]byte{'S'}); err != nil {
 				return err
 			}
-			tconn := tls.Server(withRawIO(s.conn), s.rt.TLS)
+			transport := withRawIO(s.conn)
+			if s.park && s.rt.RelayLoop {
+				s.tlsSwap = &swapConn{Conn: transport} // the relay loop may run the session
+				transport = s.tlsSwap
+			}
+			tconn := tls.Server(transport, s.rt.TLS)
 			if err := tconn.HandshakeContext(ctx); err != nil {
 				return fmt.Errorf("tls handshake: %w", err)
 			}

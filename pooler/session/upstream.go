@@ -300,11 +300,17 @@ func (s *session) relayBuffered(publish bool) error {
 // deadline left from a kick that raced with the write completing is cleared and the rest
 // written.
 func (s *session) writeClient(b []byte, publish bool) error {
+	return s.writeClientVia(s.w.write, b, publish)
+}
+
+// writeClientVia is writeClient through write (the relay loop's hand-off writes bytes crypto/tls
+// already encrypted straight to the socket under it).
+func (s *session) writeClientVia(write func([]byte) (int, error), b []byte, publish bool) error {
 	for {
 		if publish {
 			s.enter(phaseClientWrite)
 		}
-		n, err := s.w.write(b)
+		n, err := write(b)
 		ph, since := s.activity.get()
 		if publish {
 			s.enter(phaseBusy)
