@@ -310,6 +310,7 @@ func (r *reactor) handleEvent(ev loopEvent) {
 			}
 			if then := s.ev.leaving; then != nil && s.inLoop.Load() {
 				s.ev.leaving = nil
+				s.setState(StateIdle) // it no longer waits for a connection
 				r.handoff(s, then)
 			}
 			return
