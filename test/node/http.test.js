@@ -115,17 +115,23 @@ test('500 concurrent requests on 5 upstream connections succeed or time out clea
   );
   let ok = 0;
   let timedOut = 0;
+  let capped = 0;
   results.forEach((r, i) => {
     if (r.status === 'fulfilled') {
       assert.equal(r.value[0].i, i);
       ok++;
+    } else if (/HTTP status 429/.test(r.reason.message)) {
+      // More than http.maxInFlightPerKey (256) of them in flight at once, which a loaded
+      // machine allows: refused as documented, with SQLSTATE 53300 in the body.
+      assert.match(r.reason.message, /"code":"53300"/, `request ${i}: ${r.reason.message}`);
+      capped++;
     } else {
       assert.equal(r.reason.code, '53300', `request ${i}: ${r.reason.message}`);
       timedOut++;
     }
   });
-  t.diagnostic(`${ok} succeeded, ${timedOut} timed out (53300)`);
-  assert.equal(ok + timedOut, 500);
+  t.diagnostic(`${ok} succeeded, ${timedOut} timed out (53300), ${capped} over the per-key cap (429)`);
+  assert.equal(ok + timedOut + capped, 500);
   assert.ok(ok > 0);
 });
 
