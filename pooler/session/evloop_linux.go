@@ -117,7 +117,10 @@ type loopPart struct {
 	taken    []loopEvent
 	inboxN   atomic.Int32
 	sleeping atomic.Bool
-	ups      map[int]*upstream // upstream sockets registered in the epoll set, by descriptor
+	// ups: the upstream connections loop sessions hold now, by descriptor (at most the pool's
+	// size). A socket stays registered in the epoll set after its borrow (until it closes);
+	// its events are ignored while no loop session holds it.
+	ups map[int]*upstream
 }
 
 // upTokenBit marks an epoll token that is an upstream descriptor, not a session.
@@ -460,6 +463,7 @@ func (s *session) loopStep(r *reactor) error {
 			return errLoopHandoff
 		case s.canDetach():
 			s.detach()
+			r.disown(u)
 			continue // pipelined requests may follow
 		}
 		s.enter(s.attachedPhase()) // inside a transaction or a batch: the janitor's timeouts apply
@@ -551,10 +555,17 @@ func (r *reactor) ownUpstream(s *session) error {
 		}
 		u.loopFD = fd + 1
 		u.loopIn.fd = fd
-		r.ups[fd] = u
 	}
+	r.ups[u.loopFD-1] = u
 	u.loopOwner.Store(s)
 	return nil
+}
+
+// disown forgets an upstream connection a loop session no longer holds (handed back, or the
+// session handed off).
+func (r *reactor) disown(u *upstream) {
+	u.loopOwner.Store(nil)
+	delete(r.ups, u.loopFD-1)
 }
 
 // upstreamReady: an upstream socket is readable; relay it if a loop session holds it.
@@ -581,7 +592,11 @@ func (r *reactor) relayUpstream(s *session, u *upstream) {
 			r.handoff(s, func() error { return lost })
 			return
 		}
-		if err := s.relayBuffered(true); err != nil {
+		err = s.relayBuffered(true)
+		if s.srv != u {
+			r.disown(u) // the transaction ended: the connection went back to the pool
+		}
+		if err != nil {
 			r.handoff(s, func() error { return err })
 			return
 		}
@@ -666,8 +681,8 @@ func (r *reactor) handoff(s *session, then func() error) {
 	s.inLoop.Store(false)
 	r.mu.Unlock()
 	_ = syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_DEL, int(s.parkFD)-1, nil)
-	if s.srv != nil {
-		s.srv.loopOwner.Store(nil)
+	if s.srv != nil && s.srv.loopFD != 0 {
+		r.disown(s.srv)
 	}
 	go s.resumeFromLoop(then)
 }
