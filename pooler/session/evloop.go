@@ -43,10 +43,9 @@ type loopState struct {
 	since   time.Time    // when it started waiting for one (the pool's deadline counts from it)
 	pre     *pool.Conn   // a connection borrowed for it, not attached yet
 	leaving func() error // handoff asked while a connection was on its way to it
-	// tls: the session's TLS conn, whose transport (swap) is the loop's descriptor while the
-	// loop holds it; nil for plain TCP.
-	tls  net.Conn
-	swap *swapConn
+	// tls: the session's TLS conn, whose transport (the session's tlsSwap) is the loop's
+	// descriptor while the loop holds it; nil for plain TCP.
+	tls net.Conn
 	// more: the last read stopped with the buffer full; read again once there is room.
 	more bool
 	// stay: handed off; the goroutine reads the client itself once before the session may

@@ -18,8 +18,8 @@ import (
 	"github.com/edgepool/edgepool/pooler/pool"
 )
 
-// The relay loop (Runtime.RelayLoop): busy plain-TCP sessions in transaction mode are run by
-// the reactor's thread itself instead of a goroutine each, as PgBouncer runs all of its
+// The relay loop (Runtime.RelayLoop): busy plain-TCP and TLS sessions in transaction mode are
+// run by the reactor's goroutine itself instead of a goroutine each, as PgBouncer runs all of its
 // clients. A session enters the loop the first time it waits for its client between
 // transactions (enterLoop: its socket leaves Go's netpoller, as parking does) and stays there
 // across transactions: the loop reads what the client sent, handles it with the same code as
@@ -126,7 +126,8 @@ type loopPart struct {
 // upTokenBit marks an epoll token that is an upstream descriptor, not a session.
 const upTokenBit = 1 << 63
 
-const loopClientEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | unix.EPOLLET
+// loopEvents: a loop session's socket and an upstream socket the loop reads.
+const loopEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | unix.EPOLLET
 
 // tcp returns the TCP socket under the TLS session, nil while the loop holds it.
 func (c *swapConn) tcp() *net.TCPConn {
@@ -157,10 +158,10 @@ func (s *session) loopable() bool {
 		s.ev.stay = false
 		return false
 	}
-	if s.tlsSwap != nil {
-		return s.tlsSwap.tcp() != nil && getReactor() != nil
+	ok := s.tlsSwap != nil && s.tlsSwap.tcp() != nil
+	if s.tlsSwap == nil {
+		_, ok = s.conn.(*net.TCPConn)
 	}
-	_, ok := s.conn.(*net.TCPConn)
 	return ok && getReactor() != nil
 }
 
@@ -178,7 +179,7 @@ func (s *session) enterLoop() bool {
 	if err != nil {
 		return false
 	}
-	s.parkFD = int32(fd) + 1
+	s.parkFD = int32(fd) + 1 // also where leaveLoopSocket finds it if the loop cannot take it
 	if s.tlsSwap == nil && s.parkNext {
 		s.ev = nil // made again, for this descriptor, when the client speaks
 	} else {
@@ -186,7 +187,7 @@ func (s *session) enterLoop() bool {
 		ev.conn.fd, ev.conn.pending, ev.conn.drained, ev.more = fd, ev.conn.pending[:0], false, false
 		if s.tlsSwap != nil {
 			// The TLS state stays in the session's tls.Conn; only the socket under it changes.
-			ev.tls, ev.swap = s.conn, s.tlsSwap
+			ev.tls = s.conn
 			s.tlsSwap.Conn = &ev.conn
 		}
 		io := s.loopIO()
@@ -205,7 +206,8 @@ func (s *session) enterLoop() bool {
 		s.parkIO()
 		s.enter(phaseParked)
 	}
-	if !r.adopt(s, fd) {
+	// Registered edge-triggered for its whole stay in the loop.
+	if !r.register(s, fd, loopEvents, true) {
 		_ = s.leaveLoopSocket() // on failure the socket is a goneConn: the next read ends the session
 		return false
 	}
@@ -230,7 +232,7 @@ func (s *session) leaveLoopSocket() error {
 		s.setConn(goneConn{})
 	}
 	if s.ev != nil && s.ev.tls != nil {
-		s.ev.swap.Conn = withRawIO(s.conn)
+		s.tlsSwap.Conn = withRawIO(s.conn)
 		s.setConn(s.ev.tls)
 		s.ev.tls = nil
 	}
@@ -251,26 +253,6 @@ func (r *reactor) state(s *session) *loopState {
 		s.ev.conn.fd = int(s.parkFD) - 1
 	}
 	return s.ev
-}
-
-// adopt registers a loop session's socket (edge-triggered, for its whole stay).
-func (r *reactor) adopt(s *session, fd int) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.next++
-	tok := r.next
-	s.parkFD = int32(fd) + 1
-	s.parkTok = tok
-	s.inLoop.Store(true)
-	r.parked[tok] = s
-	ev := syscall.EpollEvent{Events: loopClientEvents, Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
-	if err := syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		delete(r.parked, tok)
-		s.parkTok, s.parkFD = 0, 0
-		s.inLoop.Store(false)
-		return false
-	}
-	return true
 }
 
 // post hands an event to the loop from any goroutine (the loop itself included). It may be
@@ -529,10 +511,7 @@ func (s *session) loopFlushOut() error {
 			return errLoopHandoff
 		}
 		u.out = u.out[:0]
-		if s.replayable() {
-			return errReplay // the connection was closed before it got the request
-		}
-		return s.upstreamFailed(fmt.Errorf("write upstream: %w", errno))
+		return s.upstreamWriteFailed(errno)
 	}
 	return nil
 }
@@ -549,7 +528,7 @@ func (r *reactor) ownUpstream(s *session) error {
 		if err := u.raw.rc.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
 			return errLoopHandoff
 		}
-		ev := syscall.EpollEvent{Events: loopClientEvents, Fd: int32(uint32(fd)), Pad: int32(-1 << 31)}
+		ev := tokenEvent(loopEvents, upTokenBit|uint64(fd))
 		if err := syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			return errLoopHandoff
 		}
@@ -676,11 +655,9 @@ func (r *reactor) handoff(s *session, then func() error) {
 	s.proxy.loopHandoffs.Add(1)
 	s.ev.stay = true
 	r.mu.Lock()
-	delete(r.parked, s.parkTok)
-	s.parkTok = 0
+	r.remove(s.parkTok, s)
 	s.inLoop.Store(false)
 	r.mu.Unlock()
-	_ = syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_DEL, int(s.parkFD)-1, nil)
 	if s.srv != nil && s.srv.loopFD != 0 {
 		r.disown(s.srv)
 	}
@@ -698,7 +675,6 @@ func (s *session) resumeFromLoop(then func() error) {
 		s.endAfterError(err)
 		return
 	}
-	var err error
 	if p := s.ev.conn.pending; len(p) > 0 {
 		write := s.w.write
 		if s.tlsSwap != nil {
@@ -711,6 +687,7 @@ func (s *session) resumeFromLoop(then func() error) {
 			return
 		}
 	}
+	var err error
 	if then != nil {
 		err = then()
 	}

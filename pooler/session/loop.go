@@ -208,12 +208,17 @@ func (s *session) writeUpstream(b []byte) error {
 	_, err := s.srv.writer().Write(b)
 	s.enter(phaseBusy)
 	if err != nil {
-		if s.replayable() {
-			return errReplay // the connection was closed before it got the request
-		}
-		return s.upstreamFailed(fmt.Errorf("write upstream: %w", err))
+		return s.upstreamWriteFailed(err)
 	}
 	return nil
+}
+
+// upstreamWriteFailed handles a failed write of requests upstream.
+func (s *session) upstreamWriteFailed(err error) error {
+	if s.replayable() {
+		return errReplay // the connection was closed before it got the request
+	}
+	return s.upstreamFailed(fmt.Errorf("write upstream: %w", err))
 }
 
 // canDetach reports whether the attached connection can go back to the pool now: transaction

@@ -80,21 +80,34 @@ func getReactor() *reactor {
 
 const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 
-// park registers s's descriptor fd (the session's socket is closed already) and reports
-// whether it did; the caller's goroutine must then leave s alone.
-func (r *reactor) park(s *session, fd int) bool {
+// register adds s's descriptor fd (the session's socket is closed already) to the epoll set
+// with events under a new token and reports whether it did; the caller's goroutine must then
+// leave s alone. loop: the relay loop runs the session (evloop_linux.go); else it is parked and
+// resumed on a goroutine at its first event.
+func (r *reactor) register(s *session, fd int, events uint32, loop bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.next++
 	tok := r.next
-	ev := syscall.EpollEvent{Events: parkEvents, Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
+	ev := tokenEvent(events, tok)
 	if err := syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return false
 	}
 	s.parkFD = int32(fd) + 1
 	s.parkTok = tok
+	s.inLoop.Store(loop)
 	r.parked[tok] = s
 	return true
+}
+
+// tokenEvent is an epoll registration for events whose events carry tok; eventToken reads it
+// back.
+func tokenEvent(events uint32, tok uint64) syscall.EpollEvent {
+	return syscall.EpollEvent{Events: events, Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
+}
+
+func eventToken(ev *syscall.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
 
 // unpark takes s out of the reactor and reports whether it was parked; the caller then owns
@@ -174,7 +187,7 @@ func (r *reactor) run() {
 			continue
 		}
 		for i := range n {
-			r.dispatch(uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32)
+			r.dispatch(eventToken(&events[i]))
 			// A connection released just now goes to the session queued for it at once, not
 			// after the rest of the batch: the pool is what clients wait for.
 			r.drainInbox()
@@ -231,7 +244,7 @@ func (s *session) parkIdle() error {
 				s.parkIO()
 				s.setConn(nil)
 				_ = tc.Close() // the duplicate keeps the socket open
-				if r.park(s, fd) {
+				if r.register(s, fd, parkEvents, false) {
 					// Drain, CloseRevoked or CloseAll may have looked for this session before
 					// it was registered; they set their flag first, so this check cannot miss
 					// both.
