@@ -87,6 +87,7 @@ type Pool struct {
 	connects       atomic.Int64
 	connectErrors  atomic.Int64
 	deadOnCheckout atomic.Int64
+	sockMoves      sockMoves // upstream sockets detached from / attached to Go's netpoller (Sock)
 	lastConnErr    atomic.Pointer[string]
 }
 
@@ -547,6 +548,9 @@ func (p *Pool) open(ctx context.Context, timeout time.Duration, deadline time.Ti
 		p.mu.Unlock()
 		return nil, err
 	}
+	if s, ok := pg.Conn().(*Sock); ok {
+		s.moves = &p.sockMoves
+	}
 	now := time.Now()
 	return &Conn{pool: p, pg: pg, createdAt: now, lastUsed: now, generation: gen, stmts: newStmtSet()}, nil
 }
@@ -739,8 +743,12 @@ type Stats struct {
 	ConnectErrors int64   `json:"connectErrors"`
 	// DeadOnCheckout counts idle connections found closed by the server when about to be
 	// handed out (and replaced).
-	DeadOnCheckout int64  `json:"deadOnCheckout"`
-	LastConnError  string `json:"lastConnectError,omitempty"`
+	DeadOnCheckout int64 `json:"deadOnCheckout"`
+	// SocketsDetached and SocketsAttached count upstream sockets taken out of Go's netpoller
+	// by the relay loop and put back for a goroutine's use (Sock).
+	SocketsDetached int64  `json:"socketsDetached"`
+	SocketsAttached int64  `json:"socketsAttached"`
+	LastConnError   string `json:"lastConnectError,omitempty"`
 }
 
 // Stats returns current counters.
@@ -756,6 +764,8 @@ func (p *Pool) Stats() Stats {
 	s.Connects = p.connects.Load()
 	s.ConnectErrors = p.connectErrors.Load()
 	s.DeadOnCheckout = p.deadOnCheckout.Load()
+	s.SocketsDetached = p.sockMoves.detached.Load()
+	s.SocketsAttached = p.sockMoves.attached.Load()
 	if e := p.lastConnErr.Load(); e != nil {
 		s.LastConnError = *e
 	}

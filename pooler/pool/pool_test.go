@@ -22,7 +22,15 @@ func TestMain(m *testing.M) { os.Exit(testutil.RunWithPostgres(m, &pg, nil)) }
 func newPool(t *testing.T, size int, wait time.Duration) *Pool {
 	t.Helper()
 	p := New(Settings{Size: size, QueryWaitTimeout: wait, ConnectTimeout: 5 * time.Second},
-		Options{Connect: func(ctx context.Context) (*pgconn.PgConn, error) { return pgconn.Connect(ctx, pg.DSN("postgres")) }})
+		Options{Connect: func(ctx context.Context) (*pgconn.PgConn, error) {
+			// As the pooler connects: TCP sockets come as a *Sock.
+			cfg, err := pgconn.ParseConfig(pg.DSN("postgres"))
+			if err != nil {
+				return nil, err
+			}
+			cfg.DialFunc = DialSock(cfg.DialFunc)
+			return pgconn.ConnectConfig(ctx, cfg)
+		}})
 	t.Cleanup(p.Close)
 	return p
 }
@@ -141,7 +149,11 @@ func TestStmtSetEvictsLeastRecentlyUsed(t *testing.T) {
 
 // A connection PostgreSQL terminated while it sat idle is found dead at checkout (its FATAL
 // waits unread in the socket) and replaced, so the borrower never sees 57P01.
-func TestCheckOutReplacesTerminatedConnection(t *testing.T) {
+func TestCheckOutReplacesTerminatedConnection(t *testing.T) { checkOutReplacesTerminated(t, nil) }
+
+// checkOutReplacesTerminated: borrowed (and then given to borrowed if not nil), released,
+// terminated by the server, checked out again.
+func checkOutReplacesTerminated(t *testing.T, borrowed func(*Conn)) {
 	p := newPool(t, 1, 5*time.Second)
 	ctx := context.Background()
 	c, err := p.Acquire(ctx)
@@ -149,6 +161,9 @@ func TestCheckOutReplacesTerminatedConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := c.PgConn().PID()
+	if borrowed != nil {
+		borrowed(c)
+	}
 	c.Release()
 	admin, err := pgconn.Connect(ctx, pg.DSN("postgres"))
 	if err != nil {

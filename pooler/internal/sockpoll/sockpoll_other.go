@@ -4,7 +4,11 @@
 // elsewhere nothing is known).
 package sockpoll
 
-import "net"
+import (
+	"errors"
+	"net"
+	"syscall"
+)
 
 // Events of Pending.
 const (
@@ -16,3 +20,12 @@ const (
 
 // Pending knows nothing here.
 func Pending(net.Conn, int16) (revents int16, known bool) { return 0, false }
+
+// Dup is not supported here.
+func Dup(syscall.Conn) (int, error) { return -1, errors.ErrUnsupported }
+
+// FromFD is not supported here.
+func FromFD(int) (net.Conn, error) { return nil, errors.ErrUnsupported }
+
+// CloseFD is not supported here.
+func CloseFD(int) error { return errors.ErrUnsupported }
