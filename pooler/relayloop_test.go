@@ -86,6 +86,16 @@ func TestRelayLoopCarriesBusyClients(t *testing.T) {
 	if limit := int64(2*clients + 4*4); st.RelayLoopHandoffs > limit {
 		t.Fatalf("%d hand-offs to goroutines for %d clients, want at most %d", st.RelayLoopHandoffs, clients, limit)
 	}
+	// The upstream sockets leave Go's netpoller when the loop first takes them and stay out
+	// across borrows: a move per hand-off at most, not one per transaction.
+	ps := h.srv.Pool().Stats()
+	t.Logf("upstream sockets: %d detached, %d attached again", ps.SocketsDetached, ps.SocketsAttached)
+	if ps.SocketsDetached == 0 {
+		t.Fatal("the relay loop took no upstream socket out of Go's netpoller")
+	}
+	if limit := st.RelayLoopHandoffs + 4; ps.SocketsDetached > limit {
+		t.Fatalf("%d upstream sockets detached for %d hand-offs, want at most %d", ps.SocketsDetached, st.RelayLoopHandoffs, limit)
+	}
 }
 
 // A client that vanishes while the loop holds it (idle, or inside a transaction) ends its

@@ -99,13 +99,19 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 }
 
 // upstreamConfig turns the config's upstream settings into a pgconn config (TLS per sslMode
-// with the CA file read now, require_auth).
+// with the CA file read now, require_auth, pool.Sock sockets).
 func upstreamConfig(cfg *config.Config) (*pgconn.Config, error) {
 	target, err := cfg.UpstreamTarget()
 	if err != nil {
 		return nil, err
 	}
-	return upstream.ConnConfig(target)
+	c, err := upstream.ConnConfig(target)
+	if err != nil {
+		return nil, err
+	}
+	// TCP sockets the relay loop can take out of Go's netpoller while it holds them.
+	c.DialFunc = pool.DialSock(c.DialFunc)
+	return c, nil
 }
 
 // Pool is the process's upstream pool (for the HTTP and WebSocket transports).

@@ -121,6 +121,9 @@ type loopPart struct {
 	// size). A socket stays registered in the epoll set after its borrow (until it closes);
 	// its events are ignored while no loop session holds it.
 	ups map[int]*upstream
+	// registerUp, unregisterUp: registerUpstream and unregisterUpstream, made once.
+	registerUp   func(fd int) error
+	unregisterUp func(fd int)
 }
 
 // upTokenBit marks an epoll token that is an upstream descriptor, not a session.
@@ -516,28 +519,35 @@ func (s *session) loopFlushOut() error {
 	return nil
 }
 
-// ownUpstream marks the attached connection as the loop's for this borrow and registers its
-// socket once (edge-triggered; events for it while a goroutine uses it are ignored).
+// ownUpstream marks the attached connection as the loop's for this borrow. Its socket leaves
+// Go's netpoller for the loop's epoll set (edge-triggered) the first time, and stays there
+// across borrows until a goroutine uses it through net.Conn again (pool.Sock): the netpoller
+// would otherwise wake for every answer the server sends, with nothing to run.
 func (r *reactor) ownUpstream(s *session) error {
 	u := s.srv
-	if u.raw == nil {
+	if u.sock == nil {
 		return errLoopHandoff // TLS upstream: the client loop relays it
 	}
-	if u.loopFD == 0 {
-		fd := -1
-		if err := u.raw.rc.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
-			return errLoopHandoff
-		}
-		ev := tokenEvent(loopEvents, upTokenBit|uint64(fd))
-		if err := syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			return errLoopHandoff
-		}
-		u.loopFD = fd + 1
-		u.loopIn.fd = fd
+	fd, err := u.sock.Detach(r.registerUp, r.unregisterUp)
+	if err != nil {
+		return errLoopHandoff
 	}
-	r.ups[u.loopFD-1] = u
+	u.loopFD = fd + 1
+	u.loopIn.fd = fd
+	r.ups[fd] = u
 	u.loopOwner.Store(s)
 	return nil
+}
+
+// registerUpstream and unregisterUpstream add an upstream socket to the epoll set and take it
+// out (pool.Sock.Detach; method values in registerUp and unregisterUp).
+func (r *reactor) registerUpstream(fd int) error {
+	ev := tokenEvent(loopEvents, upTokenBit|uint64(fd))
+	return syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_ADD, fd, &ev)
+}
+
+func (r *reactor) unregisterUpstream(fd int) {
+	_ = syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
 }
 
 // disown forgets an upstream connection a loop session no longer holds (handed back, or the
@@ -658,7 +668,7 @@ func (r *reactor) handoff(s *session, then func() error) {
 	r.remove(s.parkTok, s)
 	s.inLoop.Store(false)
 	r.mu.Unlock()
-	if s.srv != nil && s.srv.loopFD != 0 {
+	if s.srv != nil && s.srv.loopOwner.Load() == s {
 		r.disown(s.srv)
 	}
 	go s.resumeFromLoop(then)

@@ -50,9 +50,11 @@ type upstream struct {
 	// and the requests forwarded but not yet written.
 	in  upReader
 	out []byte
-	// raw: the socket's reads and writes without the scheduler's system-call bookkeeping
-	// (plain TCP upstreams; nil over TLS).
-	raw *rawSock
+	// sock: the plain TCP socket, which the relay loop may take out of Go's netpoller (nil
+	// over TLS); raw: its reads and writes without the scheduler's system-call bookkeeping, for
+	// the socket as it is in the netpoller now (rawIO).
+	sock *pool.Sock
+	raw  *rawSock
 	// syncedTo is the set of tracked parameter values the connection was last brought to
 	// (syncParams); nil when unknown.
 	syncedTo *paramSet
@@ -63,8 +65,9 @@ type upstream struct {
 	watch        *watcher
 	fatalRelayed bool
 
-	// The relay loop's view of the socket (evloop_linux.go): its descriptor + 1 once
-	// registered, a reader of it, and the loop session holding it (nil when none does).
+	// The relay loop's view of the socket (evloop_linux.go): its descriptor + 1 as the loop
+	// last took it (pool.Sock.Detach), a reader of it, and the loop session holding it (nil
+	// when none does).
 	loopFD    int
 	loopIn    fdReader
 	loopOwner atomic.Pointer[session]
@@ -103,7 +106,7 @@ func upstreamOf(ctx context.Context, c *pool.Conn) (*upstream, error) {
 	u, _ := st.(*upstream)
 	if u == nil {
 		u = &upstream{pc: c, conn: c.Socket(), paramsAt: ^uint64(0), out: make([]byte, 0, readBufSize)}
-		u.raw = rawSockFor(nil, u.conn)
+		u.sock, _ = u.conn.(*pool.Sock)
 		u.in.buf = new(make([]byte, upstreamBufSize))
 		c.SetRelay(u)
 	}
@@ -126,17 +129,31 @@ func (u *upstream) pending() int { return len(u.queue) - u.head }
 
 // reader and writer are the socket, raw when it can be.
 func (u *upstream) reader() io.Reader {
-	if u.raw != nil {
-		return u.raw
+	if raw := u.rawIO(); raw != nil {
+		return raw
 	}
 	return u.conn
 }
 
 func (u *upstream) writer() io.Writer {
-	if u.raw != nil {
-		return u.raw
+	if raw := u.rawIO(); raw != nil {
+		return raw
 	}
 	return u.conn
+}
+
+// rawIO returns raw reads and writes of the plain TCP socket, back in Go's netpoller if the
+// relay loop had taken it out; nil over TLS (or once the socket is closed).
+func (u *upstream) rawIO() *rawSock {
+	if u.sock == nil {
+		return nil
+	}
+	tc := u.sock.TCP()
+	if tc == nil {
+		return nil
+	}
+	u.raw = rawSockFor(u.raw, tc)
+	return u.raw
 }
 
 // push records a request sent; flush marks that the server answers everything sent so far
