@@ -5,6 +5,7 @@ package session
 import (
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -34,6 +35,10 @@ type reactor struct {
 	mu     sync.Mutex
 	next   uint64
 	parked map[uint64]*session // parked sessions and the relay loop's, by token
+	// gate: an epoll set holding epfd, armed only while run sleeps; wait: the gate in Go's
+	// netpoller, where run sleeps (see run).
+	gate int
+	wait syscall.RawConn
 	loopPart
 }
 
@@ -46,28 +51,60 @@ var (
 // available (sessions then park on a goroutine).
 func getReactor() *reactor {
 	reactorOnce.Do(func() {
-		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-		if err != nil {
-			return
+		if r, err := newReactor(); err == nil {
+			theReactor.Store(r)
+			go r.run()
 		}
-		wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-		if err != nil {
-			_ = syscall.Close(fd)
-			return
-		}
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN} // token 0: the wake-up
-		if err := syscall.EpollCtl(fd, syscall.EPOLL_CTL_ADD, wake, &ev); err != nil {
-			_ = syscall.Close(fd)
-			_ = syscall.Close(wake)
-			return
-		}
-		r := &reactor{epfd: fd, parked: map[uint64]*session{}}
-		r.wakefd, r.ups = wake, map[int]*upstream{}
-		r.registerUp, r.unregisterUp = r.registerUpstream, r.unregisterUpstream
-		theReactor.Store(r)
-		go r.run()
 	})
 	return theReactor.Load()
+}
+
+// newReactor makes the epoll set, its wake-up eventfd (token 0) and its gate: a second epoll
+// set whose one entry is the first one, disarmed except while run sleeps. The gate is what
+// waits in Go's netpoller (non-blocking, so os.NewFile registers it there).
+func newReactor() (_ *reactor, err error) {
+	var fds []int
+	defer func() {
+		if err != nil {
+			for _, fd := range fds {
+				_ = syscall.Close(fd)
+			}
+		}
+	}()
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	fds = append(fds, fd)
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	fds = append(fds, wake)
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN} // token 0: the wake-up
+	if err := syscall.EpollCtl(fd, syscall.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		return nil, err
+	}
+	gate, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	fds = append(fds, gate)
+	off := syscall.EpollEvent{}
+	if err := syscall.EpollCtl(gate, syscall.EPOLL_CTL_ADD, fd, &off); err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(gate, true); err != nil {
+		return nil, err
+	}
+	rc, err := os.NewFile(uintptr(gate), "reactor").SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	r := &reactor{epfd: fd, gate: gate, wait: rc, parked: map[uint64]*session{}}
+	r.wakefd, r.ups = wake, map[int]*upstream{}
+	r.registerUp, r.unregisterUp = r.registerUpstream, r.unregisterUpstream
+	return r, nil
 }
 
 const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
@@ -146,26 +183,44 @@ func (r *reactor) parkedCount(p *Proxy) int {
 }
 
 // run waits for events: parked sessions are resumed on a goroutine; the relay loop's sessions
-// and upstream sockets are served right here (evloop_linux.go). When nothing is ready the
-// reactor's goroutine sleeps in epoll_wait itself (a blocking system call: its thread waits,
-// and the scheduler hands the thread's P to other goroutines). None of the loop's sockets is in
-// Go's netpoller while the loop holds it (client sockets are duplicated and closed there,
-// upstream sockets detached: pool.Sock), so traffic wakes one sleeper, not two. (Waiting in the
-// netpoller on the epoll descriptor instead cost more: a thread parked in the netpoller was
-// woken for every event on the set while the loop was busy serving, 1.75 epoll_pwait per
-// transaction at 100 clients.)
+// and upstream sockets are served right here (evloop_linux.go).
+//
+// When nothing is ready the reactor's goroutine sleeps in Go's netpoller, on the gate: an epoll
+// set whose single entry, the reactor's set, is armed just before the sleep and disarmed after
+// it. While the loop runs, events on its sockets therefore wake nothing else: none of its
+// sockets is in the netpoller while the loop holds it (client sockets are duplicated and closed
+// there, upstream sockets detached: pool.Sock), and the set itself reaches the netpoller only
+// through the gate. (With the set registered in the netpoller directly, a netpoller thread was
+// woken for every event on it while the loop was busy serving: 1.75 epoll_pwait per transaction
+// at 100 clients. Sleeping in a blocking epoll_wait instead kept the runtime's monitor thread
+// polling every 20 µs whenever the loop slept: 2.5–3 times the pooler's CPU at 20–200
+// transactions a second.)
 func (r *reactor) run() {
 	events := make([]syscall.EpollEvent, 256)
+	var n int
+	var errno syscall.Errno
+	poll := func(uintptr) bool {
+		n, errno = rawEpollWait(r.epfd, events, 0)
+		return n > 0 || errno != 0
+	}
+	armed := syscall.EpollEvent{Events: syscall.EPOLLIN}
+	disarmed := syscall.EpollEvent{}
 	for {
 		r.drainInbox()
-		n, errno := rawEpollWait(r.epfd, events, 0)
+		n, errno = rawEpollWait(r.epfd, events, 0)
 		if errno == 0 && n == 0 {
 			r.sleeping.Store(true)
 			if r.inboxN.Load() > 0 {
 				r.sleeping.Store(false)
 				continue
 			}
-			n, errno = blockingEpollWait(r.epfd, events)
+			// Armed level-triggered: events that came since the look above reach the gate.
+			if err := syscall.EpollCtl(r.gate, syscall.EPOLL_CTL_MOD, r.epfd, &armed); err != nil {
+				errno = syscall.EIO
+			} else if err := r.wait.Read(poll); err != nil {
+				errno = syscall.EIO
+			}
+			_ = syscall.EpollCtl(r.gate, syscall.EPOLL_CTL_MOD, r.epfd, &disarmed)
 			r.sleeping.Store(false)
 		}
 		if errno != 0 {
@@ -208,14 +263,6 @@ func (r *reactor) dispatch(tok uint64) {
 	r.take(tok)
 	r.mu.Unlock()
 	go s.resume()
-}
-
-// blockingEpollWait waits for events without a timeout (posts wake it through the eventfd),
-// as a system call the scheduler knows may block.
-func blockingEpollWait(epfd int, events []syscall.EpollEvent) (int, syscall.Errno) {
-	n, _, errno := syscall.Syscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd),
-		uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), ^uintptr(0), 0, 0)
-	return int(n), errno
 }
 
 func rawEpollWait(epfd int, events []syscall.EpollEvent, msec int) (int, syscall.Errno) {
