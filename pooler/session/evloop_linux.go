@@ -118,8 +118,8 @@ type loopPart struct {
 	inboxN   atomic.Int32
 	sleeping atomic.Bool
 	// ups: the upstream connections loop sessions hold now, by descriptor (at most the pool's
-	// size). A socket stays registered in the epoll set after its borrow (until it closes);
-	// its events are ignored while no loop session holds it.
+	// size). A socket stays in the epoll set after its borrow (until a goroutine takes it
+	// back, pool.Sock, or it closes); its events are ignored while no loop session holds it.
 	ups map[int]*upstream
 	// registerUp, unregisterUp: registerUpstream and unregisterUpstream, made once.
 	registerUp   func(fd int) error
