@@ -142,6 +142,7 @@ func (s *Sock) conn() (*net.TCPConn, error) {
 	return nil, net.ErrClosed
 }
 
+// Read reads through Go's netpoller (a detached socket comes back first).
 func (s *Sock) Read(p []byte) (int, error) {
 	tc, err := s.conn()
 	if err != nil {
@@ -150,6 +151,7 @@ func (s *Sock) Read(p []byte) (int, error) {
 	return tc.Read(p)
 }
 
+// Write writes through Go's netpoller (a detached socket comes back first).
 func (s *Sock) Write(p []byte) (int, error) {
 	tc, err := s.conn()
 	if err != nil {
@@ -175,29 +177,30 @@ func (s *Sock) Close() error {
 	return sockpoll.CloseFD(fd)
 }
 
-func (s *Sock) LocalAddr() net.Addr  { return s.local }
+// LocalAddr is the socket's local address (as dialed).
+func (s *Sock) LocalAddr() net.Addr { return s.local }
+
+// RemoteAddr is the server's address (as dialed).
 func (s *Sock) RemoteAddr() net.Addr { return s.remote }
 
-func (s *Sock) SetDeadline(t time.Time) error {
-	tc, err := s.conn()
-	if err != nil {
-		return err
-	}
-	return tc.SetDeadline(t)
-}
+// SetDeadline sets the socket's deadlines; a detached socket comes back first (a deadline is
+// for a use through net.Conn).
+func (s *Sock) SetDeadline(t time.Time) error { return s.setDeadline((*net.TCPConn).SetDeadline, t) }
 
+// SetReadDeadline is SetDeadline for reads.
 func (s *Sock) SetReadDeadline(t time.Time) error {
-	tc, err := s.conn()
-	if err != nil {
-		return err
-	}
-	return tc.SetReadDeadline(t)
+	return s.setDeadline((*net.TCPConn).SetReadDeadline, t)
 }
 
+// SetWriteDeadline is SetDeadline for writes.
 func (s *Sock) SetWriteDeadline(t time.Time) error {
+	return s.setDeadline((*net.TCPConn).SetWriteDeadline, t)
+}
+
+func (s *Sock) setDeadline(set func(*net.TCPConn, time.Time) error, t time.Time) error {
 	tc, err := s.conn()
 	if err != nil {
 		return err
 	}
-	return tc.SetWriteDeadline(t)
+	return set(tc, t)
 }

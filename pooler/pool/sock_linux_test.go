@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync/atomic"
@@ -180,7 +181,7 @@ func TestSockCloseDetached(t *testing.T) {
 		t.Fatalf("%d unregistrations", set.removed.Load())
 	}
 	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if n, err := peer.Read(make([]byte, 1)); err != io.EOF {
+	if n, err := peer.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Fatalf("peer read %d, %v; want EOF", n, err)
 	}
 	if _, err := s.Write([]byte("x")); err == nil {
