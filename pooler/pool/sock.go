@@ -19,8 +19,9 @@ import (
 // while the connection sits idle in the pool and is borrowed by the loop again; the first use
 // through net.Conn (pgconn, a relay on a goroutine, TCP) puts it back, transparently.
 //
-// Detach and the use through net.Conn follow the borrow: one holder at a time. mu only orders a
-// late SetDeadline from a watchdog (pgconn's context watcher) with them.
+// Detach and the use through net.Conn follow the borrow: one holder at a time. mu orders the
+// moves (Detach, the way back, Close, Control) with each other; the use through net.Conn reads
+// tc without it.
 type Sock struct {
 	mu     sync.Mutex
 	tc     atomic.Pointer[net.TCPConn] // the socket in Go's netpoller; nil while detached

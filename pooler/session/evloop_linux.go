@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/edgepool/edgepool/pooler/internal/sockpoll"
 	"github.com/edgepool/edgepool/pooler/pool"
 )
 
@@ -178,7 +179,7 @@ func (s *session) enterLoop() bool {
 	} else {
 		tc = s.conn.(*net.TCPConn)
 	}
-	fd, err := detachSocket(tc)
+	fd, err := sockpoll.Dup(tc)
 	if err != nil {
 		return false
 	}

@@ -283,7 +283,7 @@ func (s *session) parkIdle() error {
 	s.enter(phaseParked)
 	if tc, ok := s.conn.(*net.TCPConn); ok {
 		if r := getReactor(); r != nil {
-			if fd, err := detachSocket(tc); err == nil {
+			if fd, err := sockpoll.Dup(tc); err == nil {
 				s.parkIO()
 				s.setConn(nil)
 				_ = tc.Close() // the duplicate keeps the socket open
@@ -308,9 +308,6 @@ func (s *session) parkIdle() error {
 	go s.resumeAfterWait()
 	return errParked
 }
-
-// detachSocket duplicates the connection's descriptor (close-on-exec) for parking.
-func detachSocket(tc *net.TCPConn) (int, error) { return sockpoll.Dup(tc) }
 
 // attachSocket makes the session's net.Conn again from a parked descriptor (which it closes).
 func (s *session) attachSocket(fd int) error {
